@@ -1,0 +1,1 @@
+//! Generic protocol tracker (stub).

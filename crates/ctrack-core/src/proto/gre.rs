@@ -1,0 +1,4 @@
+//! GRE (stub).
+/// GRE per-entry state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GreConn;
