@@ -12,11 +12,17 @@
 //! * **Configuration = the kernel's sysctls** ([`Sysctls`]), with the kernel's names
 //!   and defaults.
 
+pub mod conntrack;
+pub mod entry;
+pub mod event;
+pub mod format;
 pub mod invalid;
 pub mod packet;
 pub mod proto;
 pub mod status;
+pub mod stats;
 pub mod sysctl;
+pub mod table;
 pub mod time;
 pub mod tuple;
 
@@ -25,3 +31,6 @@ pub use status::{CtInfo, CtState, Status};
 pub use sysctl::Sysctls;
 pub use time::{Duration, Instant};
 pub use tuple::{Addr, Dir, Family, Tuple};
+pub use conntrack::{Config, Confirmed, Conntrack, Hook, Tracked, Verdict};
+pub use entry::Entry;
+pub use stats::Stats;

@@ -18,7 +18,6 @@ pub mod tcp;
 pub mod udp;
 
 use crate::invalid::InvalidReason;
-use crate::packet::Packet;
 use crate::status::Status;
 use crate::sysctl::Sysctls;
 use crate::time::{Duration, Instant};

@@ -1,0 +1,804 @@
+//! The engine: `nf_conntrack_in` ([`Conntrack::track`]) and `nf_conntrack_confirm`
+//! ([`Conntrack::confirm`]) over the table (kernel `nf_conntrack_core.c`;
+//! kernel-semantics.md §2, §4, §11).
+
+use crate::entry::{Counter, Entry, Extensions};
+use crate::event::{bits, Event, EventKind};
+use crate::invalid::InvalidReason;
+use crate::packet::{Packet, ParseError};
+use crate::proto::icmp::{self, IcmpClass, IcmpReason};
+use crate::proto::{gre, sctp, tcp, udp, Cx, EntryCx, ProtoState, TrackerResult};
+use crate::stats::Stats;
+use crate::status::{CtInfo, CtState, Status};
+use crate::sysctl::Sysctls;
+use crate::table::{EntryId, Table};
+use crate::time::{Duration, Instant};
+use crate::tuple::{proto, Addr, Dir, Family, Tuple};
+
+/// The netfilter hook a packet is tracked at (decides checksum verification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// PRE_ROUTING: packets arriving from an interface (checksums verified).
+    PreRouting,
+    /// LOCAL_OUT: packets the host itself sends (never checksum-verified).
+    LocalOut,
+}
+
+/// What conntrack did with the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted (INVALID packets are accepted too: dropping them is the ruleset's job).
+    Accept,
+    /// Dropped by conntrack itself (table full, tracker DROP, failed confirm).
+    Drop,
+}
+
+/// The per-packet result of [`Conntrack::track`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Tracked {
+    /// ctinfo when the packet has a conntrack.
+    pub ctinfo: Option<CtInfo>,
+    /// The entry, if the packet has one and it still exists.
+    pub entry: Option<EntryId>,
+    /// The packet is UNTRACKED (ICMPv6 ND/MLD, notrack).
+    pub untracked: bool,
+    /// Accept or drop.
+    pub verdict: Verdict,
+    /// Why it is invalid, an error, dropped, or ignored by its tracker.
+    pub reason: Option<InvalidReason>,
+}
+
+impl Tracked {
+    /// The `ct state` rules see, or `None` when conntrack dropped the packet.
+    pub fn ctstate(&self) -> Option<CtState> {
+        if self.verdict == Verdict::Drop {
+            return None;
+        }
+        Some(if self.untracked {
+            CtState::Untracked
+        } else if let Some(ci) = self.ctinfo {
+            ci.state()
+        } else {
+            CtState::Invalid
+        })
+    }
+
+    /// `ct direction`, for packets with a conntrack.
+    pub fn direction(&self) -> Option<Dir> {
+        self.ctinfo.map(CtInfo::dir)
+    }
+
+    fn invalid(reason: InvalidReason) -> Tracked {
+        Tracked {
+            ctinfo: None,
+            entry: None,
+            untracked: false,
+            verdict: Verdict::Accept,
+            reason: Some(reason),
+        }
+    }
+}
+
+/// Result of [`Conntrack::confirm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// Nothing to confirm (already confirmed, reply direction, no entry): events delivered.
+    Nothing,
+    /// The entry was inserted.
+    Inserted,
+    /// A clash with an identical entry was resolved by merging into it.
+    Merged(EntryId),
+    /// Confirm failed: the packet is dropped (`insert_failed`).
+    Failed(InvalidReason),
+}
+
+/// Engine configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The sysctls.
+    pub sysctls: Sysctls,
+    /// Seed of the hash key and of random choices (replay is deterministic for a seed).
+    pub seed: u64,
+    /// Record events (snapshots cost a clone per event).
+    pub events: bool,
+}
+
+/// A conntrack table with its trackers: one network namespace's conntrack.
+pub struct Conntrack {
+    sysctls: Sysctls,
+    table: Table,
+    stats: Stats,
+    events_enabled: bool,
+    events: Vec<Event>,
+    next_seq: u64,
+    expired: Vec<EntryId>,
+}
+
+impl Conntrack {
+    /// A new, empty conntrack.
+    pub fn new(cfg: Config) -> Conntrack {
+        let table = Table::new(cfg.sysctls.buckets(), cfg.seed);
+        Conntrack {
+            sysctls: cfg.sysctls,
+            table,
+            stats: Stats::default(),
+            events_enabled: cfg.events,
+            events: Vec::new(),
+            next_seq: 0,
+            expired: Vec::new(),
+        }
+    }
+
+    /// The sysctls in force.
+    pub fn sysctls(&self) -> &Sysctls {
+        &self.sysctls
+    }
+
+    /// Change the sysctls (timeouts apply from the next refresh, as in the kernel).
+    pub fn sysctls_mut(&mut self) -> &mut Sysctls {
+        &mut self.sysctls
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Entries allocated, unconfirmed included (kernel `nf_conntrack_count`).
+    pub fn count(&self) -> u32 {
+        self.table.count()
+    }
+
+    /// The entry of `id`.
+    pub fn entry(&self, id: EntryId) -> Option<&Entry> {
+        self.table.get(id)
+    }
+
+    /// Take the delivered events.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The confirmed, unexpired entries, in creation order.
+    pub fn entries(&self, now: Instant) -> Vec<&Entry> {
+        let mut v: Vec<&Entry> = self
+            .table
+            .linked_ids()
+            .into_iter()
+            .filter_map(|id| self.table.get(id))
+            .filter(|e| !e.expired(now))
+            .collect();
+        v.sort_by_key(|e| e.seq);
+        v
+    }
+
+    /// Delete every expired entry (DESTROY events), as the GC worker eventually does.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let ids: Vec<EntryId> = self
+            .table
+            .linked_ids()
+            .into_iter()
+            .filter(|&id| self.table.get(id).is_some_and(|e| e.expired(now)))
+            .collect();
+        let n = ids.len();
+        for id in ids {
+            self.delete(id, now);
+        }
+        n
+    }
+
+    /// Track one IP packet (already through the IP input checks and defrag): find or
+    /// create its entry, run its L4 tracker, give it a ctinfo. A new entry is unconfirmed
+    /// until [`Conntrack::confirm`]; call [`Conntrack::discard`] if the packet is dropped
+    /// before reaching the confirm hook.
+    pub fn track(&mut self, now: Instant, data: &[u8], hook: Hook, zone: u16) -> Tracked {
+        let pkt = match Packet::parse(data) {
+            Ok(p) => p,
+            Err(ParseError::NoL4(r, _)) => {
+                self.stats.invalid += 1;
+                return Tracked::invalid(InvalidReason::NoL4(r));
+            }
+            Err(ParseError::Truncated) => {
+                self.stats.invalid += 1;
+                return Tracked::invalid(InvalidReason::TupleTooShort);
+            }
+        };
+        let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
+
+        // ICMP/ICMPv6 error handler runs before the normal lookup.
+        let class = {
+            let cx = Cx {
+                now,
+                sysctls: &self.sysctls,
+                check_checksum,
+            };
+            match (pkt.family, pkt.proto) {
+                (Family::V4, proto::ICMP) => Some(icmp::classify_v4(&pkt, &cx)),
+                (Family::V6, proto::ICMPV6) => Some(icmp::classify_v6(&pkt, &cx)),
+                _ => None,
+            }
+        };
+        match class {
+            Some(IcmpClass::Reject(r)) => {
+                self.stats.error += 1;
+                return Tracked::invalid(r.into());
+            }
+            Some(IcmpClass::Untracked) => {
+                return Tracked {
+                    untracked: true,
+                    ..Tracked::invalid(InvalidReason::Generic)
+                }
+                .without_reason();
+            }
+            Some(IcmpClass::Error { inner_off }) => {
+                return self.icmp_error(now, &pkt, inner_off, zone);
+            }
+            Some(IcmpClass::Query) | None => {}
+        }
+
+        let tuple = match tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()) {
+            Ok(t) => t,
+            Err(r) => {
+                self.stats.invalid += 1;
+                return Tracked::invalid(r);
+            }
+        };
+
+        loop {
+            let found = self.lookup(&tuple, zone, now);
+            let (id, dir, fresh) = match found {
+                Some((id, dir)) => (id, dir, false),
+                None => {
+                    let Some(reply) = invert(&tuple) else {
+                        self.stats.invalid += 1;
+                        return Tracked::invalid(InvalidReason::IcmpNotInvertible {
+                            icmp_type: tuple.icmp_type(),
+                        });
+                    };
+                    match self.alloc(now, tuple, reply, zone) {
+                        Some(id) => (id, Dir::Original, true),
+                        None => {
+                            self.stats.drop += 1;
+                            return Tracked {
+                                verdict: Verdict::Drop,
+                                ..Tracked::invalid(InvalidReason::TableFull)
+                            };
+                        }
+                    }
+                }
+            };
+            let Some(e) = self.table.get(id) else {
+                return Tracked::invalid(InvalidReason::Generic);
+            };
+            let status = e.status;
+            let ctinfo = match dir {
+                Dir::Reply => CtInfo::EstablishedReply,
+                Dir::Original if status.has(Status::SEEN_REPLY) => CtInfo::Established,
+                Dir::Original if status.has(Status::EXPECTED) => CtInfo::Related,
+                Dir::Original => CtInfo::New,
+            };
+            let unconfirmed = !status.has(Status::CONFIRMED);
+            let ecx = EntryCx {
+                status,
+                unconfirmed,
+                remaining: e.remaining(now),
+            };
+            let cx = Cx {
+                now,
+                sysctls: &self.sysctls,
+                check_checksum,
+            };
+            let result = run_tracker(self.table.get_mut(id), &pkt, dir, fresh, &ecx, &cx);
+            match result {
+                TrackerResult::Repeat => {
+                    self.delete(id, now);
+                    continue;
+                }
+                TrackerResult::Invalid {
+                    reason,
+                    set_timeout,
+                } => {
+                    self.stats.invalid += 1;
+                    if unconfirmed {
+                        self.table.free(id);
+                    } else if let (Some(t), Some(e)) = (set_timeout, self.table.get_mut(id)) {
+                        e.deadline = now + t;
+                    }
+                    return Tracked::invalid(reason);
+                }
+                TrackerResult::Drop(reason) => {
+                    self.stats.invalid += 1;
+                    self.stats.drop += 1;
+                    if unconfirmed {
+                        self.table.free(id);
+                    }
+                    return Tracked {
+                        verdict: Verdict::Drop,
+                        ..Tracked::invalid(reason)
+                    };
+                }
+                TrackerResult::Accept(acc) => {
+                    let len = pkt.len() as u64;
+                    let Some(e) = self.table.get_mut(id) else {
+                        return Tracked::invalid(InvalidReason::Generic);
+                    };
+                    if acc.refresh.is_some() || acc.kill {
+                        if let Some(c) = e.ext.acct.as_mut() {
+                            c[dir.index()].packets += 1;
+                            c[dir.index()].bytes += len;
+                        }
+                    }
+                    if let Some(t) = acc.refresh {
+                        if !e.status.has(Status::FIXED_TIMEOUT) {
+                            e.deadline = now + t;
+                        }
+                    }
+                    if acc.set_assured && !e.status.has(Status::ASSURED) {
+                        e.status.set(Status::ASSURED);
+                        e.ecache |= bits::ASSURED;
+                    }
+                    if acc.state_changed {
+                        e.ecache |= bits::PROTOINFO;
+                    }
+                    if acc.kill {
+                        self.delete(id, now);
+                        return Tracked {
+                            ctinfo: Some(ctinfo),
+                            entry: None,
+                            untracked: false,
+                            verdict: Verdict::Accept,
+                            reason: acc.note,
+                        };
+                    }
+                    if ctinfo == CtInfo::EstablishedReply && !e.status.has(Status::SEEN_REPLY) {
+                        e.status.set(Status::SEEN_REPLY);
+                        e.ecache |= bits::REPLY;
+                    }
+                    return Tracked {
+                        ctinfo: Some(ctinfo),
+                        entry: Some(id),
+                        untracked: false,
+                        verdict: Verdict::Accept,
+                        reason: acc.note,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The packet reached the confirm hook (POST_ROUTING or LOCAL_IN, priority INT_MAX):
+    /// insert its entry if new (ORIGINAL direction only), then deliver cached events.
+    pub fn confirm(&mut self, now: Instant, t: &Tracked) -> Confirmed {
+        let (Some(id), Some(ci)) = (t.entry, t.ctinfo) else {
+            return Confirmed::Nothing;
+        };
+        if self.table.is_linked(id) {
+            self.deliver(id, now, EventKind::Update);
+            return Confirmed::Nothing;
+        }
+        if ci.dir() != Dir::Original {
+            return Confirmed::Nothing;
+        }
+        let Some(e) = self.table.get(id) else {
+            return Confirmed::Nothing;
+        };
+        let (orig, reply, zone, seq) = (e.tuples[0], e.tuples[1], e.zone, e.seq);
+        // Chain limit: 50 + random(0..29) in the kernel; a per-entry pseudo-random value here.
+        let max_chain = 50 + (seq % 30) as usize;
+        let b0 = self.table.bucket(&orig, zone);
+        let b1 = self.table.bucket(&reply, zone);
+        if self.table.chain_len(b0) > max_chain || self.table.chain_len(b1) > max_chain {
+            self.stats.chaintoolong += 1;
+            self.stats.insert_failed += 1;
+            self.stats.drop += 1;
+            self.table.free(id);
+            return Confirmed::Failed(InvalidReason::InsertClash);
+        }
+        let mut scratch = Vec::new();
+        let clash = self
+            .table
+            .find(&orig, zone, now, &mut scratch)
+            .or_else(|| self.table.find(&reply, zone, now, &mut scratch));
+        if let Some((other, _)) = clash {
+            let allows = matches!(
+                orig.proto,
+                proto::UDP | proto::UDPLITE | proto::GRE
+            ) || !is_known_proto(orig.proto);
+            let identical = self.table.get(other).is_some_and(|o| {
+                (o.tuples[0] == orig && o.tuples[1] == reply)
+                    || (o.tuples[0] == reply && o.tuples[1] == orig)
+            });
+            if allows && identical {
+                self.stats.clash_resolve += 1;
+                self.table.free(id);
+                return Confirmed::Merged(other);
+            }
+            self.stats.insert_failed += 1;
+            self.stats.drop += 1;
+            self.table.free(id);
+            return Confirmed::Failed(InvalidReason::InsertClash);
+        }
+        self.table.link(id);
+        if let Some(e) = self.table.get_mut(id) {
+            e.status.set(Status::CONFIRMED);
+            if let Some(ts) = e.ext.tstamp.as_mut() {
+                ts.0 = now;
+            }
+            e.ecache |= if e.status.has(Status::EXPECTED) {
+                bits::RELATED
+            } else {
+                bits::NEW
+            };
+        }
+        self.deliver(id, now, EventKind::New);
+        Confirmed::Inserted
+    }
+
+    /// The packet was dropped before the confirm hook: an unconfirmed entry it created is
+    /// freed without a trace (no event, no count).
+    pub fn discard(&mut self, t: &Tracked) {
+        if let Some(id) = t.entry {
+            if !self.table.is_linked(id) {
+                self.table.free(id);
+            }
+        }
+    }
+
+    fn deliver(&mut self, id: EntryId, now: Instant, kind: EventKind) {
+        let Some(e) = self.table.get_mut(id) else {
+            return;
+        };
+        let mask = std::mem::take(&mut e.ecache);
+        if mask == 0 || !self.events_enabled {
+            return;
+        }
+        let kind = if mask & (bits::NEW | bits::RELATED) != 0 {
+            EventKind::New
+        } else {
+            kind
+        };
+        self.events.push(Event {
+            time: now,
+            kind,
+            mask,
+            entry: e.clone(),
+        });
+    }
+
+    /// Delete an entry (kernel `nf_ct_delete`): DESTROY event, unlink, free.
+    fn delete(&mut self, id: EntryId, now: Instant) {
+        let confirmed = self.table.is_linked(id);
+        if let Some(mut e) = self.table.free(id) {
+            if confirmed && self.events_enabled {
+                e.status.set(Status::DYING);
+                if let Some(ts) = e.ext.tstamp.as_mut() {
+                    let stop = if e.deadline < now { e.deadline } else { now };
+                    ts.1 = Some(stop);
+                }
+                self.events.push(Event {
+                    time: now,
+                    kind: EventKind::Destroy,
+                    mask: bits::DESTROY,
+                    entry: e,
+                });
+            }
+        }
+    }
+
+    fn lookup(&mut self, t: &Tuple, zone: u16, now: Instant) -> Option<(EntryId, Dir)> {
+        let mut expired = std::mem::take(&mut self.expired);
+        let r = self.table.find(t, zone, now, &mut expired);
+        for &id in &expired {
+            self.delete(id, now);
+        }
+        expired.clear();
+        self.expired = expired;
+        // A deletion above cannot invalidate `r`: `r` is unexpired.
+        r
+    }
+
+    /// Allocate an unconfirmed entry; on a full table run early drop (§11.4).
+    fn alloc(&mut self, now: Instant, orig: Tuple, reply: Tuple, zone: u16) -> Option<EntryId> {
+        let max = self.sysctls.nf_conntrack_max;
+        if max != 0 && self.table.count() >= max && !self.early_drop(now, &orig, zone) {
+            return None;
+        }
+        let s = &self.sysctls;
+        let proto = match orig.proto {
+            proto::TCP => ProtoState::Tcp(tcp::TcpConn::default()),
+            proto::UDP | proto::UDPLITE => ProtoState::Udp(udp::UdpConn::default()),
+            proto::ICMP | proto::ICMPV6 => ProtoState::Icmp,
+            proto::GRE => ProtoState::Gre(gre::GreConn::default()),
+            proto::SCTP => ProtoState::Sctp(sctp::SctpConn::default()),
+            _ => ProtoState::Generic,
+        };
+        let entry = Entry {
+            tuples: [orig, reply],
+            status: Status::default(),
+            zone,
+            mark: 0,
+            deadline: now,
+            proto,
+            ext: Extensions {
+                acct: (s.nf_conntrack_acct == 1).then_some([Counter::default(); 2]),
+                tstamp: (s.nf_conntrack_timestamp == 1).then_some((now, None)),
+            },
+            seq: self.next_seq,
+            ecache: 0,
+        };
+        self.next_seq += 1;
+        Some(self.table.alloc(entry))
+    }
+
+    /// `early_drop`: up to 8 buckets from the new tuple's bucket; in the first bucket that
+    /// has any, delete every confirmed, non-ASSURED, non-dying entry.
+    fn early_drop(&mut self, now: Instant, t: &Tuple, zone: u16) -> bool {
+        let n = self.table.buckets();
+        let mut bucket = self.table.bucket(t, zone);
+        for i in 0..8 {
+            if i > 0 {
+                bucket = (bucket + 1) % n;
+            }
+            let mut victims: Vec<EntryId> = Vec::new();
+            let mut expired: Vec<EntryId> = Vec::new();
+            for (id, _) in self.table.bucket_nodes(bucket) {
+                let Some(e) = self.table.get(id) else { continue };
+                if e.expired(now) {
+                    if !expired.contains(&id) {
+                        expired.push(id);
+                    }
+                    continue;
+                }
+                if e.status.has(Status::ASSURED) || e.status.has(Status::DYING) {
+                    continue;
+                }
+                if self.table.is_linked(id) && !victims.contains(&id) {
+                    victims.push(id);
+                }
+            }
+            for id in expired {
+                self.delete(id, now);
+            }
+            if !victims.is_empty() {
+                self.stats.early_drop += victims.len() as u32;
+                for id in victims {
+                    self.delete(id, now);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The ICMP error path's inner lookup (`nf_conntrack_inet_error`).
+    fn icmp_error(&mut self, now: Instant, pkt: &Packet<'_>, inner_off: usize, zone: u16) -> Tracked {
+        let fail = |s: &mut Self, r: IcmpReason| {
+            s.stats.error += 1;
+            Tracked::invalid(r.into())
+        };
+        let data = pkt.data();
+        let Some(inner) = data.get(inner_off..) else {
+            return fail(self, IcmpReason::InnerNoTuple);
+        };
+        let Some(quoted) = inner_tuple(pkt.family, inner) else {
+            return fail(self, IcmpReason::InnerNoTuple);
+        };
+        let Some(target) = invert(&quoted) else {
+            return fail(self, IcmpReason::InnerNotInvertible);
+        };
+        let Some((id, dir)) = self.lookup(&target, zone, now) else {
+            return fail(self, IcmpReason::NoMatch);
+        };
+        let Some(e) = self.table.get(id) else {
+            return fail(self, IcmpReason::NoMatch);
+        };
+        let ct_daddr = e.tuples[dir.index()].dst;
+        if ct_daddr != pkt.dst {
+            return fail(
+                self,
+                IcmpReason::OuterMismatch {
+                    family: pkt.family,
+                    outer: pkt.dst,
+                    inner: ct_daddr,
+                },
+            );
+        }
+        let ctinfo = match dir {
+            Dir::Original => CtInfo::Related,
+            Dir::Reply => CtInfo::RelatedReply,
+        };
+        Tracked {
+            ctinfo: Some(ctinfo),
+            entry: Some(id),
+            untracked: false,
+            verdict: Verdict::Accept,
+            reason: None,
+        }
+    }
+}
+
+impl Tracked {
+    fn without_reason(mut self) -> Tracked {
+        self.reason = None;
+        self
+    }
+}
+
+fn is_known_proto(p: u8) -> bool {
+    matches!(
+        p,
+        proto::TCP | proto::UDP | proto::UDPLITE | proto::ICMP | proto::ICMPV6 | proto::SCTP | proto::GRE
+    )
+}
+
+/// Run the L4 tracker of the entry's protocol (`nf_conntrack_handle_packet`).
+fn run_tracker(
+    e: Option<&mut Entry>,
+    pkt: &Packet<'_>,
+    dir: Dir,
+    fresh: bool,
+    ecx: &EntryCx,
+    cx: &Cx<'_>,
+) -> TrackerResult {
+    let Some(e) = e else {
+        return invalid(InvalidReason::Generic);
+    };
+    let orig_type = e.tuples[0].icmp_type();
+    let family = e.tuples[0].family;
+    let l4proto = e.tuples[0].proto;
+    match (&mut e.proto, l4proto) {
+        (ProtoState::Tcp(t), _) => {
+            if let Err(r) = tcp::error(pkt, cx) {
+                return invalid(r);
+            }
+            if fresh {
+                match tcp::TcpConn::new(pkt, cx) {
+                    Ok(n) => *t = n,
+                    Err(r) => return invalid(r),
+                }
+            }
+            t.packet(pkt, dir, ecx, cx)
+        }
+        (ProtoState::Udp(u), proto::UDPLITE) => {
+            if let Err(r) = udp::error_lite(pkt, cx) {
+                return invalid(r);
+            }
+            if fresh {
+                *u = udp::UdpConn::new(cx);
+            }
+            u.packet_lite(ecx, cx)
+        }
+        (ProtoState::Udp(u), _) => {
+            if let Err(r) = udp::error(pkt, cx) {
+                return invalid(r);
+            }
+            if fresh {
+                *u = udp::UdpConn::new(cx);
+            }
+            u.packet(ecx, cx)
+        }
+        (ProtoState::Icmp, p) => {
+            let fam_ok = matches!((family, p), (Family::V4, proto::ICMP) | (Family::V6, proto::ICMPV6));
+            if !fam_ok {
+                return invalid(InvalidReason::Generic);
+            }
+            icmp::packet(family, orig_type, ecx.unconfirmed, cx)
+        }
+        (ProtoState::Gre(g), _) => {
+            if fresh {
+                *g = gre::GreConn::new(cx);
+            }
+            g.packet(ecx)
+        }
+        (ProtoState::Sctp(s), _) => {
+            if let Err(r) = sctp::error(pkt, cx) {
+                return invalid(r);
+            }
+            if fresh {
+                match sctp::SctpConn::new(pkt, cx) {
+                    Ok(n) => *s = n,
+                    Err(r) => return invalid(r),
+                }
+            }
+            s.packet(pkt, dir, ecx, cx)
+        }
+        (ProtoState::Generic, _) => crate::proto::generic::packet(cx),
+    }
+}
+
+fn invalid(reason: InvalidReason) -> TrackerResult {
+    TrackerResult::Invalid {
+        reason,
+        set_timeout: None,
+    }
+}
+
+/// Build the tuple of a packet (`nf_ct_get_tuple`).
+pub fn tuple_of(family: Family, src: Addr, dst: Addr, p: u8, l4: &[u8]) -> Result<Tuple, InvalidReason> {
+    let mut t = Tuple {
+        src,
+        dst,
+        src_u: 0,
+        dst_u: 0,
+        family,
+        proto: p,
+    };
+    match p {
+        proto::TCP | proto::UDP | proto::UDPLITE | proto::SCTP => {
+            let h = l4.get(..4).ok_or(InvalidReason::TupleTooShort)?;
+            t.src_u = u16::from_be_bytes([h[0], h[1]]);
+            t.dst_u = u16::from_be_bytes([h[2], h[3]]);
+        }
+        proto::ICMP | proto::ICMPV6 => {
+            let h = l4.get(..8).ok_or(InvalidReason::TupleTooShort)?;
+            t.dst_u = u16::from_be_bytes([h[0], h[1]]);
+            t.src_u = u16::from_be_bytes([h[4], h[5]]);
+        }
+        proto::GRE => {
+            let (s, d) = gre::keys(l4)?;
+            t.src_u = s;
+            t.dst_u = d;
+        }
+        _ => {}
+    }
+    Ok(t)
+}
+
+/// Invert a tuple (`nf_ct_invert_tuple`); `None` for ICMP types without a reply type.
+pub fn invert(t: &Tuple) -> Option<Tuple> {
+    let mut r = Tuple {
+        src: t.dst,
+        dst: t.src,
+        src_u: t.dst_u,
+        dst_u: t.src_u,
+        family: t.family,
+        proto: t.proto,
+    };
+    let fam = match t.proto {
+        proto::ICMP => Some(Family::V4),
+        proto::ICMPV6 => Some(Family::V6),
+        _ => None,
+    };
+    if let Some(f) = fam {
+        let ty = icmp::invert_type(f, t.icmp_type())?;
+        r.src_u = t.src_u;
+        r.dst_u = u16::from(ty) << 8 | u16::from(t.icmp_code());
+    }
+    Some(r)
+}
+
+/// The tuple of the packet quoted inside an ICMP error (`nf_ct_get_tuplepr`).
+fn inner_tuple(family: Family, inner: &[u8]) -> Option<Tuple> {
+    match family {
+        Family::V4 => {
+            let h = inner.get(..20)?;
+            let frag = u16::from_be_bytes([h[6], h[7]]);
+            if frag & 0x1fff != 0 {
+                return None;
+            }
+            let off = usize::from(h[0] & 0x0f) * 4;
+            if off > inner.len() {
+                return None;
+            }
+            let src = Addr::v4([h[12], h[13], h[14], h[15]]);
+            let dst = Addr::v4([h[16], h[17], h[18], h[19]]);
+            tuple_of(family, src, dst, h[9], &inner[off..]).ok()
+        }
+        Family::V6 => {
+            let nh = *inner.get(6)?;
+            let (p, off) = crate::packet::ip::ipv6_skip_exthdr(inner, 40, nh).ok()?;
+            let h = inner.get(..40)?;
+            let mut s = [0u8; 16];
+            let mut d = [0u8; 16];
+            s.copy_from_slice(&h[8..24]);
+            d.copy_from_slice(&h[24..40]);
+            tuple_of(family, Addr::v6(s), Addr::v6(d), p, inner.get(off..)?).ok()
+        }
+    }
+}
+
+/// Convenience: remaining time of an entry, for formats.
+pub fn remaining(e: &Entry, now: Instant) -> Duration {
+    e.remaining(now)
+}
