@@ -401,10 +401,8 @@ impl Conntrack {
             .find(&orig, zone, now, &mut scratch)
             .or_else(|| self.table.find(&reply, zone, now, &mut scratch));
         if let Some((other, _)) = clash {
-            let allows = matches!(
-                orig.proto,
-                proto::UDP | proto::UDPLITE | proto::GRE
-            ) || !is_known_proto(orig.proto);
+            let allows = matches!(orig.proto, proto::UDP | proto::UDPLITE | proto::GRE)
+                || !is_known_proto(orig.proto);
             let identical = self.table.get(other).is_some_and(|o| {
                 (o.tuples[0] == orig && o.tuples[1] == reply)
                     || (o.tuples[0] == reply && o.tuples[1] == orig)
@@ -505,12 +503,9 @@ impl Conntrack {
             return None;
         }
         let s = &self.sysctls;
+        // The tracker's `new` fills in the L4 state on the first packet.
         let proto = match orig.proto {
-            proto::TCP => ProtoState::Tcp(tcp::TcpConn::default()),
-            proto::UDP | proto::UDPLITE => ProtoState::Udp(udp::UdpConn::default()),
             proto::ICMP | proto::ICMPV6 => ProtoState::Icmp,
-            proto::GRE => ProtoState::Gre(gre::GreConn::default()),
-            proto::SCTP => ProtoState::Sctp(sctp::SctpConn::default()),
             _ => ProtoState::Generic,
         };
         let entry = Entry {
@@ -543,7 +538,9 @@ impl Conntrack {
             let mut victims: Vec<EntryId> = Vec::new();
             let mut expired: Vec<EntryId> = Vec::new();
             for (id, _) in self.table.bucket_nodes(bucket) {
-                let Some(e) = self.table.get(id) else { continue };
+                let Some(e) = self.table.get(id) else {
+                    continue;
+                };
                 if e.expired(now) {
                     if !expired.contains(&id) {
                         expired.push(id);
@@ -572,7 +569,13 @@ impl Conntrack {
     }
 
     /// The ICMP error path's inner lookup (`nf_conntrack_inet_error`).
-    fn icmp_error(&mut self, now: Instant, pkt: &Packet<'_>, inner_off: usize, zone: u16) -> Tracked {
+    fn icmp_error(
+        &mut self,
+        now: Instant,
+        pkt: &Packet<'_>,
+        inner_off: usize,
+        zone: u16,
+    ) -> Tracked {
         let fail = |s: &mut Self, r: IcmpReason| {
             s.stats.error += 1;
             Tracked::invalid(r.into())
@@ -628,7 +631,13 @@ impl Tracked {
 fn is_known_proto(p: u8) -> bool {
     matches!(
         p,
-        proto::TCP | proto::UDP | proto::UDPLITE | proto::ICMP | proto::ICMPV6 | proto::SCTP | proto::GRE
+        proto::TCP
+            | proto::UDP
+            | proto::UDPLITE
+            | proto::ICMP
+            | proto::ICMPV6
+            | proto::SCTP
+            | proto::GRE
     )
 }
 
@@ -646,64 +655,75 @@ fn run_tracker(
     };
     let orig_type = e.tuples[0].icmp_type();
     let family = e.tuples[0].family;
-    let l4proto = e.tuples[0].proto;
-    match (&mut e.proto, l4proto) {
-        (ProtoState::Tcp(t), _) => {
+    match e.tuples[0].proto {
+        proto::TCP => {
             if let Err(r) = tcp::error(pkt, cx) {
                 return invalid(r);
             }
             if fresh {
                 match tcp::TcpConn::new(pkt, cx) {
-                    Ok(n) => *t = n,
+                    Ok(n) => e.proto = ProtoState::Tcp(n),
                     Err(r) => return invalid(r),
                 }
             }
-            t.packet(pkt, dir, ecx, cx)
+            match &mut e.proto {
+                ProtoState::Tcp(t) => t.packet(pkt, dir, ecx, cx),
+                _ => invalid(InvalidReason::Generic),
+            }
         }
-        (ProtoState::Udp(u), proto::UDPLITE) => {
-            if let Err(r) = udp::error_lite(pkt, cx) {
-                return invalid(r);
-            }
-            if fresh {
-                *u = udp::UdpConn::new(cx);
-            }
-            u.packet_lite(ecx, cx)
-        }
-        (ProtoState::Udp(u), _) => {
-            if let Err(r) = udp::error(pkt, cx) {
-                return invalid(r);
-            }
-            if fresh {
-                *u = udp::UdpConn::new(cx);
-            }
-            u.packet(ecx, cx)
-        }
-        (ProtoState::Icmp, p) => {
-            let fam_ok = matches!((family, p), (Family::V4, proto::ICMP) | (Family::V6, proto::ICMPV6));
-            if !fam_ok {
-                return invalid(InvalidReason::Generic);
-            }
-            icmp::packet(family, orig_type, ecx.unconfirmed, cx)
-        }
-        (ProtoState::Gre(g), _) => {
-            if fresh {
-                *g = gre::GreConn::new(cx);
-            }
-            g.packet(ecx)
-        }
-        (ProtoState::Sctp(s), _) => {
+        proto::SCTP => {
             if let Err(r) = sctp::error(pkt, cx) {
                 return invalid(r);
             }
             if fresh {
                 match sctp::SctpConn::new(pkt, cx) {
-                    Ok(n) => *s = n,
+                    Ok(n) => e.proto = ProtoState::Sctp(n),
                     Err(r) => return invalid(r),
                 }
             }
-            s.packet(pkt, dir, ecx, cx)
+            match &mut e.proto {
+                ProtoState::Sctp(s) => s.packet(pkt, dir, ecx, cx),
+                _ => invalid(InvalidReason::Generic),
+            }
         }
-        (ProtoState::Generic, _) => crate::proto::generic::packet(cx),
+        p @ (proto::UDP | proto::UDPLITE) => {
+            let checked = if p == proto::UDP {
+                udp::error(pkt, cx)
+            } else {
+                udp::error_lite(pkt, cx)
+            };
+            if let Err(r) = checked {
+                return invalid(r);
+            }
+            if fresh {
+                e.proto = ProtoState::Udp(udp::UdpConn::new(cx));
+            }
+            match &mut e.proto {
+                ProtoState::Udp(u) if p == proto::UDP => u.packet(ecx, cx),
+                ProtoState::Udp(u) => u.packet_lite(ecx, cx),
+                _ => invalid(InvalidReason::Generic),
+            }
+        }
+        p @ (proto::ICMP | proto::ICMPV6) => {
+            let fam_ok = matches!(
+                (family, p),
+                (Family::V4, proto::ICMP) | (Family::V6, proto::ICMPV6)
+            );
+            if !fam_ok {
+                return invalid(InvalidReason::Generic);
+            }
+            icmp::packet(family, orig_type, ecx.unconfirmed, cx)
+        }
+        proto::GRE => {
+            if fresh {
+                e.proto = ProtoState::Gre(gre::GreConn::new(cx));
+            }
+            match &mut e.proto {
+                ProtoState::Gre(g) => g.packet(ecx),
+                _ => invalid(InvalidReason::Generic),
+            }
+        }
+        _ => crate::proto::generic::packet(cx),
     }
 }
 
@@ -715,7 +735,13 @@ fn invalid(reason: InvalidReason) -> TrackerResult {
 }
 
 /// Build the tuple of a packet (`nf_ct_get_tuple`).
-pub fn tuple_of(family: Family, src: Addr, dst: Addr, p: u8, l4: &[u8]) -> Result<Tuple, InvalidReason> {
+pub fn tuple_of(
+    family: Family,
+    src: Addr,
+    dst: Addr,
+    p: u8,
+    l4: &[u8],
+) -> Result<Tuple, InvalidReason> {
     let mut t = Tuple {
         src,
         dst,

@@ -134,7 +134,13 @@ fn delta_time(e: &Entry, now: Instant) -> Option<u64> {
 /// One `conntrack -L` line (no trailing space, no newline).
 pub fn conntrack_line(e: &Entry, now: Instant, opts: ListOptions) -> String {
     let mut out = String::with_capacity(200);
-    body(&mut out, e, opts.extended, Some(e.display_timeout(now)), true);
+    body(
+        &mut out,
+        e,
+        opts.extended,
+        Some(e.display_timeout(now)),
+        true,
+    );
     let _ = write!(out, "mark={} ", e.mark);
     if e.zone != 0 {
         let _ = write!(out, "zone={} ", e.zone);
@@ -188,7 +194,7 @@ pub fn event_body(e: &Entry, now: Instant, mask: u16, destroy: bool) -> String {
     } else {
         Some(e.remaining(now).as_secs())
     };
-    let state = destroy || mask & (bits::PROTOINFO | bits::NEW) != 0;
+    let state = destroy || mask & bits::PROTOINFO != 0;
     body(&mut out, e, false, timeout, state);
     if e.mark != 0 {
         let _ = write!(out, "mark={} ", e.mark);
@@ -274,13 +280,25 @@ mod tests {
         a[15] = 1;
         assert_eq!(ipv6_compressed(&a), "::1");
         assert_eq!(ipv6_compressed(&[0; 16]), "::");
-        let b: [u8; 16] = "2001:db8:1::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let b: [u8; 16] = "2001:db8:1::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
         assert_eq!(ipv6_compressed(&b), "2001:db8:1::1");
-        let c: [u8; 16] = "::ffff:10.1.2.3".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let c: [u8; 16] = "::ffff:10.1.2.3"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
         assert_eq!(ipv6_compressed(&c), "::ffff:10.1.2.3");
-        let d: [u8; 16] = "fe80::1:0:0:1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let d: [u8; 16] = "fe80::1:0:0:1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
         assert_eq!(ipv6_compressed(&d), "fe80::1:0:0:1");
-        let e: [u8; 16] = "1:0:0:2:0:0:0:3".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let e: [u8; 16] = "1:0:0:2:0:0:0:3"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
         assert_eq!(ipv6_compressed(&e), "1:0:0:2::3");
         assert_eq!(ipv6_expanded(&a), "0000:0000:0000:0000:0000:0000:0000:0001");
     }

@@ -24,6 +24,7 @@ pub mod stats;
 pub mod sysctl;
 pub mod table;
 pub mod time;
+pub mod topology;
 pub mod tuple;
 
 pub use invalid::InvalidReason;

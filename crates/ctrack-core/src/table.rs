@@ -177,7 +177,11 @@ impl Table {
         let mut cur = self.heads[self.bucket(t, zone) as usize];
         while cur != NIL {
             let id = cur / 2;
-            let dir = if cur % 2 == 0 { Dir::Original } else { Dir::Reply };
+            let dir = if cur % 2 == 0 {
+                Dir::Original
+            } else {
+                Dir::Reply
+            };
             let slot = &self.slots[id as usize];
             if let Some(e) = slot.entry.as_ref() {
                 if e.expired(now) {
@@ -198,7 +202,11 @@ impl Table {
         let mut out = Vec::new();
         let mut cur = self.heads.get(bucket as usize).copied().unwrap_or(NIL);
         while cur != NIL {
-            let dir = if cur % 2 == 0 { Dir::Original } else { Dir::Reply };
+            let dir = if cur % 2 == 0 {
+                Dir::Original
+            } else {
+                Dir::Reply
+            };
             out.push((cur / 2, dir));
             cur = self.slots[(cur / 2) as usize].next[dir.index()];
         }

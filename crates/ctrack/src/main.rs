@@ -1,1 +1,343 @@
-fn main() {}
+//! `ctrack`: connection tracking as the Linux kernel does it.
+//!
+//! A thin binary: arguments → resolved options → the library's commands.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ctrack::diff::{self, KnownDifference};
+use ctrack::input::{self, Loaded};
+use ctrack::kernel::{self, KernelOptions};
+use ctrack::output::{self, OutputFormat};
+use ctrack::replay::{Replay, ReplayOptions};
+use ctrack_core::format;
+use ctrack_core::topology::Cidr;
+use ctrack_core::Sysctls;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "ctrack",
+    version,
+    about = "Connection tracking as the Linux kernel does it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay captures through the engine and print the table as `conntrack -L` would.
+    Replay(ReplayArgs),
+    /// Replay a capture through the live Linux kernel (root; network namespaces).
+    KernelReplay(KernelArgs),
+    /// Replay a capture through both and print every disagreement.
+    Diff(DiffArgs),
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// Set a sysctl (kernel name, e.g. nf_conntrack_tcp_loose=0); repeatable.
+    #[arg(long = "sysctl", value_name = "NAME=VALUE")]
+    sysctls: Vec<String>,
+    /// Packets whose source is in this prefix enter on the client side; repeatable.
+    #[arg(long = "client-net", value_name = "CIDR")]
+    client_nets: Vec<String>,
+    /// Rename the router's interfaces: client=NAME or server=NAME; repeatable.
+    #[arg(long = "ifname", value_name = "SIDE=NAME")]
+    ifnames: Vec<String>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// pcap or pcapng files, replayed in order through one table.
+    #[arg(required = true)]
+    captures: Vec<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Print one line per packet (with -o json: JSON lines).
+    #[arg(long)]
+    packets: bool,
+    /// Print conntrack -E style events as they happen.
+    #[arg(long)]
+    events: bool,
+    /// Print conntrack -S counters at the end.
+    #[arg(long)]
+    stats: bool,
+    /// Output format: text, extended, id, proc, json, timestamp (comma-separated).
+    #[arg(short = 'o', long = "output", default_value = "text")]
+    output: String,
+    /// Seed of the hash key and random choices.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct KernelArgs {
+    /// A pcap or pcapng file.
+    capture: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// An nft ruleset loaded into the firewall namespace.
+    #[arg(long)]
+    ruleset: Option<PathBuf>,
+    /// Output format: text or json.
+    #[arg(short = 'o', long = "output", default_value = "text")]
+    output: String,
+    /// Cap on each gap between capture timestamps, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    max_gap: f64,
+    /// Keep the namespaces after the run (debugging).
+    #[arg(long)]
+    keep_netns: bool,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// A pcap or pcapng file.
+    capture: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Cap on each gap between capture timestamps, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    max_gap: f64,
+    /// A known-differences file (JSON) whose entries are reported but do not fail.
+    #[arg(long)]
+    known: Option<PathBuf>,
+    /// Print every packet's pair of results, not only the differences.
+    #[arg(long)]
+    verbose: bool,
+}
+
+fn parse_sysctls(list: &[String]) -> Result<(Sysctls, Vec<(String, String)>)> {
+    let mut s = Sysctls::default();
+    let mut pairs = Vec::new();
+    for kv in list {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--sysctl {kv}: expected NAME=VALUE");
+        };
+        s.set(k.trim(), v.trim())
+            .map_err(|e| anyhow::anyhow!("--sysctl {kv}: {e}"))?;
+        pairs.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok((s, pairs))
+}
+
+fn parse_nets(list: &[String]) -> Result<Vec<Cidr>> {
+    list.iter()
+        .map(|s| Cidr::parse(s).map_err(|e| anyhow::anyhow!("--client-net {e}")))
+        .collect()
+}
+
+fn parse_ifnames(list: &[String]) -> Result<(String, String)> {
+    let mut names = ("client".to_string(), "server".to_string());
+    for kv in list {
+        match kv.split_once('=') {
+            Some(("client", n)) if !n.is_empty() && n.len() < 16 => names.0 = n.to_string(),
+            Some(("server", n)) if !n.is_empty() && n.len() < 16 => names.1 = n.to_string(),
+            _ => bail!("--ifname {kv}: expected client=NAME or server=NAME (1-15 characters)"),
+        }
+    }
+    Ok(names)
+}
+
+fn load(path: &std::path::Path, nets: &[Cidr]) -> Result<Loaded> {
+    input::load(path, nets).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
+    let (sysctls, _) = parse_sysctls(&a.common.sysctls)?;
+    let nets = parse_nets(&a.common.client_nets)?;
+    parse_ifnames(&a.common.ifnames)?;
+    let fmt = OutputFormat::parse(&a.output).map_err(anyhow::Error::msg)?;
+    let opts = ReplayOptions {
+        sysctls,
+        seed: a.seed,
+        events: a.events,
+    };
+    let mut r = Replay::new(&opts);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut failed = false;
+    let mut non_ip = 0u64;
+    for path in &a.captures {
+        let cap = ctrack_capture::Capture::open(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut sides = ctrack_core::topology::SideAssigner::new(nets.clone());
+        let mut recs = cap.records();
+        while let Some(rec) = recs.next_record() {
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("ctrack: {e}");
+                    failed = true;
+                    break;
+                }
+            };
+            let Some(l3) = rec.payload.l3() else {
+                non_ip += 1;
+                continue;
+            };
+            let side = sides.side(l3);
+            let rep = r.packet(rec.index, rec.ts_ns, l3, side);
+            if a.packets {
+                let line = if fmt.json { rep.json() } else { rep.human() };
+                writeln!(out, "{line}")?;
+            }
+            if a.events {
+                for ev in r.ct.drain_events() {
+                    writeln!(out, "{}", output::event_line(&ev, fmt))?;
+                }
+            }
+        }
+    }
+    let now = r.now;
+    r.advance(now);
+    if a.events {
+        for ev in r.ct.drain_events() {
+            writeln!(out, "{}", output::event_line(&ev, fmt))?;
+        }
+    }
+    let lines = output::table_lines(&r.ct, now, fmt);
+    if !a.packets && !a.events || a.stats {
+        // The table is the default output; with --packets/--events it is still printed
+        // unless only per-packet output was asked for.
+    }
+    if !(a.packets || a.events) || a.stats {
+        for l in &lines {
+            writeln!(out, "{l}")?;
+        }
+    }
+    if a.stats {
+        if fmt.json {
+            writeln!(out, "{}", serde_json::to_string(&r.ct.stats())?)?;
+        } else {
+            write!(out, "{}", format::stats_lines(&[r.ct.stats()]))?;
+        }
+    }
+    out.flush()?;
+    if !(a.packets || a.events) || a.stats {
+        eprintln!("{}", format::summary_line(lines.len()));
+    }
+    if non_ip > 0 {
+        eprintln!("ctrack: {non_ip} non-IP records skipped");
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn kernel_opts(c: &CommonArgs, max_gap: f64) -> Result<KernelOptions> {
+    let (_, pairs) = parse_sysctls(&c.sysctls)?;
+    if !(max_gap.is_finite() && max_gap >= 0.0) {
+        bail!("--max-gap {max_gap}: expected a non-negative number of seconds");
+    }
+    Ok(KernelOptions {
+        sysctls: pairs,
+        ifnames: parse_ifnames(&c.ifnames)?,
+        max_gap: Duration::from_secs_f64(max_gap),
+        ..KernelOptions::default()
+    })
+}
+
+fn cmd_kernel(a: KernelArgs) -> Result<ExitCode> {
+    let nets = parse_nets(&a.common.client_nets)?;
+    let fmt = OutputFormat::parse(&a.output).map_err(anyhow::Error::msg)?;
+    let mut opts = kernel_opts(&a.common, a.max_gap)?;
+    opts.ruleset = a.ruleset.clone();
+    opts.keep_netns = a.keep_netns;
+    let loaded = load(&a.capture, &nets)?;
+    if let Some(e) = &loaded.error {
+        eprintln!("ctrack: {e}");
+    }
+    let run = kernel::run(&loaded, &opts).map_err(anyhow::Error::msg)?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for rep in kernel::reports(&run, &loaded) {
+        let line = if fmt.json { rep.json() } else { rep.human() };
+        writeln!(out, "{line}")?;
+    }
+    if fmt.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"table": run.table, "proc": run.proc_table, "stats": run.stats, "count": run.count})
+        )?;
+    } else {
+        writeln!(out, "# conntrack -L")?;
+        for l in &run.table {
+            writeln!(out, "{l}")?;
+        }
+        writeln!(out, "# /proc/net/nf_conntrack")?;
+        for l in &run.proc_table {
+            writeln!(out, "{l}")?;
+        }
+        writeln!(out, "# conntrack -S")?;
+        write!(out, "{}", run.stats_text)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_diff(a: DiffArgs) -> Result<ExitCode> {
+    let nets = parse_nets(&a.common.client_nets)?;
+    let (sysctls, _) = parse_sysctls(&a.common.sysctls)?;
+    let kopts = kernel_opts(&a.common, a.max_gap)?;
+    let known: Vec<KnownDifference> = match &a.known {
+        Some(p) => diff::load_known(p).map_err(anyhow::Error::msg)?,
+        None => Vec::new(),
+    };
+    let loaded = load(&a.capture, &nets)?;
+    let name = a
+        .capture
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ropts = ReplayOptions {
+        sysctls,
+        ..ReplayOptions::default()
+    };
+    let res = diff::diff(&name, &loaded, &kopts, &ropts, &known).map_err(anyhow::Error::msg)?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if a.verbose {
+        for (o, k) in res.ours.iter().zip(res.theirs.iter()) {
+            writeln!(out, "ours   {}", o.human())?;
+            writeln!(out, "kernel {}", k.human())?;
+        }
+    }
+    for d in &res.differences {
+        writeln!(out, "{d}")?;
+    }
+    writeln!(out, "{}", res.summary())?;
+    out.flush()?;
+    Ok(if res.unknown().next().is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Replay(a) => cmd_replay(a),
+        Cmd::KernelReplay(a) => cmd_kernel(a),
+        Cmd::Diff(a) => cmd_diff(a),
+    };
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if io.kind() == io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("ctrack: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! `ctrack diff`: the same capture through the engine and through the kernel, compared
+//! packet by packet (ctstate, direction, fate, counter changes), then the final table
+//! (timeouts within ±1 s) and the summed counters.
+//!
+//! The engine is replayed on the kernel's real timeline (each packet at the moment it
+//! was injected), so timeouts and the UDP 2-second rule see the same clock on both sides.
+//! Disagreements listed in a known-differences file are reported but do not fail.
+
+use crate::input::Loaded;
+use crate::kernel::{self, KernelOptions};
+use crate::output::{table_lines, OutputFormat};
+use crate::replay::{Replay, ReplayOptions};
+use crate::report::PacketReport;
+use ctrack_core::Instant;
+use ctrack_oracle::KernelRun;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One reviewed, known difference (see `tests/parity/known-differences.json`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct KnownDifference {
+    /// Capture file name pattern (`*` wildcards).
+    pub capture: String,
+    /// Packet index, or none for every packet of the capture.
+    #[serde(default)]
+    pub index: Option<u64>,
+    /// Field: ctstate, direction, fate, counters, table, stats, or `*`.
+    pub field: String,
+    /// Why it differs, and what will remove the difference.
+    pub reason: String,
+    /// The issue that will fix it.
+    #[serde(default)]
+    pub issue: Option<u32>,
+}
+
+fn glob(pat: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pat.split('*').collect();
+    if parts.len() == 1 {
+        return pat == s;
+    }
+    let mut rest = s;
+    for (i, p) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(p) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(p);
+        } else {
+            match rest.find(p) {
+                Some(pos) => rest = &rest[pos + p.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// One disagreement.
+#[derive(Debug, Clone)]
+pub struct Difference {
+    /// Packet index, or None for the final table / counters.
+    pub index: Option<u64>,
+    /// What differs.
+    pub field: &'static str,
+    /// Our value.
+    pub ours: String,
+    /// The kernel's value.
+    pub kernel: String,
+    /// Context: our reason and the kernel's log.
+    pub detail: String,
+    /// The known-difference reason, if listed.
+    pub known: Option<String>,
+}
+
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "packet {i}: ")?,
+            None => write!(f, "final {}: ", self.field)?,
+        }
+        write!(
+            f,
+            "{}: ours {} | kernel {}",
+            self.field, self.ours, self.kernel
+        )?;
+        if !self.detail.is_empty() {
+            write!(f, " ({})", self.detail)?;
+        }
+        if let Some(k) = &self.known {
+            write!(f, " [known: {k}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of a diff.
+#[derive(Debug, Default)]
+pub struct DiffResult {
+    /// IP packets compared.
+    pub packets: usize,
+    /// Packets whose every field agrees.
+    pub agree: usize,
+    /// Packets with at least one difference.
+    pub differ: usize,
+    /// Every difference (per packet, table, counters).
+    pub differences: Vec<Difference>,
+    /// Our per-packet reports.
+    pub ours: Vec<PacketReport>,
+    /// The kernel's per-packet reports.
+    pub theirs: Vec<PacketReport>,
+    /// Our final table.
+    pub our_table: Vec<String>,
+    /// The kernel's final table.
+    pub kernel_table: Vec<String>,
+}
+
+impl DiffResult {
+    /// Differences not in the known list.
+    pub fn unknown(&self) -> impl Iterator<Item = &Difference> {
+        self.differences.iter().filter(|d| d.known.is_none())
+    }
+
+    /// `N packets, M agree, K differ` (plus the known count).
+    pub fn summary(&self) -> String {
+        let known = self.differences.len() - self.unknown().count();
+        format!(
+            "{} packets, {} agree, {} differ ({} differences, {} known)",
+            self.packets,
+            self.agree,
+            self.differ,
+            self.differences.len(),
+            known
+        )
+    }
+}
+
+/// Run the engine on the kernel's timeline.
+pub fn engine_on_kernel_timeline(
+    loaded: &Loaded,
+    run: &KernelRun,
+    opts: &ReplayOptions,
+) -> (Vec<PacketReport>, Vec<String>, ctrack_core::Stats) {
+    let base = loaded.packets.first().map_or(0, |p| p.ts_ns);
+    let mut r = Replay::new(opts);
+    let mut reps = Vec::with_capacity(loaded.packets.len());
+    for (p, k) in loaded.packets.iter().zip(run.packets.iter()) {
+        let mut rep = r.packet(p.index, base + k.inject_offset_ns, &p.l3, p.side);
+        rep.ts_ns = p.ts_ns;
+        reps.push(rep);
+    }
+    let now = Instant::from_nanos(base + run.dump_offset_ns);
+    r.advance(now);
+    let table = table_lines(&r.ct, now, OutputFormat::default());
+    (reps, table, r.ct.stats())
+}
+
+/// Split a `conntrack -L` line into (line without its timeout and delta-time, timeout,
+/// delta-time).
+fn split_timeout(line: &str) -> (String, i64, i64) {
+    let toks: Vec<&str> = line.split(' ').filter(|t| !t.is_empty()).collect();
+    let mut key = Vec::with_capacity(toks.len());
+    let mut timeout = 0;
+    let mut delta = 0;
+    for (i, t) in toks.iter().enumerate() {
+        if i == 2 {
+            timeout = t.parse().unwrap_or(-1);
+            key.push("T".to_string());
+        } else if let Some(d) = t.strip_prefix("delta-time=") {
+            delta = d.parse().unwrap_or(-1);
+            key.push("delta-time=D".to_string());
+        } else {
+            key.push((*t).to_string());
+        }
+    }
+    (key.join(" "), timeout, delta)
+}
+
+/// Compare two tables: same entries, timeouts within ±1 s.
+pub fn compare_tables(ours: &[String], kernel: &[String]) -> Vec<(String, String)> {
+    let mut mine: BTreeMap<String, Vec<(i64, i64, String)>> = BTreeMap::new();
+    for l in ours {
+        let (k, t, d) = split_timeout(l);
+        mine.entry(k).or_default().push((t, d, l.clone()));
+    }
+    let mut out = Vec::new();
+    for l in kernel {
+        let (k, t, d) = split_timeout(l);
+        match mine.get_mut(&k) {
+            Some(v) if !v.is_empty() => {
+                let pos = v
+                    .iter()
+                    .position(|(ot, od, _)| (ot - t).abs() <= 1 && (od - d).abs() <= 1);
+                match pos {
+                    Some(p) => {
+                        v.remove(p);
+                    }
+                    None => {
+                        let (_, _, ol) = v.remove(0);
+                        out.push((ol, l.clone()));
+                    }
+                }
+            }
+            _ => out.push((String::from("-"), l.clone())),
+        }
+    }
+    for v in mine.into_values() {
+        for (_, _, l) in v {
+            out.push((l, String::from("-")));
+        }
+    }
+    out
+}
+
+fn counters_text(c: &[(&'static str, u32)]) -> String {
+    if c.is_empty() {
+        return "{}".into();
+    }
+    c.iter()
+        .map(|(k, v)| format!("{k}+{v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Compare per-packet reports, tables and counters.
+pub fn compare(
+    capture: &str,
+    ours: Vec<PacketReport>,
+    theirs: Vec<PacketReport>,
+    our_table: Vec<String>,
+    run: &KernelRun,
+    our_stats: ctrack_core::Stats,
+    known: &[KnownDifference],
+) -> DiffResult {
+    let is_known = |index: Option<u64>, field: &str| {
+        known
+            .iter()
+            .find(|k| {
+                glob(&k.capture, capture)
+                    && (k.index.is_none() || k.index == index)
+                    && (k.field == "*" || k.field == field)
+            })
+            .map(|k| k.reason.clone())
+    };
+    let mut res = DiffResult {
+        packets: ours.len(),
+        ..DiffResult::default()
+    };
+    for (o, k) in ours.iter().zip(theirs.iter()) {
+        let mut diffs = Vec::new();
+        let detail = format!(
+            "ours: {}; kernel: {}",
+            o.reason.as_deref().unwrap_or("-"),
+            k.reason.as_deref().unwrap_or("-")
+        );
+        let name = |s: Option<ctrack_core::CtState>| s.map_or("null", |s| s.name()).to_string();
+        if o.ctstate != k.ctstate {
+            diffs.push(("ctstate", name(o.ctstate), name(k.ctstate)));
+        }
+        if o.direction != k.direction && o.ctstate == k.ctstate {
+            let d = |d: Option<ctrack_core::Dir>| d.map_or("null", |d| d.name()).to_string();
+            diffs.push(("direction", d(o.direction), d(k.direction)));
+        }
+        if o.fate != k.fate {
+            diffs.push(("fate", o.fate.name().into(), k.fate.name().into()));
+        }
+        if o.counters != k.counters {
+            diffs.push((
+                "counters",
+                counters_text(&o.counters),
+                counters_text(&k.counters),
+            ));
+        }
+        if diffs.is_empty() {
+            res.agree += 1;
+        } else {
+            res.differ += 1;
+        }
+        for (field, a, b) in diffs {
+            res.differences.push(Difference {
+                index: Some(o.index),
+                field,
+                ours: a,
+                kernel: b,
+                detail: detail.clone(),
+                known: is_known(Some(o.index), field),
+            });
+        }
+    }
+    for (a, b) in compare_tables(&our_table, &run.table) {
+        res.differences.push(Difference {
+            index: None,
+            field: "table",
+            ours: a,
+            kernel: b,
+            detail: String::new(),
+            known: is_known(None, "table"),
+        });
+    }
+    let k = &run.stats;
+    let theirs_stats = [
+        ("found", k.found),
+        ("invalid", k.invalid),
+        ("insert", k.insert),
+        ("insert_failed", k.insert_failed),
+        ("drop", k.drop),
+        ("early_drop", k.early_drop),
+        ("error", k.error),
+        ("search_restart", k.search_restart),
+        ("clash_resolve", k.clash_resolve),
+        ("chaintoolong", k.chaintoolong),
+    ];
+    for ((name, mine), (_, kv)) in our_stats.fields().iter().zip(theirs_stats.iter()) {
+        if u64::from(*mine) != *kv {
+            res.differences.push(Difference {
+                index: None,
+                field: "stats",
+                ours: format!("{name}={mine}"),
+                kernel: format!("{name}={kv}"),
+                detail: String::new(),
+                known: is_known(None, "stats"),
+            });
+        }
+    }
+    res.ours = ours;
+    res.theirs = theirs;
+    res.our_table = our_table;
+    res.kernel_table = run.table.clone();
+    res
+}
+
+/// Run both and compare.
+pub fn diff(
+    capture: &str,
+    loaded: &Loaded,
+    kopts: &KernelOptions,
+    ropts: &ReplayOptions,
+    known: &[KnownDifference],
+) -> Result<DiffResult, String> {
+    let run = kernel::run(loaded, kopts)?;
+    let theirs = kernel::reports(&run, loaded);
+    let (ours, table, stats) = engine_on_kernel_timeline(loaded, &run, ropts);
+    Ok(compare(capture, ours, theirs, table, &run, stats, known))
+}
+
+/// Load a known-differences file (JSON list).
+pub fn load_known(path: &std::path::Path) -> Result<Vec<KnownDifference>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches() {
+        assert!(glob("*", "x.pcap"));
+        assert!(glob("zeek__*", "zeek__a.pcap"));
+        assert!(!glob("zeek__*", "ppp__a.pcap"));
+        assert!(glob("a*c*e", "abcde"));
+        assert!(glob("exact", "exact"));
+    }
+
+    #[test]
+    fn tables_compare_with_tolerance() {
+        let a = vec!["udp      17 29 src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 mark=0 use=1".to_string()];
+        let b = vec!["udp      17 28 src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 mark=0 use=1".to_string()];
+        assert!(compare_tables(&a, &b).is_empty());
+        let c = vec!["udp      17 25 src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 mark=0 use=1".to_string()];
+        assert_eq!(compare_tables(&a, &c).len(), 1);
+        assert_eq!(compare_tables(&a, &[]).len(), 1);
+    }
+}
