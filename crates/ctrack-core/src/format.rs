@@ -90,7 +90,20 @@ fn addr(a: &Addr, fam: Family, expanded: bool) -> String {
     }
 }
 
+/// conntrack-tools' own protocol names (it knows DCCP, which this kernel tracks as
+/// generic, and prints zero ports for it).
+fn userspace_proto_name(p: u8) -> &'static str {
+    match p {
+        proto::DCCP => "dccp",
+        _ => proto_name(p),
+    }
+}
+
 fn tuple_text(out: &mut String, t: &Tuple, expanded: bool) {
+    tuple_text_as(out, t, expanded, false)
+}
+
+fn tuple_text_as(out: &mut String, t: &Tuple, expanded: bool, userspace: bool) {
     let _ = write!(
         out,
         "src={} dst={} ",
@@ -112,6 +125,9 @@ fn tuple_text(out: &mut String, t: &Tuple, expanded: bool) {
         }
         proto::GRE => {
             let _ = write!(out, "srckey=0x{:x} dstkey=0x{:x} ", t.src_u, t.dst_u);
+        }
+        proto::DCCP if userspace => {
+            let _ = write!(out, "sport={} dport={} ", t.src_u, t.dst_u);
         }
         _ => {}
     }
@@ -162,7 +178,7 @@ fn body(out: &mut String, e: &Entry, extended: bool, timeout: Option<u64>, state
     if extended {
         let _ = write!(out, "{:<8} {} ", t0.family.name(), t0.family.number());
     }
-    let _ = write!(out, "{:<8} {} ", proto_name(t0.proto), t0.proto);
+    let _ = write!(out, "{:<8} {} ", userspace_proto_name(t0.proto), t0.proto);
     if let Some(t) = timeout {
         let _ = write!(out, "{t} ");
     }
@@ -171,12 +187,12 @@ fn body(out: &mut String, e: &Entry, extended: bool, timeout: Option<u64>, state
             let _ = write!(out, "{s} ");
         }
     }
-    tuple_text(out, t0, false);
+    tuple_text_as(out, t0, false, true);
     counters(out, e, Dir::Original);
     if !e.status.has(Status::SEEN_REPLY) {
         out.push_str("[UNREPLIED] ");
     }
-    tuple_text(out, e.tuple(Dir::Reply), false);
+    tuple_text_as(out, e.tuple(Dir::Reply), false, true);
     counters(out, e, Dir::Reply);
     if e.status.has(Status::ASSURED) {
         out.push_str("[ASSURED] ");

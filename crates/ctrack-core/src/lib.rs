@@ -13,6 +13,7 @@
 //!   and defaults.
 
 pub mod conntrack;
+pub mod defrag;
 pub mod entry;
 pub mod event;
 pub mod format;

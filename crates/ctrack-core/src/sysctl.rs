@@ -217,9 +217,18 @@ mod tests {
         let mut s = Sysctls::default();
         s.set("net.netfilter.nf_conntrack_tcp_loose", "0").unwrap();
         assert_eq!(s.nf_conntrack_tcp_loose, 0);
-        assert!(matches!(s.set("nf_conntrack_tcp_loose", "2"), Err(SysctlError::BadValue { .. })));
-        assert!(matches!(s.set("nf_conntrack_bogus", "2"), Err(SysctlError::Unknown(_))));
-        assert!(matches!(s.set("nf_conntrack_udp_timeout", "x"), Err(SysctlError::BadValue { .. })));
+        assert!(matches!(
+            s.set("nf_conntrack_tcp_loose", "2"),
+            Err(SysctlError::BadValue { .. })
+        ));
+        assert!(matches!(
+            s.set("nf_conntrack_bogus", "2"),
+            Err(SysctlError::Unknown(_))
+        ));
+        assert!(matches!(
+            s.set("nf_conntrack_udp_timeout", "x"),
+            Err(SysctlError::BadValue { .. })
+        ));
     }
 
     #[test]

@@ -93,6 +93,8 @@ impl Cidr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
     proto: u8,
+    /// ICMP query id and request type (0 for port-based protocols).
+    icmp: u32,
     a: (Addr, u16),
     b: (Addr, u16),
 }
@@ -174,19 +176,23 @@ impl SideAssigner {
 
     fn by_flow(&mut self, h: &Head, learn: bool) -> Side {
         let (sp, dp) = h.ports.unwrap_or((0, 0));
-        let x = (h.src, sp);
-        let y = (h.dst, dp);
+        // ICMP queries: the id and the request type identify the flow in both directions.
+        let icmp_query = matches!(h.proto, proto::ICMP | proto::ICMPV6);
+        let (x, y, icmp) = if icmp_query {
+            ((h.src, 0), (h.dst, 0), u32::from(sp) << 16 | u32::from(dp))
+        } else {
+            ((h.src, sp), (h.dst, dp), 0)
+        };
         let (a, b) = if x <= y { (x, y) } else { (y, x) };
         let key = FlowKey {
             proto: h.proto,
+            icmp,
             a,
             b,
         };
         match self.flows.get(&key) {
             Some(client) => {
-                if *client == h.src && (a != b || sp == key.a.1) {
-                    Side::Client
-                } else if *client == h.src && a == b {
+                if *client == h.src {
                     Side::Client
                 } else {
                     Side::Server
@@ -527,6 +533,26 @@ mod tests {
         assert_eq!(s.side(&udp4(a, b, 1000, 53, 64)), Side::Client);
         // A new flow started by b.
         assert_eq!(s.side(&udp4(b, a, 7, 9, 64)), Side::Client);
+    }
+
+    fn echo4(src: [u8; 4], dst: [u8; 4], ty: u8, id: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&[ty, 0, 0, 0]);
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(&[0, 1]);
+        p
+    }
+
+    #[test]
+    fn icmp_echo_reply_enters_on_the_server_side() {
+        let mut s = SideAssigner::new(vec![]);
+        let a = [10, 1, 0, 1];
+        let b = [10, 2, 0, 1];
+        assert_eq!(s.side(&echo4(a, b, 8, 7)), Side::Client);
+        assert_eq!(s.side(&echo4(b, a, 0, 7)), Side::Server);
+        assert_eq!(s.side(&echo4(a, b, 8, 7)), Side::Client);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! SCTP tracker (kernel: `net/netfilter/nf_conntrack_proto_sctp.c`, Linux 6.18 behaviour).
 //!
-//! Mirrors `sctp_error` ([`error`]: common-header length and CRC32c), `do_basic_checks`
-//! (the chunk walk), `sctp_new` ([`SctpConn::new`]: which first packets may create an
-//! entry), `sctp_new_state` + `sctp_conntracks` (`table.rs`), `nf_conntrack_sctp_packet`
-//! ([`SctpConn::packet`]: verification tags, per-chunk transitions, INIT/INIT_ACK
-//! bookkeeping, heartbeat re-keying, timeouts, ASSURED) and `sctp_can_early_drop`.
+//! Mirrors `sctp_error` (`error`: common-header length and CRC32c, the CRC itself in
+//! `crc32c.rs`), `do_basic_checks` (`chunk.rs`: the chunk walk), `sctp_new`
+//! (`SctpConn::new`: which first packets may create an entry), `sctp_new_state` +
+//! `sctp_conntracks` (`table.rs`), `nf_conntrack_sctp_packet` (`SctpConn::packet`:
+//! verification tags, per-chunk transitions, INIT/INIT_ACK bookkeeping, heartbeat
+//! re-keying, timeouts, ASSURED) and `sctp_can_early_drop`.
 //! The behaviour is described in kernel-semantics-2.md §1 (every transition cell and
 //! special case there was checked on the live kernel) and kernel-semantics.md §4, §6.
 //!
@@ -18,7 +19,12 @@
 //! Not done: cttimeout policies (`nf_ct_timeout_lookup`), the ctnetlink
 //! `from_nlattr`/`to_nlattr` pair, and CHECKSUM_COMPLETE offload (a replay is always
 //! "not verified yet", so the CRC is checked whenever `cx.check_checksum` is set).
+//! Known gap: when a multi-chunk packet enters ESTABLISHED on an early chunk and then
+//! fails on a later one (e.g. COOKIE_ACK + an ABORT with a wrong tag), the kernel keeps
+//! the new state *and* sets ASSURED (with its events); the state is kept here, but
+//! `TrackerResult::Invalid` has no way to carry ASSURED or PROTOINFO.
 
+mod chunk;
 mod crc32c;
 mod table;
 #[cfg(test)]
@@ -30,6 +36,7 @@ use crate::packet::Packet;
 use crate::sysctl::Sysctls;
 use crate::time::Duration;
 use crate::tuple::Dir;
+use chunk::{basic_checks, common_vtag, init_tag, ChunkMap, Chunks};
 use core::fmt;
 
 /// Chunk type numbers (RFC 9260 §3.2, kernel `enum sctp_cid`) the tracker looks at.
@@ -60,7 +67,7 @@ const INIT_HDR_LEN: usize = 16;
 
 /// SCTP connection states (kernel `enum sctp_conntrack`, same numbers). The uapi value 9
 /// (HEARTBEAT_ACKED) is never entered by the kernel and has no name, so it is absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum SctpState {
     /// Transient: only while a new entry is being built (never stored).
@@ -418,134 +425,6 @@ impl fmt::Display for SctpReason {
     }
 }
 
-/// One chunk header seen by the walk.
-#[derive(Debug, Clone, Copy)]
-struct Chunk {
-    /// Index in the packet (kernel `count`).
-    index: u32,
-    /// Offset of the chunk header from the start of the SCTP header.
-    offset: usize,
-    /// Chunk type.
-    ctype: u8,
-    /// Chunk flags.
-    flags: u8,
-    /// The length field's two bytes as on the wire.
-    len_raw: [u8; 2],
-}
-
-impl Chunk {
-    /// The length field (big-endian).
-    fn len(&self) -> u16 {
-        u16::from_be_bytes(self.len_raw)
-    }
-}
-
-/// The kernel's `for_each_sctp_chunk`: from offset 12, while the offset is inside the
-/// packet and a 4-byte chunk header can be read; advance by the length rounded up to 4.
-/// Trailing 1-3 bytes end the walk silently, a length running past the end just stops
-/// it. A zero length would loop forever in the kernel's macro; every kernel walk runs
-/// after `do_basic_checks` rejected it, so this one simply stops after such a chunk.
-struct Chunks<'a> {
-    l4: &'a [u8],
-    offset: usize,
-    index: u32,
-}
-
-impl<'a> Chunks<'a> {
-    fn new(l4: &'a [u8]) -> Chunks<'a> {
-        Chunks {
-            l4,
-            offset: COMMON_LEN,
-            index: 0,
-        }
-    }
-}
-
-impl Iterator for Chunks<'_> {
-    type Item = Chunk;
-
-    fn next(&mut self) -> Option<Chunk> {
-        let end = self.offset.checked_add(CHUNK_HDR_LEN)?;
-        let h = self.l4.get(self.offset..end)?;
-        let chunk = Chunk {
-            index: self.index,
-            offset: self.offset,
-            ctype: h[0],
-            flags: h[1],
-            len_raw: [h[2], h[3]],
-        };
-        let step = (usize::from(chunk.len()) + 3) & !3;
-        self.offset = if step == 0 {
-            usize::MAX
-        } else {
-            self.offset + step
-        };
-        self.index = self.index.saturating_add(1);
-        Some(chunk)
-    }
-}
-
-/// The 256-bit "chunk types present" map `do_basic_checks` fills.
-#[derive(Debug, Clone, Copy, Default)]
-struct ChunkMap([u64; 4]);
-
-impl ChunkMap {
-    fn set(&mut self, t: u8) {
-        self.0[usize::from(t >> 6)] |= 1 << (t & 63);
-    }
-    fn has(&self, t: u8) -> bool {
-        self.0[usize::from(t >> 6)] & (1 << (t & 63)) != 0
-    }
-}
-
-/// `do_basic_checks`: walk the chunks, reject the bundles §1.4 step 2 forbids, and
-/// return the map of chunk types present.
-fn basic_checks(l4: &[u8]) -> Result<ChunkMap, SctpReason> {
-    let mut map = ChunkMap::default();
-    // Sticky: once INIT, INIT_ACK or SHUTDOWN_COMPLETE is seen, no later chunk may follow
-    // (they must be alone, RFC 9260 §6.10).
-    let mut flag = false;
-    let mut count = 0u32;
-    for ch in Chunks::new(l4) {
-        if matches!(
-            ch.ctype,
-            cid::INIT | cid::INIT_ACK | cid::SHUTDOWN_COMPLETE
-        ) {
-            flag = true;
-        }
-        let must_be_first = matches!(ch.ctype, cid::COOKIE_ACK | cid::COOKIE_ECHO) || flag;
-        if (must_be_first && ch.index != 0) || ch.len() == 0 {
-            return Err(SctpReason::BasicChecks {
-                chunk_num: ch.index,
-                chunk_type: ch.ctype,
-                len_printed: u16::from_le_bytes(ch.len_raw),
-                flag,
-            });
-        }
-        map.set(ch.ctype);
-        count += 1;
-    }
-    if count == 0 {
-        return Err(SctpReason::NoChunks);
-    }
-    Ok(map)
-}
-
-/// The common header's verification tag, if the header is there.
-fn common_vtag(l4: &[u8]) -> Option<u32> {
-    let b = l4.get(4..8)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// The initiate tag of the INIT / INIT_ACK chunk at `offset`, if its whole 16-byte fixed
-/// header is inside the packet (the chunk's own length field is not consulted, as in
-/// the kernel's `skb_header_pointer`).
-fn init_tag(l4: &[u8], offset: usize) -> Option<u32> {
-    let start = offset.checked_add(CHUNK_HDR_LEN)?;
-    let hdr = l4.get(start..start.checked_add(INIT_HDR_LEN)?)?;
-    Some(u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]))
-}
-
 /// `sctp_error`: the 12-byte common header must be there ("short packet"), and when
 /// `cx.check_checksum` (PRE_ROUTING with `nf_conntrack_checksum=1`) the CRC32c over the
 /// SCTP packet must match the field ("bad CRC"). Called on every SCTP packet before
@@ -660,7 +539,11 @@ impl SctpConn {
             // SACK belongs to an association we never saw set up.
             match table::next(Dir::Original, SctpState::None, ch.ctype) {
                 Some(s) if s != SctpState::None => {}
-                _ => return Err(SctpReason::NewEntryChunk { chunk_type: ch.ctype }),
+                _ => {
+                    return Err(SctpReason::NewEntryChunk {
+                        chunk_type: ch.ctype,
+                    })
+                }
             }
             match ch.ctype {
                 cid::INIT => {
@@ -669,8 +552,10 @@ impl SctpConn {
                     if vtag != 0 {
                         return Err(SctpReason::NewEntryInitVtag { vtag });
                     }
-                    conn.vtag[Dir::Reply.index()] = init_tag(l4, ch.offset)
-                        .ok_or(SctpReason::InitHeaderTruncated { chunk_type: ch.ctype })?;
+                    conn.vtag[Dir::Reply.index()] =
+                        init_tag(l4, ch.offset).ok_or(SctpReason::InitHeaderTruncated {
+                            chunk_type: ch.ctype,
+                        })?;
                 }
                 // A HEARTBEAT on a secondary path carries the sender's peer tag, which
                 // is what later packets in this direction carry.
@@ -824,8 +709,9 @@ impl SctpConn {
 
             match ch.ctype {
                 cid::INIT => {
-                    let tag = init_tag(l4, ch.offset)
-                        .ok_or(SctpReason::InitHeaderTruncated { chunk_type: ch.ctype })?;
+                    let tag = init_tag(l4, ch.offset).ok_or(SctpReason::InitHeaderTruncated {
+                        chunk_type: ch.ctype,
+                    })?;
                     // A stale or retransmitted INIT (its tag is already the other
                     // direction's tag) is not recorded as a new pending INIT.
                     if old == SctpState::None || self.vtag[o] != tag {
@@ -842,8 +728,9 @@ impl SctpConn {
                     }
                 }
                 cid::INIT_ACK => {
-                    let tag = init_tag(l4, ch.offset)
-                        .ok_or(SctpReason::InitHeaderTruncated { chunk_type: ch.ctype })?;
+                    let tag = init_tag(l4, ch.offset).ok_or(SctpReason::InitHeaderTruncated {
+                        chunk_type: ch.ctype,
+                    })?;
                     let known = self.vtag[o];
                     if !self.init[o] && known != 0 && known != tag {
                         return Err(SctpReason::InitAckWithoutInit {

@@ -57,7 +57,9 @@ fn walk(opts: &[u8], mut f: impl FnMut(u8, &[u8]) -> bool) {
                 if size < 2 {
                     return;
                 }
-                let Some(body) = opts.get(i + 2..i + size) else { return };
+                let Some(body) = opts.get(i + 2..i + size) else {
+                    return;
+                };
                 if f(kind, body) {
                     return;
                 }
