@@ -324,7 +324,7 @@ impl Conntrack {
                         return Tracked::invalid(InvalidReason::Generic);
                     };
                     if acc.refresh.is_some() || acc.kill {
-                        if let Some(c) = e.ext.acct.as_mut() {
+                        if let Some(c) = e.ext.as_mut().and_then(|x| x.acct.as_mut()) {
                             c[dir.index()].packets += 1;
                             c[dir.index()].bytes += len;
                         }
@@ -420,7 +420,7 @@ impl Conntrack {
         self.table.link(id);
         if let Some(e) = self.table.get_mut(id) {
             e.status.set(Status::CONFIRMED);
-            if let Some(ts) = e.ext.tstamp.as_mut() {
+            if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
                 ts.0 = now;
             }
             e.ecache |= if e.status.has(Status::EXPECTED) {
@@ -470,7 +470,7 @@ impl Conntrack {
         if let Some(mut e) = self.table.free(id) {
             if confirmed && self.events_enabled {
                 e.status.set(Status::DYING);
-                if let Some(ts) = e.ext.tstamp.as_mut() {
+                if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
                     let stop = if e.deadline < now { e.deadline } else { now };
                     ts.1 = Some(stop);
                 }
@@ -515,10 +515,12 @@ impl Conntrack {
             mark: 0,
             deadline: now,
             proto,
-            ext: Extensions {
-                acct: (s.nf_conntrack_acct == 1).then_some([Counter::default(); 2]),
-                tstamp: (s.nf_conntrack_timestamp == 1).then_some((now, None)),
-            },
+            ext: (s.nf_conntrack_acct == 1 || s.nf_conntrack_timestamp == 1).then(|| {
+                Box::new(Extensions {
+                    acct: (s.nf_conntrack_acct == 1).then_some([Counter::default(); 2]),
+                    tstamp: (s.nf_conntrack_timestamp == 1).then_some((now, None)),
+                })
+            }),
             seq: self.next_seq,
             ecache: 0,
         };

@@ -134,7 +134,7 @@ fn tuple_text_as(out: &mut String, t: &Tuple, expanded: bool, userspace: bool) {
 }
 
 fn counters(out: &mut String, e: &Entry, dir: Dir) {
-    if let Some(c) = e.ext.acct {
+    if let Some(c) = e.ext.as_ref().and_then(|x| x.acct) {
         let c = c[dir.index()];
         let _ = write!(out, "packets={} bytes={} ", c.packets, c.bytes);
     }
@@ -142,7 +142,7 @@ fn counters(out: &mut String, e: &Entry, dir: Dir) {
 
 /// Seconds since confirm (stop − start for a deleted entry).
 fn delta_time(e: &Entry, now: Instant) -> Option<u64> {
-    let (start, stop) = e.ext.tstamp?;
+    let (start, stop) = e.ext.as_ref()?.tstamp?;
     let end = stop.unwrap_or(now);
     Some(end.saturating_since(start).as_secs())
 }

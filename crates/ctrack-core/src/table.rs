@@ -120,9 +120,9 @@ impl Table {
             self.bucket(&e.tuples[0], e.zone),
             self.bucket(&e.tuples[1], e.zone),
         ];
-        for dir in 0..2 {
+        for (dir, &bucket) in b.iter().enumerate() {
             let node = id * 2 + dir as u32;
-            let head = &mut self.heads[b[dir] as usize];
+            let head = &mut self.heads[bucket as usize];
             self.slots[id as usize].next[dir] = *head;
             *head = node;
         }
@@ -147,12 +147,12 @@ impl Table {
             let mut cur = self.heads[bucket as usize];
             let mut prev = NIL;
             while cur != NIL {
-                let next = self.slots[(cur / 2) as usize].next[(cur % 2) as usize];
+                let next = self.slots[(cur / 2) as usize].next[(cur & 1) as usize];
                 if cur == node {
                     if prev == NIL {
                         self.heads[bucket as usize] = next;
                     } else {
-                        self.slots[(prev / 2) as usize].next[(prev % 2) as usize] = next;
+                        self.slots[(prev / 2) as usize].next[(prev & 1) as usize] = next;
                     }
                     break;
                 }
@@ -177,7 +177,7 @@ impl Table {
         let mut cur = self.heads[self.bucket(t, zone) as usize];
         while cur != NIL {
             let id = cur / 2;
-            let dir = if cur % 2 == 0 {
+            let dir = if cur & 1 == 0 {
                 Dir::Original
             } else {
                 Dir::Reply
@@ -202,7 +202,7 @@ impl Table {
         let mut out = Vec::new();
         let mut cur = self.heads.get(bucket as usize).copied().unwrap_or(NIL);
         while cur != NIL {
-            let dir = if cur % 2 == 0 {
+            let dir = if cur & 1 == 0 {
                 Dir::Original
             } else {
                 Dir::Reply
@@ -219,7 +219,7 @@ impl Table {
         let mut cur = self.heads.get(bucket as usize).copied().unwrap_or(NIL);
         while cur != NIL {
             n += 1;
-            cur = self.slots[(cur / 2) as usize].next[(cur % 2) as usize];
+            cur = self.slots[(cur / 2) as usize].next[(cur & 1) as usize];
         }
         n
     }

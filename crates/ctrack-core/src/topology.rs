@@ -461,11 +461,7 @@ fn options_ok(opts: &[u8]) -> bool {
                         }
                     }
                     // Router alert.
-                    148 => {
-                        if len != 4 {
-                            return false;
-                        }
-                    }
+                    148 if len != 4 => return false,
                     _ => {}
                 }
                 i += len;

@@ -308,7 +308,10 @@ pub fn compare(
         }
     }
     let assured = |v: &[String]| -> Vec<String> {
-        v.iter().filter(|l| l.contains("[ASSURED]")).cloned().collect()
+        v.iter()
+            .filter(|l| l.contains("[ASSURED]"))
+            .cloned()
+            .collect()
     };
     let (tab_ours, tab_kernel) = if hash_dependent {
         (assured(&our_table), assured(&run.table))

@@ -40,11 +40,12 @@ impl Default for KernelOptions {
     }
 }
 
+/// `(name, value)` sysctl pairs.
+pub type SysctlPairs = Vec<(String, String)>;
+
 /// Split sysctls into per-netns and global ones, rejecting unknown names and bad values
 /// with our own parser (so both sides get the same settings).
-pub fn split_sysctls(
-    pairs: &[(String, String)],
-) -> Result<(Vec<(String, String)>, Vec<(String, String)>), String> {
+pub fn split_sysctls(pairs: &[(String, String)]) -> Result<(SysctlPairs, SysctlPairs), String> {
     let mut probe = Sysctls::default();
     let mut local = Vec::new();
     let mut global = Vec::new();

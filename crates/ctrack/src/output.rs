@@ -139,7 +139,7 @@ pub fn entry_json(e: &Entry, now: Instant) -> String {
         }
     }
     let _ = write!(o, "],\"mark\":{},\"zone\":{}", e.mark, e.zone);
-    if let Some(c) = e.ext.acct {
+    if let Some(c) = e.ext.as_ref().and_then(|x| x.acct) {
         let _ = write!(
             o,
             ",\"counters\":{{\"original\":{{\"packets\":{},\"bytes\":{}}},\"reply\":{{\"packets\":{},\"bytes\":{}}}}}",

@@ -4,6 +4,7 @@
 
 use crate::report::{Fate, PacketReport};
 use ctrack_core::conntrack::{Config, Confirmed, Conntrack, Hook, Verdict};
+use ctrack_core::defrag::{Defrag, DefragResult};
 use ctrack_core::packet::ip;
 use ctrack_core::topology::{self, Route, Side};
 use ctrack_core::{Instant, Stats, Sysctls};
@@ -23,6 +24,8 @@ pub struct ReplayOptions {
 pub struct Replay {
     /// The engine.
     pub ct: Conntrack,
+    /// IPv4/IPv6 reassembly in front of conntrack (nf_defrag, priority −400).
+    pub defrag: Defrag,
     last_gc: Instant,
     /// Time of the last packet.
     pub now: Instant,
@@ -37,6 +40,7 @@ impl Replay {
                 seed: opts.seed,
                 events: opts.events,
             }),
+            defrag: Defrag::new(),
             last_gc: Instant::ZERO,
             now: Instant::ZERO,
         }
@@ -50,6 +54,7 @@ impl Replay {
         }
         if self.now.saturating_since(self.last_gc).as_secs() >= 1 {
             self.ct.expire(self.now);
+            self.defrag.expire(self.now, self.ct.sysctls());
             self.last_gc = self.now;
         }
     }
@@ -82,6 +87,21 @@ impl Replay {
                 return rep;
             }
         };
+        let data = match self.defrag.push(now, data, 0, self.ct.sysctls()) {
+            DefragResult::NotFragment | DefragResult::PassThrough => data,
+            DefragResult::Complete(whole) => whole,
+            DefragResult::Held => {
+                rep.fate = Fate::Held;
+                rep.reason = Some("held by defrag".into());
+                return rep;
+            }
+            DefragResult::Dropped(why) => {
+                rep.fate = Fate::Held;
+                rep.drop = true;
+                rep.reason = Some(format!("defrag: {why}"));
+                return rep;
+            }
+        };
         let t = self.ct.track(now, data, Hook::PreRouting, 0);
         rep.ctstate = t.ctstate();
         rep.direction = t.direction();
@@ -92,8 +112,8 @@ impl Replay {
             self.ct.discard(&t);
         } else {
             match topology::route(data) {
-                Route::Forward | Route::Local => {
-                    rep.fate = if topology::route(data) == Route::Local {
+                route @ (Route::Forward | Route::Local) => {
+                    rep.fate = if route == Route::Local {
                         Fate::Local
                     } else {
                         Fate::Forwarded

@@ -16,8 +16,8 @@
 //!    datagram fails if not-ECT was mixed with ECT/CE or header + data > 65535.
 
 use super::{
-    approx_truesize, ecn_merge, DefragDrop, DefragStats, FragQueue, Insert, Outcome,
-    Reassembled, Step, Table, IPV4_QUEUE_SIZE,
+    approx_truesize, ecn_merge, DefragDrop, DefragStats, FragQueue, Insert, Outcome, Reassembled,
+    Step, Table, IPV4_QUEUE_SIZE,
 };
 use crate::packet::checksum;
 use crate::sysctl::Sysctls;

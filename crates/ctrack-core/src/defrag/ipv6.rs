@@ -25,8 +25,8 @@
 //!    datagram fails if not-ECT was mixed with ECT/CE or its payload exceeds 65535.
 
 use super::{
-    approx_truesize, ecn_merge, DefragDrop, DefragStats, FragQueue, Insert, Outcome,
-    Reassembled, Step, Table, IPV6_QUEUE_SIZE,
+    approx_truesize, ecn_merge, DefragDrop, DefragStats, FragQueue, Insert, Outcome, Reassembled,
+    Step, Table, IPV6_QUEUE_SIZE,
 };
 use crate::sysctl::Sysctls;
 use crate::time::{secs, Instant};

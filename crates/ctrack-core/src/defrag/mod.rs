@@ -284,7 +284,8 @@ impl Defrag {
     }
 
     /// Drop the queues whose lifetime ended at or before `now` (also done inside
-    /// [`Defrag::push`]). Counts `ReasmTimeout` as the kernel's timers do.
+    /// [`Defrag::push`]). Counts `ReasmTimeout` as the kernel's timers do. `sysctls`
+    /// is not read: a queue's lifetime is fixed when it is created.
     pub fn expire(&mut self, now: Instant, _sysctls: &Sysctls) {
         self.v4.expire(now, &mut self.stats);
         self.v6.expire(now, &mut self.stats);
@@ -611,10 +612,7 @@ impl<K: Copy + Eq + Hash + Ord, E> Table<K, E> {
     /// `inet_frag_kill` + destroy: take the queue out and release its memory.
     fn remove(&mut self, key: &K) -> Option<FragQueue<E>> {
         let q = self.map.remove(key)?;
-        self.mem = self
-            .mem
-            .saturating_sub(q.mem)
-            .saturating_sub(self.qsize);
+        self.mem = self.mem.saturating_sub(q.mem).saturating_sub(self.qsize);
         Some(q)
     }
 

@@ -819,7 +819,7 @@ impl TcpConn {
             && self.last_dir != dir;
         let last_ack_unassured =
             !ecx.status.has(Status::ASSURED) && self.last_index == PacketIndex::Ack;
-        if false {
+        if (last_syn_other || last_ack_unassured) && seg.ack == self.last_end {
             return Ok(RstPath {
                 new,
                 skip_window: true,

@@ -24,7 +24,6 @@ const LEN_WINDOW: u8 = 3;
 const LEN_SACK_PERM: u8 = 2;
 const LEN_TIMESTAMP: u8 = 10;
 /// SACK: kind + length, then 8 bytes per block (left edge, right edge).
-const LEN_SACK_BASE: usize = 2;
 const LEN_SACK_PERBLOCK: usize = 8;
 
 /// The largest window-scale shift (RFC 7323 §2.3; kernel `TCP_MAX_WSCALE`).
@@ -124,12 +123,9 @@ pub(super) fn highest_sack(opts: &[u8], sack: u32) -> u32 {
     }
     let mut best = sack;
     walk(opts, |kind, body| {
-        let size = body.len() + LEN_SACK_BASE;
         // kernel: at least one block and a whole number of blocks, else skip it.
-        if kind != OPT_SACK
-            || size < LEN_SACK_BASE + LEN_SACK_PERBLOCK
-            || (size - LEN_SACK_BASE) % LEN_SACK_PERBLOCK != 0
-        {
+        let blocks = body.len() / LEN_SACK_PERBLOCK;
+        if kind != OPT_SACK || blocks == 0 || blocks * LEN_SACK_PERBLOCK != body.len() {
             return false;
         }
         for block in body.chunks_exact(LEN_SACK_PERBLOCK) {

@@ -123,9 +123,7 @@ fn tcp_bytes(dir: Dir, s: &Seg) -> Vec<u8> {
         Dir::Reply => (80, 40000),
     };
     let mut opts = s.opts.clone();
-    while opts.len() % 4 != 0 {
-        opts.push(0);
-    }
+    opts.resize(opts.len().div_ceil(4) * 4, 0);
     let doff = (20 + opts.len()) / 4;
     let mut t = Vec::new();
     t.extend_from_slice(&sport.to_be_bytes());
