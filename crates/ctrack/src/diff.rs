@@ -25,7 +25,7 @@ pub struct KnownDifference {
     /// Packet index, or none for every packet of the capture.
     #[serde(default)]
     pub index: Option<u64>,
-    /// Field: ctstate, direction, fate, counters, table, stats, or `*`.
+    /// Field: ctstate, direction, fate, counters, table, proc, stats, or `*`.
     pub field: String,
     /// Why it differs, and what will remove the difference.
     pub reason: String,
@@ -142,7 +142,7 @@ pub fn engine_on_kernel_timeline(
     loaded: &Loaded,
     run: &KernelRun,
     opts: &ReplayOptions,
-) -> (Vec<PacketReport>, Vec<String>, ctrack_core::Stats) {
+) -> EngineRun {
     let base = loaded.packets.first().map_or(0, |p| p.ts_ns);
     let mut r = Replay::new(opts);
     let mut reps = Vec::with_capacity(loaded.packets.len());
@@ -154,18 +154,41 @@ pub fn engine_on_kernel_timeline(
     let now = Instant::from_nanos(base + run.dump_offset_ns);
     r.advance(now);
     let table = table_lines(&r.ct, now, OutputFormat::default());
-    (reps, table, r.ct.stats())
+    let proc_fmt = OutputFormat {
+        proc: true,
+        ..OutputFormat::default()
+    };
+    EngineRun {
+        reports: reps,
+        table,
+        proc_table: table_lines(&r.ct, now, proc_fmt),
+        stats: r.ct.stats(),
+    }
 }
 
-/// Split a `conntrack -L` line into (line without its timeout and delta-time, timeout,
-/// delta-time).
-fn split_timeout(line: &str) -> (String, i64, i64) {
+/// The engine's side of a diff.
+#[derive(Debug, Default)]
+pub struct EngineRun {
+    /// Per-packet reports.
+    pub reports: Vec<PacketReport>,
+    /// Final table, `conntrack -L` lines.
+    pub table: Vec<String>,
+    /// Final table, /proc/net/nf_conntrack lines.
+    pub proc_table: Vec<String>,
+    /// Counters.
+    pub stats: ctrack_core::Stats,
+}
+
+/// Split a table line into (line without its timeout and delta-time, timeout,
+/// delta-time). The timeout is the third token of a `conntrack -L` line and the fifth of
+/// a /proc line.
+fn split_timeout(line: &str, pos: usize) -> (String, i64, i64) {
     let toks: Vec<&str> = line.split(' ').filter(|t| !t.is_empty()).collect();
     let mut key = Vec::with_capacity(toks.len());
     let mut timeout = 0;
     let mut delta = 0;
     for (i, t) in toks.iter().enumerate() {
-        if i == 2 {
+        if i == pos {
             timeout = t.parse().unwrap_or(-1);
             key.push("T".to_string());
         } else if let Some(d) = t.strip_prefix("delta-time=") {
@@ -178,16 +201,21 @@ fn split_timeout(line: &str) -> (String, i64, i64) {
     (key.join(" "), timeout, delta)
 }
 
-/// Compare two tables: same entries, timeouts within ±1 s.
+/// Compare two `conntrack -L` tables: same entries, timeouts within ±1 s.
 pub fn compare_tables(ours: &[String], kernel: &[String]) -> Vec<(String, String)> {
+    compare_lines(ours, kernel, 2)
+}
+
+/// Compare two tables whose timeout is token `pos`: same entries, timeouts within ±1 s.
+fn compare_lines(ours: &[String], kernel: &[String], pos: usize) -> Vec<(String, String)> {
     let mut mine: BTreeMap<String, Vec<(i64, i64, String)>> = BTreeMap::new();
     for l in ours {
-        let (k, t, d) = split_timeout(l);
+        let (k, t, d) = split_timeout(l, pos);
         mine.entry(k).or_default().push((t, d, l.clone()));
     }
     let mut out = Vec::new();
     for l in kernel {
-        let (k, t, d) = split_timeout(l);
+        let (k, t, d) = split_timeout(l, pos);
         match mine.get_mut(&k) {
             Some(v) if !v.is_empty() => {
                 let pos = v
@@ -227,13 +255,17 @@ fn counters_text(c: &[(&'static str, u32)]) -> String {
 /// Compare per-packet reports, tables and counters.
 pub fn compare(
     capture: &str,
-    ours: Vec<PacketReport>,
+    engine: EngineRun,
     theirs: Vec<PacketReport>,
-    our_table: Vec<String>,
     run: &KernelRun,
-    our_stats: ctrack_core::Stats,
     known: &[KnownDifference],
 ) -> DiffResult {
+    let EngineRun {
+        reports: ours,
+        table: our_table,
+        proc_table: our_proc,
+        stats: our_stats,
+    } = engine;
     let is_known = |index: Option<u64>, field: &str| {
         known
             .iter()
@@ -313,20 +345,35 @@ pub fn compare(
             .cloned()
             .collect()
     };
-    let (tab_ours, tab_kernel) = if hash_dependent {
-        (assured(&our_table), assured(&run.table))
+    let (tab_ours, tab_kernel, proc_ours, proc_kernel) = if hash_dependent {
+        (
+            assured(&our_table),
+            assured(&run.table),
+            assured(&our_proc),
+            assured(&run.proc_table),
+        )
     } else {
-        (our_table.clone(), run.table.clone())
+        (
+            our_table.clone(),
+            run.table.clone(),
+            our_proc,
+            run.proc_table.clone(),
+        )
     };
-    for (a, b) in compare_tables(&tab_ours, &tab_kernel) {
-        res.differences.push(Difference {
-            index: None,
-            field: "table",
-            ours: a,
-            kernel: b,
-            detail: String::new(),
-            known: is_known(None, "table"),
-        });
+    for (field, pairs) in [
+        ("table", compare_tables(&tab_ours, &tab_kernel)),
+        ("proc", compare_lines(&proc_ours, &proc_kernel, 4)),
+    ] {
+        for (a, b) in pairs {
+            res.differences.push(Difference {
+                index: None,
+                field,
+                ours: a,
+                kernel: b,
+                detail: String::new(),
+                known: is_known(None, field),
+            });
+        }
     }
     let k = &run.stats;
     let theirs_stats = [
@@ -373,8 +420,8 @@ pub fn diff(
 ) -> Result<DiffResult, String> {
     let run = kernel::run(loaded, kopts)?;
     let theirs = kernel::reports(&run, loaded);
-    let (ours, table, stats) = engine_on_kernel_timeline(loaded, &run, ropts);
-    Ok(compare(capture, ours, theirs, table, &run, stats, known))
+    let engine = engine_on_kernel_timeline(loaded, &run, ropts);
+    Ok(compare(capture, engine, theirs, &run, known))
 }
 
 /// Load a known-differences file (JSON list).
