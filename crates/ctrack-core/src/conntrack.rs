@@ -155,6 +155,17 @@ impl Conntrack {
         self.table.get(id)
     }
 
+    /// Set an entry's `ct mark` (nft `ct mark set`): the MARK event is cached and
+    /// delivered with the packet's other events at the confirm hook.
+    pub fn set_mark(&mut self, id: EntryId, mark: u32) {
+        if let Some(e) = self.table.get_mut(id) {
+            if e.mark != mark {
+                e.mark = mark;
+                e.ecache |= bits::MARK;
+            }
+        }
+    }
+
     /// Take the delivered events.
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
