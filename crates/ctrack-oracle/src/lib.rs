@@ -61,6 +61,7 @@ use std::time::Duration;
 
 pub mod craft;
 mod error;
+mod events;
 mod inject;
 mod netns;
 mod nflog;
@@ -130,6 +131,8 @@ pub struct OracleConfig {
     pub mtu: u32,
     /// How long to wait for one packet's barrier before giving up (default 2 s).
     pub barrier_timeout: Duration,
+    /// Record the kernel's events with `conntrack -E -o timestamp` (adds about 0.5 s).
+    pub events: bool,
 }
 
 impl Default for OracleConfig {
@@ -143,6 +146,7 @@ impl Default for OracleConfig {
             keep_netns: false,
             mtu: 1500,
             barrier_timeout: Duration::from_secs(2),
+            events: false,
         }
     }
 }
@@ -244,6 +248,17 @@ pub struct KernelRun {
     pub count: u64,
     /// When the table was read, ns since the first injection.
     pub dump_offset_ns: u64,
+    /// `conntrack -E -o timestamp` lines, when [`OracleConfig::events`] was set.
+    pub events: Vec<KernelEvent>,
+}
+
+/// One line of `conntrack -E -o timestamp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelEvent {
+    /// When conntrack printed it, ns relative to the first injection (negative: before).
+    pub offset_ns: i64,
+    /// The line without its `[timestamp]\t` prefix.
+    pub line: String,
 }
 
 /// Replays `packets` through the live kernel's conntrack and reports what it did.

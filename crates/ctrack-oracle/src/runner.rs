@@ -128,6 +128,11 @@ fn guarded(packets: &[InjectPacket], cfg: &OracleConfig) -> Result<KernelRun, Or
         Ok::<_, OracleError>((nflog, stat))
     })
     .map_err(|e| OracleError::io("entering the firewall namespace", e))??;
+    let listener = if cfg.events {
+        Some(crate::events::EventListener::start(fw)?)
+    } else {
+        None
+    };
     ns.start(&cfg.ifnames)?;
     let nonce = nonce();
     let mut inj = Injector::open(&ns, nonce)?;
@@ -142,7 +147,23 @@ fn guarded(packets: &[InjectPacket], cfg: &OracleConfig) -> Result<KernelRun, Or
     };
     let (kernel_packets, t0) = std::thread::scope(|s| s.spawn(|| replay.all(packets)).join())
         .map_err(|_| OracleError::Netns("the injecting thread panicked".to_owned()))??;
-    dump(&ns, &mut stat, kernel_packets, t0)
+    let mut run = dump(&ns, &mut stat, kernel_packets, t0)?;
+    if let Some(l) = listener {
+        // The wall-clock time of the first injection.
+        let t0_wall = crate::events::wall_ns() as i64 - t0.elapsed().as_nanos() as i64;
+        run.events = l
+            .finish()
+            .into_iter()
+            .map(|(ns, line)| {
+                let body = line.split_once('\t').map_or(line.as_str(), |(_, b)| b);
+                crate::KernelEvent {
+                    offset_ns: ns as i64 - t0_wall,
+                    line: body.to_owned(),
+                }
+            })
+            .collect();
+    }
+    Ok(run)
 }
 
 fn nonce() -> u32 {
@@ -342,6 +363,7 @@ fn dump(
         stats_text,
         count,
         dump_offset_ns,
+        events: Vec::new(),
     })
 }
 

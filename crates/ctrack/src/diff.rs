@@ -8,7 +8,7 @@
 
 use crate::input::Loaded;
 use crate::kernel::{self, KernelOptions};
-use crate::output::{table_lines, OutputFormat};
+use crate::output::{event_line, table_lines, OutputFormat};
 use crate::replay::{Replay, ReplayOptions};
 use crate::report::PacketReport;
 use ctrack_core::Instant;
@@ -144,15 +144,21 @@ pub fn engine_on_kernel_timeline(
     opts: &ReplayOptions,
 ) -> EngineRun {
     let base = loaded.packets.first().map_or(0, |p| p.ts_ns);
-    let mut r = Replay::new(opts);
+    let mut opts = opts.clone();
+    opts.events = true;
+    let mut r = Replay::new(&opts);
     let mut reps = Vec::with_capacity(loaded.packets.len());
+    let mut events = Vec::new();
+    let fmt = OutputFormat::default();
     for (p, k) in loaded.packets.iter().zip(run.packets.iter()) {
         let mut rep = r.packet(p.index, base + k.inject_offset_ns, &p.l3, p.side);
         rep.ts_ns = p.ts_ns;
         reps.push(rep);
+        events.extend(r.ct.drain_events().iter().map(|e| event_line(e, fmt)));
     }
     let now = Instant::from_nanos(base + run.dump_offset_ns);
     r.advance(now);
+    events.extend(r.ct.drain_events().iter().map(|e| event_line(e, fmt)));
     let table = table_lines(&r.ct, now, OutputFormat::default());
     let proc_fmt = OutputFormat {
         proc: true,
@@ -160,6 +166,7 @@ pub fn engine_on_kernel_timeline(
     };
     EngineRun {
         reports: reps,
+        events,
         table,
         proc_table: table_lines(&r.ct, now, proc_fmt),
         stats: r.ct.stats(),
@@ -171,6 +178,8 @@ pub fn engine_on_kernel_timeline(
 pub struct EngineRun {
     /// Per-packet reports.
     pub reports: Vec<PacketReport>,
+    /// `conntrack -E` lines.
+    pub events: Vec<String>,
     /// Final table, `conntrack -L` lines.
     pub table: Vec<String>,
     /// Final table, /proc/net/nf_conntrack lines.
@@ -242,6 +251,66 @@ fn compare_lines(ours: &[String], kernel: &[String], pos: usize) -> Vec<(String,
     out
 }
 
+/// Compare `conntrack -E` streams. NEW and UPDATE events come from the packet path and
+/// are compared in order (timeouts ±1 s). DESTROY events are compared as a set; a DESTROY
+/// without a timeout (the entry expired) is reported by the kernel's GC worker at a time
+/// of its own, so such a line present on one side only is tolerated.
+pub fn compare_events(ours: &[String], kernel: &[String]) -> Vec<(String, String)> {
+    let is_destroy = |l: &&String| l.trim_start().starts_with("[DESTROY]");
+    let ou: Vec<String> = ours.iter().filter(|l| !is_destroy(l)).cloned().collect();
+    let ku: Vec<String> = kernel.iter().filter(|l| !is_destroy(l)).cloned().collect();
+    let mut out = Vec::new();
+    let n = ou.len().max(ku.len());
+    for i in 0..n {
+        match (ou.get(i), ku.get(i)) {
+            (Some(a), Some(b)) => {
+                let (ka, ta, _) = split_timeout(a, 3);
+                let (kb, tb, _) = split_timeout(b, 3);
+                if ka != kb || (ta - tb).abs() > 1 {
+                    out.push((a.clone(), b.clone()));
+                }
+            }
+            (Some(a), None) => out.push((a.clone(), "-".into())),
+            (None, Some(b)) => out.push(("-".into(), b.clone())),
+            (None, None) => {}
+        }
+    }
+    // DESTROY: the timeout token is absent for expired entries; drop it from the key.
+    let key = |l: &String| -> (String, bool) {
+        let toks: Vec<&str> = l.split_whitespace().collect();
+        let timed = toks.get(3).is_some_and(|t| t.parse::<u64>().is_ok());
+        let k: Vec<&str> = toks
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| !(timed && *i == 3) && !t.starts_with("delta-time="))
+            .map(|(_, t)| *t)
+            .collect();
+        (k.join(" "), timed)
+    };
+    let mut mine: Vec<(String, bool, &String)> = ours
+        .iter()
+        .filter(is_destroy)
+        .map(|l| {
+            let (k, t) = key(l);
+            (k, t, l)
+        })
+        .collect();
+    for l in kernel.iter().filter(is_destroy) {
+        let (k, timed) = key(l);
+        if let Some(p) = mine.iter().position(|(mk, _, _)| *mk == k) {
+            mine.remove(p);
+        } else if timed {
+            out.push(("-".into(), l.clone()));
+        }
+    }
+    for (_, timed, l) in mine {
+        if timed {
+            out.push((l.clone(), "-".into()));
+        }
+    }
+    out
+}
+
 fn counters_text(c: &[(&'static str, u32)]) -> String {
     if c.is_empty() {
         return "{}".into();
@@ -262,6 +331,7 @@ pub fn compare(
 ) -> DiffResult {
     let EngineRun {
         reports: ours,
+        events: our_events,
         table: our_table,
         proc_table: our_proc,
         stats: our_stats,
@@ -372,6 +442,20 @@ pub fn compare(
                 kernel: b,
                 detail: String::new(),
                 known: is_known(None, field),
+            });
+        }
+    }
+    if !run.events.is_empty() || !our_events.is_empty() {
+        let kernel_events: Vec<String> = run.events.iter().map(|e| e.line.clone()).collect();
+        for (a, b) in compare_events(&our_events, &kernel_events) {
+            res.differences.push(Difference {
+                index: None,
+                field: "events",
+                ours: a,
+                kernel: b,
+                detail: String::new(),
+                known: is_known(None, "events")
+                    .or_else(|| hash_dependent.then(|| HASH_SEED.to_string())),
             });
         }
     }

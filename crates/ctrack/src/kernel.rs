@@ -26,6 +26,8 @@ pub struct KernelOptions {
     pub max_gap: Duration,
     /// Keep the namespaces for debugging.
     pub keep_netns: bool,
+    /// Record the kernel's `conntrack -E` events.
+    pub events: bool,
 }
 
 impl Default for KernelOptions {
@@ -36,6 +38,7 @@ impl Default for KernelOptions {
             ifnames: ("client".into(), "server".into()),
             max_gap: Duration::from_secs(3),
             keep_netns: false,
+            events: true,
         }
     }
 }
@@ -87,6 +90,7 @@ pub fn run(loaded: &Loaded, opts: &KernelOptions) -> Result<KernelRun, String> {
         max_gap: opts.max_gap,
         keep_netns: opts.keep_netns,
         mtu: HARNESS_MTU,
+        events: opts.events,
         ..OracleConfig::default()
     };
     ctrack_oracle::cleanup_stale();
@@ -151,6 +155,8 @@ pub fn report(k: &KernelPacket, ts_ns: u64, side: Side) -> PacketReport {
         side,
         fate,
         counters,
+        rule: None,
+        log: Vec::new(),
     }
 }
 
