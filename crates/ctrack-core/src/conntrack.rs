@@ -150,6 +150,21 @@ impl Conntrack {
         self.table.count()
     }
 
+    /// The table (read-only: lookups, hashing, prefetch hints).
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Number of hash buckets.
+    pub fn buckets(&self) -> u32 {
+        self.table.buckets()
+    }
+
+    /// Heap bytes held by the table (see [`Table::memory_bytes`]).
+    pub fn memory_bytes(&self) -> usize {
+        self.table.memory_bytes()
+    }
+
     /// The entry of `id`.
     pub fn entry(&self, id: EntryId) -> Option<&Entry> {
         self.table.get(id)
@@ -204,6 +219,19 @@ impl Conntrack {
     /// until [`Conntrack::confirm`]; call [`Conntrack::discard`] if the packet is dropped
     /// before reaching the confirm hook.
     pub fn track(&mut self, now: Instant, data: &[u8], hook: Hook, zone: u16) -> Tracked {
+        self.track_hinted(now, data, hook, zone, None)
+    }
+
+    /// [`Conntrack::track`] with the keyed hash of the packet's tuple already computed
+    /// by the batch path (`hash` must be the table's hash of this packet's tuple).
+    pub(crate) fn track_hinted(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        hook: Hook,
+        zone: u16,
+        hash: Option<u64>,
+    ) -> Tracked {
         let pkt = match Packet::parse(data) {
             Ok(p) => p,
             Err(ParseError::NoL4(r, _)) => {
@@ -256,8 +284,9 @@ impl Conntrack {
             }
         };
 
+        let hash = hash.unwrap_or_else(|| self.table.hash(&tuple, zone));
         loop {
-            let found = self.lookup(&tuple, zone, now);
+            let found = self.lookup_hashed(&tuple, zone, hash, now);
             let (id, dir, fresh) = match found {
                 Some((id, dir)) => (id, dir, false),
                 None => {
@@ -397,8 +426,9 @@ impl Conntrack {
         let (orig, reply, zone, seq) = (e.tuples[0], e.tuples[1], e.zone, e.seq);
         // Chain limit: 50 + random(0..29) in the kernel; a per-entry pseudo-random value here.
         let max_chain = 50 + (seq % 30) as usize;
-        let b0 = self.table.bucket(&orig, zone);
-        let b1 = self.table.bucket(&reply, zone);
+        let (h0, h1) = (self.table.hash(&orig, zone), self.table.hash(&reply, zone));
+        let b0 = self.table.bucket_of_hash(h0);
+        let b1 = self.table.bucket_of_hash(h1);
         if self.table.chain_len(b0) > max_chain || self.table.chain_len(b1) > max_chain {
             self.stats.chaintoolong += 1;
             self.stats.insert_failed += 1;
@@ -409,8 +439,8 @@ impl Conntrack {
         let mut scratch = Vec::new();
         let clash = self
             .table
-            .find(&orig, zone, now, &mut scratch)
-            .or_else(|| self.table.find(&reply, zone, now, &mut scratch));
+            .find_hashed(&orig, zone, h0, now, &mut scratch)
+            .or_else(|| self.table.find_hashed(&reply, zone, h1, now, &mut scratch));
         if let Some((other, _)) = clash {
             let allows = matches!(orig.proto, proto::UDP | proto::UDPLITE | proto::GRE)
                 || !is_known_proto(orig.proto);
@@ -428,7 +458,7 @@ impl Conntrack {
             self.table.free(id);
             return Confirmed::Failed(InvalidReason::InsertClash);
         }
-        self.table.link(id);
+        self.table.link_in(id, [b0, b1]);
         if let Some(e) = self.table.get_mut(id) {
             e.status.set(Status::CONFIRMED);
             if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
@@ -496,8 +526,23 @@ impl Conntrack {
     }
 
     fn lookup(&mut self, t: &Tuple, zone: u16, now: Instant) -> Option<(EntryId, Dir)> {
+        let h = self.table.hash(t, zone);
+        self.lookup_hashed(t, zone, h, now)
+    }
+
+    fn lookup_hashed(
+        &mut self,
+        t: &Tuple,
+        zone: u16,
+        h: u64,
+        now: Instant,
+    ) -> Option<(EntryId, Dir)> {
         let mut expired = std::mem::take(&mut self.expired);
-        let r = self.table.find(t, zone, now, &mut expired);
+        let r = self.table.find_hashed(t, zone, h, now, &mut expired);
+        if expired.is_empty() {
+            self.expired = expired;
+            return r;
+        }
         for &id in &expired {
             self.delete(id, now);
         }

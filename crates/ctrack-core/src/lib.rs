@@ -12,6 +12,7 @@
 //! * **Configuration = the kernel's sysctls** ([`Sysctls`]), with the kernel's names
 //!   and defaults.
 
+pub mod batch;
 pub mod conntrack;
 pub mod defrag;
 pub mod entry;
@@ -20,6 +21,7 @@ pub mod format;
 pub mod invalid;
 pub mod packet;
 pub mod proto;
+pub mod shard;
 pub mod stats;
 pub mod status;
 pub mod sysctl;

@@ -11,9 +11,7 @@
 
 use crate::entry::Entry;
 use crate::time::Instant;
-use crate::tuple::{Dir, Tuple};
-use siphasher::sip::SipHasher13;
-use std::hash::Hasher;
+use crate::tuple::{Dir, Family, Tuple};
 
 const NIL: u32 = u32::MAX;
 
@@ -27,12 +25,112 @@ struct Slot {
     linked: bool,
 }
 
+/// The table's keyed flow hash (kernel `hash_conntrack_raw`): SipHash-1-3 with a
+/// 128-bit key derived from the table's seed, over the tuple packed into 64-bit words
+/// (IPv4: 2 words; IPv6: 5 words), the zone included. Keyed SipHash resists hash
+/// flooding as the kernel's does; feeding it whole words instead of a 38-byte buffer
+/// through `Hasher::write` makes it about 4× cheaper (see `benches/hash.rs` and
+/// BENCHMARKS.md for the candidates measured).
+#[derive(Debug, Clone, Copy)]
+pub struct FlowHasher {
+    k0: u64,
+    k1: u64,
+}
+
+impl FlowHasher {
+    /// The hasher of a table seeded with `seed`.
+    pub fn new(seed: u64) -> FlowHasher {
+        FlowHasher {
+            k0: seed ^ 0x736f_6d65_7073_6575,
+            k1: seed.rotate_left(32) ^ 0x646f_7261_6e64_6f6d,
+        }
+    }
+
+    /// The 64-bit keyed hash of a tuple in a zone.
+    #[inline]
+    pub fn hash(&self, t: &Tuple, zone: u16) -> u64 {
+        let misc = u64::from(t.src_u)
+            | u64::from(t.dst_u) << 16
+            | u64::from(t.family as u8) << 32
+            | u64::from(t.proto) << 40
+            | u64::from(zone) << 48;
+        let a = &t.src.0;
+        let b = &t.dst.0;
+        let w = |x: &[u8; 16], i: usize| {
+            u64::from_le_bytes([
+                x[i],
+                x[i + 1],
+                x[i + 2],
+                x[i + 3],
+                x[i + 4],
+                x[i + 5],
+                x[i + 6],
+                x[i + 7],
+            ])
+        };
+        match t.family {
+            Family::V4 => {
+                let v4 = u64::from(u32::from_le_bytes([a[0], a[1], a[2], a[3]]))
+                    | u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])) << 32;
+                sip13(self.k0, self.k1, &[v4, misc])
+            }
+            Family::V6 => sip13(
+                self.k0,
+                self.k1,
+                &[w(a, 0), w(a, 8), w(b, 0), w(b, 8), misc],
+            ),
+        }
+    }
+}
+
+/// SipHash-1-3 of a message made of whole little-endian 64-bit words (equal to
+/// `SipHasher13::write` of the words' bytes).
+#[inline(always)]
+pub fn sip13(k0: u64, k1: u64, words: &[u64]) -> u64 {
+    let mut v0 = k0 ^ 0x736f_6d65_7073_6575;
+    let mut v1 = k1 ^ 0x646f_7261_6e64_6f6d;
+    let mut v2 = k0 ^ 0x6c79_6765_6e65_7261;
+    let mut v3 = k1 ^ 0x7465_6462_7974_6573;
+    macro_rules! round {
+        () => {
+            v0 = v0.wrapping_add(v1);
+            v1 = v1.rotate_left(13);
+            v1 ^= v0;
+            v0 = v0.rotate_left(32);
+            v2 = v2.wrapping_add(v3);
+            v3 = v3.rotate_left(16);
+            v3 ^= v2;
+            v0 = v0.wrapping_add(v3);
+            v3 = v3.rotate_left(21);
+            v3 ^= v0;
+            v2 = v2.wrapping_add(v1);
+            v1 = v1.rotate_left(17);
+            v1 ^= v2;
+            v2 = v2.rotate_left(32);
+        };
+    }
+    for &m in words {
+        v3 ^= m;
+        round!();
+        v0 ^= m;
+    }
+    let b = ((words.len() as u64 * 8) & 0xff) << 56;
+    v3 ^= b;
+    round!();
+    v0 ^= b;
+    v2 ^= 0xff;
+    round!();
+    round!();
+    round!();
+    v0 ^ v1 ^ v2 ^ v3
+}
+
 /// The table: bucket heads plus a slab of entries.
 pub struct Table {
     heads: Vec<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    keys: (u64, u64),
+    hasher: FlowHasher,
     /// Allocated entries, including unconfirmed ones (kernel `nf_conntrack_count`).
     count: u32,
 }
@@ -40,13 +138,11 @@ pub struct Table {
 impl Table {
     /// A table with `buckets` chains (already rounded) and a hash key derived from `seed`.
     pub fn new(buckets: u32, seed: u64) -> Table {
-        let k0 = seed ^ 0x736f_6d65_7073_6575;
-        let k1 = seed.rotate_left(32) ^ 0x646f_7261_6e64_6f6d;
         Table {
             heads: vec![NIL; buckets.max(1) as usize],
             slots: Vec::new(),
             free: Vec::new(),
-            keys: (k0, k1),
+            hasher: FlowHasher::new(seed),
             count: 0,
         }
     }
@@ -64,10 +160,29 @@ impl Table {
     /// The bucket of a tuple in a zone.
     #[inline]
     pub fn bucket(&self, t: &Tuple, zone: u16) -> u32 {
-        let mut h = SipHasher13::new_with_keys(self.keys.0 ^ u64::from(zone), self.keys.1);
-        h.write(&t.hash_bytes());
-        let h32 = (h.finish() >> 32) as u32;
+        self.bucket_of_hash(self.hash(t, zone))
+    }
+
+    /// The bucket of a hash from [`FlowHasher::hash`]: `(hash32 * size) >> 32`.
+    #[inline]
+    pub fn bucket_of_hash(&self, h: u64) -> u32 {
+        let h32 = (h >> 32) as u32;
         ((u64::from(h32) * self.heads.len() as u64) >> 32) as u32
+    }
+
+    /// Bytes of heap the table holds: bucket heads, the slab (capacity, so slack
+    /// counts), the free list and boxed entry extensions.
+    pub fn memory_bytes(&self) -> usize {
+        let ext = self
+            .slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref()?.ext.as_ref())
+            .count()
+            * size_of::<crate::entry::Extensions>();
+        self.heads.capacity() * size_of::<u32>()
+            + self.slots.capacity() * size_of::<Slot>()
+            + self.free.capacity() * size_of::<u32>()
+            + ext
     }
 
     /// Store a new (unconfirmed, unlinked) entry; counts it.
@@ -120,6 +235,15 @@ impl Table {
             self.bucket(&e.tuples[0], e.zone),
             self.bucket(&e.tuples[1], e.zone),
         ];
+        self.link_in(id, b);
+    }
+
+    /// Link both tuples of `id` into buckets already computed (`b[dir]` must be the
+    /// bucket of the entry's tuple of that direction).
+    pub fn link_in(&mut self, id: EntryId, b: [u32; 2]) {
+        if self.get(id).is_none() {
+            return;
+        }
         for (dir, &bucket) in b.iter().enumerate() {
             let node = id * 2 + dir as u32;
             let head = &mut self.heads[bucket as usize];
@@ -174,7 +298,43 @@ impl Table {
         now: Instant,
         expired: &mut Vec<EntryId>,
     ) -> Option<(EntryId, Dir)> {
-        let mut cur = self.heads[self.bucket(t, zone) as usize];
+        self.find_hashed(t, zone, self.hash(t, zone), now, expired)
+    }
+
+    /// The keyed hash of a tuple in a zone ([`FlowHasher::hash`] with this table's key).
+    #[inline]
+    pub fn hash(&self, t: &Tuple, zone: u16) -> u64 {
+        self.hasher.hash(t, zone)
+    }
+
+    /// Hint the CPU to fetch the head of the bucket of hash `h` (batch lookups).
+    #[inline]
+    pub fn prefetch(&self, h: u64) {
+        let b = self.bucket_of_hash(h) as usize;
+        prefetch_read(self.heads.as_ptr().wrapping_add(b));
+    }
+
+    /// Hint the CPU to fetch the first entry of the bucket of hash `h` (second stage of
+    /// a batch lookup, once the head is in cache).
+    #[inline]
+    pub fn prefetch_first(&self, h: u64) {
+        let head = self.heads[self.bucket_of_hash(h) as usize];
+        if head != NIL {
+            prefetch_read(self.slots.as_ptr().wrapping_add((head / 2) as usize));
+        }
+    }
+
+    /// [`Table::find`] with the tuple's hash already computed (`h == self.hash(t, zone)`).
+    #[inline]
+    pub fn find_hashed(
+        &self,
+        t: &Tuple,
+        zone: u16,
+        h: u64,
+        now: Instant,
+        expired: &mut Vec<EntryId>,
+    ) -> Option<(EntryId, Dir)> {
+        let mut cur = self.heads[self.bucket_of_hash(h) as usize];
         while cur != NIL {
             let id = cur / 2;
             let dir = if cur & 1 == 0 {
@@ -232,5 +392,84 @@ impl Table {
             .filter(|(_, s)| s.linked && s.entry.is_some())
             .map(|(i, _)| i as u32)
             .collect()
+    }
+}
+
+/// A read prefetch hint; never faults (an address past the end is fine: it only feeds
+/// the cache).
+#[inline(always)]
+fn prefetch_read<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: PREFETCHT0 is a hint: it does not dereference `p` architecturally and
+        // cannot fault, whatever the address; SSE is part of the x86_64 baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuple::Addr;
+    use siphasher::sip::SipHasher13;
+    use std::hash::Hasher;
+
+    #[test]
+    fn sip13_on_words_equals_siphasher() {
+        for n in 0..6 {
+            let words: Vec<u64> = (0..n)
+                .map(|i| 0x0123_4567_89ab_cdefu64.rotate_left(i * 7))
+                .collect();
+            let mut h = SipHasher13::new_with_keys(11, 22);
+            for w in &words {
+                h.write(&w.to_le_bytes());
+            }
+            assert_eq!(sip13(11, 22, &words), h.finish(), "{n} words");
+        }
+    }
+
+    #[test]
+    fn hash_depends_on_every_field_and_the_zone() {
+        let f = FlowHasher::new(7);
+        let t = Tuple {
+            src: Addr::v4([10, 0, 0, 1]),
+            dst: Addr::v4([10, 0, 0, 2]),
+            src_u: 1,
+            dst_u: 2,
+            family: Family::V4,
+            proto: 17,
+        };
+        let h = f.hash(&t, 0);
+        assert_ne!(h, f.hash(&t, 1));
+        assert_ne!(h, f.hash(&Tuple { proto: 6, ..t }, 0));
+        assert_ne!(h, f.hash(&Tuple { src_u: 3, ..t }, 0));
+        assert_ne!(
+            h,
+            f.hash(
+                &Tuple {
+                    dst: Addr::v4([10, 0, 0, 3]),
+                    ..t
+                },
+                0
+            )
+        );
+        let v6 = Tuple {
+            family: Family::V6,
+            ..t
+        };
+        assert_ne!(h, f.hash(&v6, 0));
+        assert_ne!(h, FlowHasher::new(8).hash(&t, 0));
+    }
+
+    #[test]
+    fn prefetch_accepts_any_hash() {
+        let t = Table::new(1024, 1);
+        for h in [0, 1, u64::MAX, 0x8000_0000_0000_0000] {
+            t.prefetch(h);
+            t.prefetch_first(h);
+        }
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! A thin binary: arguments → resolved options → the library's commands.
 
+mod bench;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ctrack::diff::{self, KnownDifference};
@@ -36,6 +38,8 @@ enum Cmd {
     KernelReplay(KernelArgs),
     /// Replay a capture through both and print every disagreement.
     Diff(DiffArgs),
+    /// Run a synthetic benchmark workload (issue 6; see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -327,6 +331,7 @@ fn main() -> ExitCode {
         Cmd::Replay(a) => cmd_replay(a),
         Cmd::KernelReplay(a) => cmd_kernel(a),
         Cmd::Diff(a) => cmd_diff(a),
+        Cmd::Bench(a) => bench::run(a),
     };
     match r {
         Ok(c) => c,

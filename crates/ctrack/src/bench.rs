@@ -1,0 +1,754 @@
+//! `ctrack bench`: the synthetic workloads of issue 6, modelled on Open vSwitch's
+//! `test-conntrack benchmark` so the figures compare with a known peer.
+//!
+//! Every workload generates its packets in memory before the clock starts (no file
+//! I/O in the timed part), then runs them through the engine exactly as replay does
+//! (`track`, then `confirm` for packets that would be forwarded) in batches. With
+//! `--baseline`, the same keys go through a bare keyed-hash map (extract the 5-tuple,
+//! hash it with the table's keyed hash, find-or-insert in a `std` hash map) in the same
+//! run: the "physical limit" proxy, and ctrack's ratio to it is printed.
+//!
+//! How to run each figure, and the numbers measured, are in `BENCHMARKS.md`.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use ctrack::replay::{Replay, ReplayOptions};
+use ctrack_core::batch::{BatchResult, Next};
+use ctrack_core::conntrack::{Config, Conntrack, Hook, Tracked, Verdict};
+use ctrack_core::shard::Sharded;
+use ctrack_core::table::FlowHasher;
+use ctrack_core::tuple::{Addr, Family, Tuple};
+use ctrack_core::{Instant, Sysctls};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::process::ExitCode;
+use std::time::Instant as Clock;
+
+/// Arguments of `ctrack bench`.
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// hit, udp-flows, tcp, new-flows, live, memory, scaling, replay, or all.
+    workload: String,
+    /// Worker threads (scaling: compared with one thread).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Number of flows (default: the workload's own).
+    #[arg(long)]
+    flows: Option<usize>,
+    /// Number of packets (default: the workload's own).
+    #[arg(long)]
+    packets: Option<usize>,
+    /// Packets per batch.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Also time a bare keyed-hash lookup of the same keys and print the ratio.
+    #[arg(long)]
+    baseline: bool,
+    /// Repeat each timed run and keep the best (the VM is noisy).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+/// Generated packets: one flat buffer plus (offset, length) spans, so the timed loop
+/// walks memory linearly as a NIC ring would.
+#[derive(Default)]
+struct Packets {
+    buf: Vec<u8>,
+    spans: Vec<(u32, u16)>,
+}
+
+impl Packets {
+    fn push(&mut self, p: &[u8]) {
+        let off = u32::try_from(self.buf.len()).expect("bench packets exceed 4 GiB");
+        self.buf.extend_from_slice(p);
+        self.spans.push((off, p.len() as u16));
+    }
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+    #[inline]
+    fn get(&self, i: usize) -> &[u8] {
+        let (o, l) = self.spans[i];
+        &self.buf[o as usize..o as usize + usize::from(l)]
+    }
+}
+
+/// One result line.
+struct Figure {
+    name: &'static str,
+    packets: usize,
+    secs: f64,
+    baseline_secs: Option<f64>,
+    extra: String,
+}
+
+impl Figure {
+    fn print(&self) {
+        let ns = self.secs * 1e9 / self.packets as f64;
+        let mpps = self.packets as f64 / self.secs / 1e6;
+        let mut line = format!(
+            "{:<10} {:>10} pkts  {:>7.2} Mpps  {:>7.1} ns/pkt",
+            self.name, self.packets, mpps, ns
+        );
+        if let Some(b) = self.baseline_secs {
+            let bns = b * 1e9 / self.packets as f64;
+            line += &format!("  baseline {bns:>6.1} ns/pkt  ratio {:.2}x", self.secs / b);
+        }
+        if !self.extra.is_empty() {
+            line += "  ";
+            line += &self.extra;
+        }
+        println!("{line}");
+    }
+}
+
+/// Run `ctrack bench`.
+pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
+    if a.batch == 0 || a.threads == 0 || a.repeat == 0 {
+        bail!("--batch, --threads and --repeat must be at least 1");
+    }
+    let all = [
+        "hit",
+        "udp-flows",
+        "tcp",
+        "new-flows",
+        "live",
+        "memory",
+        "scaling",
+        "replay",
+    ];
+    let list: Vec<&str> = if a.workload == "all" {
+        all.to_vec()
+    } else if all.contains(&a.workload.as_str()) {
+        vec![a.workload.as_str()]
+    } else {
+        bail!(
+            "unknown workload {:?}: expected one of {} or all",
+            a.workload,
+            all.join(", ")
+        );
+    };
+    for w in list {
+        match w {
+            "hit" => hit(&a).print(),
+            "udp-flows" => udp_flows(&a).print(),
+            "tcp" => tcp(&a).print(),
+            "new-flows" => new_flows(&a).print(),
+            "live" => live(&a).print(),
+            "memory" => memory(&a),
+            "scaling" => scaling(&a),
+            "replay" => replay(&a)?.print(),
+            _ => unreachable!(),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- packet builders
+
+fn csum(mut acc: u32, data: &[u8]) -> u32 {
+    let mut it = data.chunks_exact(2);
+    for w in &mut it {
+        acc += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [b] = it.remainder() {
+        acc += u32::from(*b) << 8;
+    }
+    acc
+}
+
+fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let total = 20 + l4.len();
+    let mut p = vec![0u8; total];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[6] = 0x40; // DF
+    p[8] = 64;
+    p[9] = proto;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    let c = fold(csum(0, &p[..20]));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..].copy_from_slice(l4);
+    p
+}
+
+/// A UDP/IPv4 packet with checksum 0 (as OVS's benchmark builds them).
+fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: usize) -> Vec<u8> {
+    let mut l4 = vec![0u8; 8 + payload];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    ipv4(src, dst, 17, &l4)
+}
+
+mod tcpf {
+    pub(super) const FIN: u8 = 0x01;
+    pub(super) const SYN: u8 = 0x02;
+    pub(super) const PSH: u8 = 0x08;
+    pub(super) const ACK: u8 = 0x10;
+}
+
+/// A TCP/IPv4 segment with a correct checksum (PREROUTING verifies it).
+#[allow(clippy::too_many_arguments)]
+fn tcp4(
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: usize,
+) -> Vec<u8> {
+    let mut l4 = vec![0u8; 20 + payload];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[4..8].copy_from_slice(&seq.to_be_bytes());
+    l4[8..12].copy_from_slice(&ack.to_be_bytes());
+    l4[12] = 5 << 4;
+    l4[13] = flags;
+    l4[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    for (i, b) in l4[20..].iter_mut().enumerate() {
+        *b = b'a' + (i % 26) as u8;
+    }
+    let mut pseudo = [0u8; 12];
+    pseudo[0..4].copy_from_slice(&src);
+    pseudo[4..8].copy_from_slice(&dst);
+    pseudo[9] = 6;
+    pseudo[10..12].copy_from_slice(&(l4.len() as u16).to_be_bytes());
+    let c = fold(csum(csum(0, &pseudo), &l4));
+    l4[16..18].copy_from_slice(&c.to_be_bytes());
+    ipv4(src, dst, 6, &l4)
+}
+
+/// The client address of flow `i` (unique per flow, routable: 11.0.0.0/8 upward).
+fn client(i: usize) -> [u8; 4] {
+    let i = i as u32;
+    [
+        11 + (i >> 24) as u8,
+        (i >> 16) as u8,
+        (i >> 8) as u8,
+        i as u8,
+    ]
+}
+
+const SERVER: [u8; 4] = [10, 1, 1, 2];
+
+/// Flow `i`'s UDP packet in direction `reply`.
+fn udp_flow(i: usize, reply: bool) -> Vec<u8> {
+    if reply {
+        udp4(SERVER, 2, client(i), 1, 0)
+    } else {
+        udp4(client(i), 1, SERVER, 2, 0)
+    }
+}
+
+/// The 8 packets of one TCP lifecycle: SYN, SYN-ACK, ACK, data, ACK, FIN, FIN-ACK, ACK.
+fn tcp_life(i: usize) -> [Vec<u8>; 8] {
+    use tcpf::*;
+    let (c, s) = (client(i), SERVER);
+    let (cp, sp) = (1024 + (i % 50000) as u16, 80);
+    let (ci, si) = (1000u32, 5000u32);
+    [
+        tcp4(c, cp, s, sp, ci, 0, SYN, 0),
+        tcp4(s, sp, c, cp, si, ci + 1, SYN | ACK, 0),
+        tcp4(c, cp, s, sp, ci + 1, si + 1, ACK, 0),
+        tcp4(c, cp, s, sp, ci + 1, si + 1, PSH | ACK, 10),
+        tcp4(s, sp, c, cp, si + 1, ci + 11, ACK, 0),
+        tcp4(c, cp, s, sp, ci + 11, si + 1, FIN | ACK, 0),
+        tcp4(s, sp, c, cp, si + 1, ci + 12, FIN | ACK, 0),
+        tcp4(c, cp, s, sp, ci + 12, si + 2, ACK, 0),
+    ]
+}
+
+// ---------------------------------------------------------------- engines
+
+fn sysctls_for(flows: usize) -> Sysctls {
+    let mut s = Sysctls::default();
+    let buckets = flows.next_power_of_two().max(262_144);
+    s.set("nf_conntrack_buckets", &buckets.to_string())
+        .expect("valid sysctl");
+    s.set("nf_conntrack_max", &(buckets * 2).to_string())
+        .expect("valid sysctl");
+    s
+}
+
+fn engine(flows: usize) -> Conntrack {
+    Conntrack::new(Config {
+        sysctls: sysctls_for(flows),
+        seed: 0x5eed,
+        events: false,
+    })
+}
+
+/// Counts of what the engine did, to show the workload is what it claims to be.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    new: u64,
+    established: u64,
+    invalid: u64,
+    dropped: u64,
+}
+
+impl Tally {
+    fn add(&mut self, t: &Tracked) {
+        use ctrack_core::CtState;
+        match t.ctstate() {
+            None => self.dropped += 1,
+            Some(CtState::New) => self.new += 1,
+            Some(CtState::Invalid) => self.invalid += 1,
+            Some(_) => self.established += 1,
+        }
+    }
+    fn show(&self) -> String {
+        format!(
+            "[new {} est {} invalid {} drop {}]",
+            self.new, self.established, self.invalid, self.dropped
+        )
+    }
+}
+
+/// Run `pkts` through `ct` in batches of `batch`: track, then confirm (or discard a
+/// dropped packet's entry), as the replay pipeline does. Time advances 1 µs a packet.
+fn drive(ct: &mut Conntrack, pkts: &Packets, batch: usize, t0: u64, tally: &mut Tally) -> u64 {
+    let mut now_ns = t0;
+    let mut out: Vec<BatchResult> = Vec::with_capacity(batch);
+    let mut refs: Vec<&[u8]> = Vec::with_capacity(batch);
+    let n = pkts.len();
+    let mut i = 0;
+    while i < n {
+        let end = (i + batch).min(n);
+        refs.clear();
+        refs.extend((i..end).map(|k| pkts.get(k)));
+        let now = Instant::from_nanos(now_ns);
+        out.clear();
+        ct.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |_, t, _| {
+            if t.verdict == Verdict::Drop {
+                Next::Discard
+            } else {
+                Next::Confirm
+            }
+        });
+        for r in &out {
+            tally.add(&r.tracked);
+        }
+        now_ns += 1000 * (end - i) as u64;
+        i = end;
+    }
+    now_ns
+}
+
+/// Best of `repeat` runs of `f` (each gets a fresh state from `setup`), in seconds.
+fn best<S, R>(repeat: usize, mut setup: impl FnMut() -> S, mut f: impl FnMut(&mut S) -> R) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..repeat {
+        let mut s = setup();
+        let t = Clock::now();
+        std::hint::black_box(f(&mut s));
+        best = best.min(t.elapsed().as_secs_f64());
+        drop(s);
+    }
+    best
+}
+
+// ---------------------------------------------------------------- baseline
+
+/// A key carrying its precomputed keyed hash, so the map's own hasher only passes it on.
+#[derive(PartialEq, Eq)]
+struct Prehashed(u64, Tuple);
+
+impl Hash for Prehashed {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.0);
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("Prehashed only writes a u64")
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct BuildPassThrough;
+
+impl BuildHasher for BuildPassThrough {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+/// The 5-tuple of an IPv4 TCP/UDP packet, read at fixed offsets (the least a lookup
+/// must do).
+#[inline]
+fn bare_tuple(p: &[u8]) -> Tuple {
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    Tuple {
+        src: Addr::v4([p[12], p[13], p[14], p[15]]),
+        dst: Addr::v4([p[16], p[17], p[18], p[19]]),
+        src_u: u16::from_be_bytes([p[ihl], p[ihl + 1]]),
+        dst_u: u16::from_be_bytes([p[ihl + 2], p[ihl + 3]]),
+        family: Family::V4,
+        proto: p[9],
+    }
+}
+
+/// Bare keyed-hash find-or-insert of every packet's tuple, with a counter update:
+/// the physical-limit proxy. Returns seconds (best of `repeat`).
+fn baseline(pkts: &Packets, prefill: Option<&Packets>, repeat: usize, cap: usize) -> f64 {
+    let hasher = FlowHasher::new(0x5eed);
+    best(
+        repeat,
+        || {
+            let mut m: HashMap<Prehashed, u64, BuildPassThrough> =
+                HashMap::with_capacity_and_hasher(cap, BuildPassThrough);
+            if let Some(pre) = prefill {
+                for i in 0..pre.len() {
+                    let t = bare_tuple(pre.get(i));
+                    m.insert(Prehashed(hasher.hash(&t, 0), t), 0);
+                }
+            }
+            m
+        },
+        |m| {
+            for i in 0..pkts.len() {
+                let t = bare_tuple(pkts.get(i));
+                *m.entry(Prehashed(hasher.hash(&t, 0), t)).or_insert(0) += 1;
+            }
+            m.len()
+        },
+    )
+}
+
+// ---------------------------------------------------------------- workloads
+
+/// One UDP flow, every packet a full lookup + update + refresh.
+fn hit(a: &BenchArgs) -> Figure {
+    let n = a.packets.unwrap_or(10_000_000);
+    let mut pkts = Packets::default();
+    let p = udp_flow(0, false);
+    for _ in 0..n {
+        pkts.push(&p);
+    }
+    let mut tally = Tally::default();
+    let secs = best(
+        a.repeat,
+        || engine(1),
+        |ct| {
+            tally = Tally::default();
+            drive(ct, &pkts, a.batch, 1_000_000_000, &mut tally)
+        },
+    );
+    Figure {
+        name: "hit",
+        packets: n,
+        secs,
+        baseline_secs: a.baseline.then(|| baseline(&pkts, None, a.repeat, 1)),
+        extra: tally.show(),
+    }
+}
+
+/// `flows` UDP flows × 10 packets: round r sends every flow once, alternating
+/// original and reply direction.
+fn udp_flows_packets(flows: usize, per_flow: usize) -> Packets {
+    let mut pkts = Packets::default();
+    for r in 0..per_flow {
+        for i in 0..flows {
+            pkts.push(&udp_flow(i, r % 2 == 1));
+        }
+    }
+    pkts
+}
+
+fn udp_flows(a: &BenchArgs) -> Figure {
+    let flows = a.flows.unwrap_or(100_000);
+    let pkts = udp_flows_packets(flows, 10);
+    let mut tally = Tally::default();
+    let secs = best(
+        a.repeat,
+        || engine(flows),
+        |ct| {
+            tally = Tally::default();
+            drive(ct, &pkts, a.batch, 1_000_000_000, &mut tally)
+        },
+    );
+    Figure {
+        name: "udp-flows",
+        packets: pkts.len(),
+        secs,
+        baseline_secs: a
+            .baseline
+            .then(|| baseline(&pkts, None, a.repeat, flows * 2)),
+        extra: tally.show(),
+    }
+}
+
+/// `flows` full TCP lifecycles, 1024 connections in flight at a time.
+fn tcp(a: &BenchArgs) -> Figure {
+    let flows = a.flows.unwrap_or(100_000);
+    let mut pkts = Packets::default();
+    for chunk in (0..flows).collect::<Vec<_>>().chunks(1024) {
+        let lives: Vec<[Vec<u8>; 8]> = chunk.iter().map(|&i| tcp_life(i)).collect();
+        for step in 0..8 {
+            for l in &lives {
+                pkts.push(&l[step]);
+            }
+        }
+    }
+    let mut tally = Tally::default();
+    let secs = best(
+        a.repeat,
+        || engine(flows),
+        |ct| {
+            tally = Tally::default();
+            drive(ct, &pkts, a.batch, 1_000_000_000, &mut tally)
+        },
+    );
+    Figure {
+        name: "tcp",
+        packets: pkts.len(),
+        secs,
+        baseline_secs: a
+            .baseline
+            .then(|| baseline(&pkts, None, a.repeat, flows * 2)),
+        extra: tally.show(),
+    }
+}
+
+/// `flows` new UDP flows: creation + confirm of every one.
+fn new_flows(a: &BenchArgs) -> Figure {
+    let flows = a.flows.unwrap_or(1_000_000);
+    let pkts = udp_flows_packets(flows, 1);
+    let mut tally = Tally::default();
+    let secs = best(
+        a.repeat,
+        || engine(flows),
+        |ct| {
+            tally = Tally::default();
+            drive(ct, &pkts, a.batch, 1_000_000_000, &mut tally)
+        },
+    );
+    Figure {
+        name: "new-flows",
+        packets: pkts.len(),
+        secs,
+        baseline_secs: a
+            .baseline
+            .then(|| baseline(&pkts, None, a.repeat, flows * 2)),
+        extra: tally.show(),
+    }
+}
+
+/// A pseudo-random permutation step (xorshift), deterministic.
+fn xorshift(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+/// Lookup + update with `flows` live connections, packets on random flows.
+fn live(a: &BenchArgs) -> Figure {
+    let flows = a.flows.unwrap_or(1_000_000);
+    let n = a.packets.unwrap_or(5_000_000);
+    let fill = udp_flows_packets(flows, 1);
+    let mut pkts = Packets::default();
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..n {
+        let i = (xorshift(&mut s) % flows as u64) as usize;
+        pkts.push(&udp_flow(i, s & 1 == 1));
+    }
+    let mut tally = Tally::default();
+    let secs = best(
+        a.repeat,
+        || {
+            let mut ct = engine(flows);
+            let mut t = Tally::default();
+            let t_end = drive(&mut ct, &fill, a.batch, 1_000_000_000, &mut t);
+            (ct, t_end)
+        },
+        |(ct, t_end)| {
+            tally = Tally::default();
+            drive(ct, &pkts, a.batch, *t_end, &mut tally)
+        },
+    );
+    Figure {
+        name: "live",
+        packets: n,
+        secs,
+        baseline_secs: a
+            .baseline
+            .then(|| baseline(&pkts, Some(&fill), a.repeat, flows * 2)),
+        extra: format!("{} live {}", tally.show(), flows),
+    }
+}
+
+/// Memory per connection entry, all in: entry, both index nodes, bucket heads, slab
+/// slack.
+fn memory(a: &BenchArgs) {
+    let flows = a.flows.unwrap_or(1_000_000);
+    let pkts = udp_flows_packets(flows, 1);
+    let mut ct = engine(flows);
+    let empty = ct.memory_bytes();
+    let mut t = Tally::default();
+    drive(&mut ct, &pkts, a.batch, 1_000_000_000, &mut t);
+    let full = ct.memory_bytes();
+    let n = ct.count() as usize;
+    println!(
+        "memory     {n} entries  {:.1} B/entry all in ({:.1} B/entry without the {} empty bucket heads)  size_of::<Entry>() = {} B",
+        full as f64 / n as f64,
+        (full - empty.min(full)) as f64 / n as f64,
+        ct.buckets(),
+        size_of::<ctrack_core::Entry>(),
+    );
+}
+
+/// The multi-flow workload on a table sharded by a direction-symmetric hash, one
+/// worker per `threads`, against one worker: aggregate Mpps and the speed-up.
+fn scaling(a: &BenchArgs) {
+    let flows = a.flows.unwrap_or(200_000);
+    let pkts = udp_flows_packets(flows, 10);
+    let mut results = Vec::new();
+    for threads in [1, a.threads] {
+        let secs = best(
+            a.repeat,
+            || {
+                let sh = Sharded::new(
+                    Config {
+                        sysctls: sysctls_for(flows),
+                        seed: 0x5eed,
+                        events: false,
+                    },
+                    threads,
+                );
+                // Steer every packet to the worker owning its shard (symmetric RSS),
+                // keeping capture order within a worker.
+                let mut per: Vec<Packets> = (0..threads).map(|_| Packets::default()).collect();
+                for i in 0..pkts.len() {
+                    let p = pkts.get(i);
+                    per[sh.shard_of(p) % threads].push(p);
+                }
+                (sh, per)
+            },
+            |(sh, per)| {
+                std::thread::scope(|s| {
+                    for (w, mine) in per.iter().enumerate() {
+                        let sh = &*sh;
+                        let batch = a.batch;
+                        s.spawn(move || {
+                            let mut tally = Tally::default();
+                            sh.with_shard(w, |ct| {
+                                drive(ct, mine, batch, 1_000_000_000, &mut tally)
+                            });
+                        });
+                    }
+                });
+                sh.count()
+            },
+        );
+        let mpps = pkts.len() as f64 / secs / 1e6;
+        println!(
+            "scaling    {threads} thread(s)  {} pkts  {mpps:.2} Mpps  {:.1} ns/pkt",
+            pkts.len(),
+            secs * 1e9 / pkts.len() as f64
+        );
+        results.push(mpps);
+    }
+    println!(
+        "scaling    {} threads vs 1: {:.2}x",
+        a.threads,
+        results[1] / results[0]
+    );
+}
+
+/// Write a classic pcap (µs, Ethernet) of `n` packets in memory: UDP flows, 100
+/// packets each, replies interleaved, 60-byte frames.
+fn pcap_bytes(n: usize, flows: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + n * 76);
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    let mut frame = [0u8; 60];
+    frame[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let pkts: Vec<[Vec<u8>; 2]> = (0..flows)
+        .map(|i| [udp_flow(i, false), udp_flow(i, true)])
+        .collect();
+    for k in 0..n {
+        let flow = k % flows;
+        let round = k / flows;
+        let p = &pkts[flow][round % 2];
+        frame[14..14 + p.len()].copy_from_slice(p);
+        let ts_us = 1_000_000_000_000u64 + k as u64; // 1 µs apart
+        out.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&60u32.to_le_bytes());
+        out.extend_from_slice(&60u32.to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    out
+}
+
+/// `ctrack replay` end to end on a warm capture (in memory): read records, decapsulate,
+/// assign sides, IP checks, defrag, track, route, confirm.
+fn replay(a: &BenchArgs) -> Result<Figure> {
+    // 76 bytes per record: 1 GiB ≈ 14.1 M packets.
+    let n = a.packets.unwrap_or((1usize << 30) / 76);
+    let flows = a.flows.unwrap_or(100_000);
+    let bytes = pcap_bytes(n, flows);
+    let size = bytes.len();
+    let mut tally = Tally::default();
+    let mut secs = f64::INFINITY;
+    for _ in 0..a.repeat {
+        let cap = ctrack_capture::Capture::from_bytes("bench.pcap", bytes.clone())?;
+        let t = Clock::now();
+        let mut r = Replay::new(&ReplayOptions::default());
+        let mut sides = ctrack_core::topology::SideAssigner::new(Vec::new());
+        let mut recs = cap.records();
+        let mut tl = Tally::default();
+        while let Some(rec) = recs.next_record() {
+            let rec = rec?;
+            let Some(l3) = rec.payload.l3() else { continue };
+            let side = sides.side(l3);
+            let rep = r.packet(rec.index, rec.ts_ns, l3, side);
+            match rep.ctstate {
+                None => tl.dropped += 1,
+                Some(ctrack_core::CtState::New) => tl.new += 1,
+                Some(ctrack_core::CtState::Invalid) => tl.invalid += 1,
+                Some(_) => tl.established += 1,
+            }
+        }
+        std::hint::black_box(r.ct.count());
+        secs = secs.min(t.elapsed().as_secs_f64());
+        tally = tl;
+    }
+    Ok(Figure {
+        name: "replay",
+        packets: n,
+        secs,
+        baseline_secs: None,
+        extra: format!("{} capture {:.2} GB", tally.show(), size as f64 / 1e9),
+    })
+}
