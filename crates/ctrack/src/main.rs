@@ -77,6 +77,12 @@ struct ReplayArgs {
     /// Seed of the hash key and random choices.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// An nftables ruleset (nft -f text, or the JSON of `nft -j list ruleset`).
+    #[arg(long)]
+    ruleset: Option<PathBuf>,
+    /// An address of the router itself (INPUT/OUTPUT paths); repeatable.
+    #[arg(long = "local", value_name = "ADDR")]
+    locals: Vec<std::net::IpAddr>,
 }
 
 #[derive(Args)]
@@ -114,6 +120,9 @@ struct DiffArgs {
     /// Print every packet's pair of results, not only the differences.
     #[arg(long)]
     verbose: bool,
+    /// An nft ruleset, loaded into the kernel's firewall and into the engine.
+    #[arg(long)]
+    ruleset: Option<PathBuf>,
 }
 
 fn parse_sysctls(list: &[String]) -> Result<(Sysctls, Vec<(String, String)>)> {
@@ -148,6 +157,16 @@ fn parse_ifnames(list: &[String]) -> Result<(String, String)> {
     Ok(names)
 }
 
+/// `--ruleset`: read and compile (errors print as nft prints them).
+fn load_ruleset(path: Option<&std::path::Path>) -> Result<Option<ctrack_rules::Ruleset>> {
+    match path {
+        None => Ok(None),
+        Some(p) => ctrack_rules::load_file(p)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{e}")),
+    }
+}
+
 fn load(path: &std::path::Path, nets: &[Cidr]) -> Result<Loaded> {
     input::load(path, nets).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -161,6 +180,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         sysctls,
         seed: a.seed,
         events: a.events,
+        ruleset: load_ruleset(a.ruleset.as_deref())?,
+        locals: a.locals.clone(),
+        ifnames: Some(parse_ifnames(&a.common.ifnames)?),
     };
     let mut r = Replay::new(&opts);
     let stdout = io::stdout();
@@ -220,6 +242,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string(&r.ct.stats())?)?;
         } else {
             write!(out, "{}", format::stats_lines(&[r.ct.stats()]))?;
+        }
+        for l in r.pipeline.counter_lines() {
+            writeln!(out, "{l}")?;
         }
     }
     out.flush()?;
@@ -303,8 +328,12 @@ fn cmd_diff(a: DiffArgs) -> Result<ExitCode> {
         .unwrap_or_default();
     let ropts = ReplayOptions {
         sysctls,
+        ruleset: load_ruleset(a.ruleset.as_deref())?,
+        ifnames: Some(kopts.ifnames.clone()),
         ..ReplayOptions::default()
     };
+    let mut kopts = kopts;
+    kopts.ruleset = a.ruleset.clone();
     let res = diff::diff(&name, &loaded, &kopts, &ropts, &known).map_err(anyhow::Error::msg)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.verbose {

@@ -1,13 +1,15 @@
 //! The replay pipeline for one packet, as the replay router's kernel would run it:
-//! IP input checks → defrag (−400) → conntrack (−200) → routing → confirm at
-//! POSTROUTING/LOCAL_IN, or the unconfirmed entry vanishes with the packet.
+//! IP input checks → defrag (−400) → raw chains → conntrack (−200) → the other chains
+//! → routing → forward/input/postrouting chains → confirm at POSTROUTING/LOCAL_IN, or
+//! the unconfirmed entry vanishes with the packet (`ctrack_rules::pipeline`). With no
+//! ruleset every hook accepts.
 
 use crate::report::{Fate, PacketReport};
-use ctrack_core::conntrack::{Config, Confirmed, Conntrack, Hook, Verdict};
-use ctrack_core::defrag::{Defrag, DefragResult};
-use ctrack_core::packet::ip;
-use ctrack_core::topology::{self, Route, Side};
+use ctrack_core::conntrack::{Config, Conntrack};
+use ctrack_core::defrag::Defrag;
+use ctrack_core::topology::Side;
 use ctrack_core::{Instant, Stats, Sysctls};
+use ctrack_rules::{Fate as PFate, Pipeline, Reason, Ruleset};
 
 /// Replay settings.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +20,13 @@ pub struct ReplayOptions {
     pub seed: u64,
     /// Record events.
     pub events: bool,
+    /// The compiled ruleset (`--ruleset`); `None` accepts everything.
+    pub ruleset: Option<Ruleset>,
+    /// The router's own addresses (`--local`).
+    pub locals: Vec<std::net::IpAddr>,
+    /// Interface names (client, server) that `iifname`/`oifname` see; `None`: the
+    /// defaults `client` and `server`.
+    pub ifnames: Option<(String, String)>,
 }
 
 /// A replay in progress: the engine plus the router around it.
@@ -26,6 +35,8 @@ pub struct Replay {
     pub ct: Conntrack,
     /// IPv4/IPv6 reassembly in front of conntrack (nf_defrag, priority −400).
     pub defrag: Defrag,
+    /// The hooks and the ruleset.
+    pub pipeline: Pipeline,
     last_gc: Instant,
     /// Time of the last packet.
     pub now: Instant,
@@ -41,6 +52,17 @@ impl Replay {
                 events: opts.events,
             }),
             defrag: Defrag::new(),
+            pipeline: {
+                let names = opts
+                    .ifnames
+                    .clone()
+                    .unwrap_or_else(|| ("client".into(), "server".into()));
+                let mut p = Pipeline::new(opts.ruleset.clone().unwrap_or_default(), names);
+                for a in &opts.locals {
+                    p.add_local(*a);
+                }
+                p
+            },
             last_gc: Instant::ZERO,
             now: Instant::ZERO,
         }
@@ -59,82 +81,41 @@ impl Replay {
         }
     }
 
-    /// Run one IP packet (`l3` from the IP header to the end of the frame).
+    /// Run one IP packet (`l3` from the IP header to the end of the frame) through the
+    /// hooks of its path ([`ctrack_rules::Pipeline`]).
     pub fn packet(&mut self, index: u64, ts_ns: u64, l3: &[u8], side: Side) -> PacketReport {
         let now = Instant::from_nanos(ts_ns);
         self.advance(now);
         let before = self.ct.stats();
-        let mut rep = PacketReport {
+        let o = self
+            .pipeline
+            .packet(&mut self.ct, &mut self.defrag, now, l3, side);
+        let rule = o
+            .rule
+            .map(|r| self.pipeline.ruleset().describe(r.chain, r.rule));
+        let reason = match (o.reason, &rule) {
+            (Some(Reason::Rule), Some(r)) => Some(format!("dropped by {r}")),
+            (r, _) => r.map(|r| r.to_string()),
+        };
+        PacketReport {
             index,
             ts_ns,
-            ctstate: None,
-            direction: None,
-            drop: false,
-            reason: None,
+            ctstate: o.ctstate,
+            direction: o.direction,
+            drop: o.drop,
+            reason,
             side,
-            fate: Fate::NotSeen,
-            counters: Vec::new(),
-        };
-        let checked = match l3.first().map(|b| b >> 4) {
-            Some(6) => ip::check_ipv6(l3),
-            _ => ip::check_ipv4(l3),
-        };
-        let data = match checked {
-            Ok(d) => d,
-            Err(e) => {
-                rep.drop = true;
-                rep.reason = Some(e.to_string());
-                return rep;
-            }
-        };
-        let data = match self.defrag.push(now, data, 0, self.ct.sysctls()) {
-            DefragResult::NotFragment | DefragResult::PassThrough => data,
-            DefragResult::Complete(whole) => whole,
-            DefragResult::Held => {
-                rep.fate = Fate::Held;
-                rep.reason = Some("held by defrag".into());
-                return rep;
-            }
-            DefragResult::Dropped(why) => {
-                rep.fate = Fate::Held;
-                rep.drop = true;
-                rep.reason = Some(format!("defrag: {why}"));
-                return rep;
-            }
-        };
-        let t = self.ct.track(now, data, Hook::PreRouting, 0);
-        rep.ctstate = t.ctstate();
-        rep.direction = t.direction();
-        rep.reason = t.reason.map(|r| r.to_string());
-        if t.verdict == Verdict::Drop {
-            rep.drop = true;
-            rep.fate = Fate::Dropped;
-            self.ct.discard(&t);
-        } else {
-            match topology::route(data) {
-                route @ (Route::Forward | Route::Local) => {
-                    rep.fate = if route == Route::Local {
-                        Fate::Local
-                    } else {
-                        Fate::Forwarded
-                    };
-                    if let Confirmed::Failed(r) = self.ct.confirm(now, &t) {
-                        rep.drop = true;
-                        rep.fate = Fate::Dropped;
-                        rep.reason = Some(r.to_string());
-                    }
-                }
-                Route::Drop(why) => {
-                    self.ct.discard(&t);
-                    rep.fate = Fate::Dropped;
-                    if rep.reason.is_none() {
-                        rep.reason = Some(why.to_string());
-                    }
-                }
-            }
+            fate: match o.fate {
+                PFate::NotSeen => Fate::NotSeen,
+                PFate::Held => Fate::Held,
+                PFate::Forwarded => Fate::Forwarded,
+                PFate::Local => Fate::Local,
+                PFate::Dropped => Fate::Dropped,
+            },
+            counters: stats_delta(&before, &self.ct.stats()),
+            rule,
+            log: self.pipeline.logs().map(str::to_string).collect(),
         }
-        rep.counters = stats_delta(&before, &self.ct.stats());
-        rep
     }
 }
 

@@ -55,6 +55,11 @@ pub struct PacketReport {
     pub fate: Fate,
     /// Counters changed by this packet (name, delta), in `conntrack -S` order.
     pub counters: Vec<(&'static str, u32)>,
+    /// The rule that decided the verdict (`inet fw forward handle 8 (line 12)`, or
+    /// `... policy drop`); `None` with no ruleset or when only policies accepted.
+    pub rule: Option<String>,
+    /// The `log prefix` texts of the rules the packet hit, in order.
+    pub log: Vec<String>,
 }
 
 fn json_str(out: &mut String, s: &str) {
@@ -117,7 +122,19 @@ impl PacketReport {
             }
             let _ = write!(o, "\"{k}\":{v}");
         }
-        o.push_str("}}");
+        o.push_str("},\"rule\":");
+        match &self.rule {
+            Some(r) => json_str(&mut o, r),
+            None => o.push_str("null"),
+        }
+        o.push_str(",\"log\":[");
+        for (i, l) in self.log.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            json_str(&mut o, l);
+        }
+        o.push_str("]}");
         o
     }
 
@@ -143,6 +160,12 @@ impl PacketReport {
         }
         for (k, v) in &self.counters {
             let _ = write!(o, " {k}+{v}");
+        }
+        if let Some(r) = &self.rule {
+            let _ = write!(o, " [{r}]");
+        }
+        for l in &self.log {
+            let _ = write!(o, " log={l:?}");
         }
         o.trim_end().to_string()
     }

@@ -1,0 +1,519 @@
+//! AST → [`Ruleset`]: values interpreted by the type of what they meet, jumps resolved
+//! to chain indices, base chains sorted by hook and priority, counters numbered. Only a
+//! compiled ruleset can run; it never changes (rule counters live in the pipeline).
+
+use crate::ast::{self, ChainType, HookName, Item, Key, Op, Policy, Stmt, TableFamily, Value};
+use crate::error::{Error, Pos};
+use crate::expr::{prefix_range, CMatch, Test, ValueType};
+
+/// Where a `set` statement takes its value from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Src {
+    /// A constant.
+    Const(u32),
+    /// The packet's `meta mark`.
+    MetaMark,
+    /// The entry's `ct mark`.
+    CtMark,
+}
+
+/// A compiled rule item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CItem {
+    /// A match.
+    Match(CMatch),
+    /// `accept`.
+    Accept,
+    /// `drop`.
+    Drop,
+    /// `reject` (a drop; the reply it would send is not modelled).
+    Reject,
+    /// `return`.
+    Return,
+    /// `continue`.
+    Continue,
+    /// `jump` to a chain index.
+    Jump(u32),
+    /// `goto` a chain index.
+    Goto(u32),
+    /// `counter`: index into the counters.
+    Counter(u32),
+    /// `log`: index into [`Ruleset::log_prefix`].
+    Log(u32),
+    /// `notrack`.
+    Notrack,
+    /// `ct zone set`.
+    CtZoneSet(u16),
+    /// `ct mark set`.
+    CtMarkSet(Src),
+    /// `meta mark set`.
+    MetaMarkSet(Src),
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CRule {
+    /// Its items.
+    pub items: Box<[CItem]>,
+    /// nft's handle.
+    pub handle: u64,
+    /// Source line (0 for JSON input).
+    pub line: u32,
+}
+
+/// A compiled chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CChain {
+    /// `FAMILY TABLE` of its table.
+    pub table: String,
+    /// Its table's family.
+    pub family: TableFamily,
+    /// Name.
+    pub name: String,
+    /// Rules.
+    pub rules: Box<[CRule]>,
+    /// Policy, for base chains.
+    pub policy: Option<Policy>,
+}
+
+/// A base chain on a hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookChain {
+    /// Priority.
+    pub priority: i32,
+    /// Chain index.
+    pub chain: u32,
+}
+
+/// Where a counter is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSite {
+    /// Chain index.
+    pub chain: u32,
+    /// Rule index in the chain.
+    pub rule: u32,
+    /// Initial packets.
+    pub packets: u64,
+    /// Initial bytes.
+    pub bytes: u64,
+}
+
+/// An immutable, compiled ruleset: base chains by hook, sorted by priority.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// All chains.
+    pub chains: Vec<CChain>,
+    /// Base chains of prerouting, input, forward, output, postrouting (in that order),
+    /// each sorted by priority (load order among equals).
+    pub hooks: [Vec<HookChain>; 5],
+    /// Every `counter` statement.
+    pub counters: Vec<CounterSite>,
+    /// Every `log` statement's prefix.
+    pub log_prefix: Vec<String>,
+}
+
+/// Index of a hook in [`Ruleset::hooks`].
+pub fn hook_index(h: HookName) -> Option<usize> {
+    Some(match h {
+        HookName::Prerouting => 0,
+        HookName::Input => 1,
+        HookName::Forward => 2,
+        HookName::Output => 3,
+        HookName::Postrouting => 4,
+        HookName::Ingress => return None,
+    })
+}
+
+impl Ruleset {
+    /// The accept-everything ruleset (no chains).
+    pub fn empty() -> Ruleset {
+        Ruleset::default()
+    }
+
+    /// Whether it has no base chains at all.
+    pub fn is_empty(&self) -> bool {
+        self.hooks.iter().all(Vec::is_empty)
+    }
+
+    /// `inet fw forward handle 8 (line 12)` or `inet fw forward policy drop`.
+    pub fn describe(&self, chain: u32, rule: Option<u32>) -> String {
+        let Some(c) = self.chains.get(chain as usize) else {
+            return String::new();
+        };
+        match rule.and_then(|r| c.rules.get(r as usize)) {
+            Some(r) if r.line > 0 => {
+                format!(
+                    "{} {} handle {} (line {})",
+                    c.table, c.name, r.handle, r.line
+                )
+            }
+            Some(r) => format!("{} {} handle {}", c.table, c.name, r.handle),
+            None => format!(
+                "{} {} policy {}",
+                c.table,
+                c.name,
+                if c.policy == Some(Policy::Drop) {
+                    "drop"
+                } else {
+                    "accept"
+                }
+            ),
+        }
+    }
+}
+
+struct Cx<'a> {
+    file: &'a str,
+    table: &'a ast::Table,
+    chain: &'a ast::Chain,
+    rule: &'a ast::Rule,
+}
+
+impl Cx<'_> {
+    fn err(&self, pos: Pos, msg: impl Into<String>) -> Error {
+        let msg = msg.into();
+        if pos.line == 0 {
+            Error::file(
+                self.file,
+                format!(
+                    "table {} {} chain {} rule handle {}: {msg}",
+                    self.table.family.name(),
+                    self.table.name,
+                    self.chain.name,
+                    self.rule.handle
+                ),
+            )
+        } else {
+            Error::at(self.file, pos, msg)
+        }
+    }
+}
+
+fn value_pos(v: &Value) -> Pos {
+    match v {
+        Value::Word(_, p) | Value::Str(_, p) => *p,
+        Value::Flags(v) | Value::Set(v) => v.first().map(value_pos).unwrap_or_default(),
+        Value::Range(a, _) | Value::Prefix(a, _) => value_pos(a),
+        Value::Num(_) | Value::Key(_) => Pos::default(),
+    }
+}
+
+/// Compile a parsed file. `file` names it in errors.
+pub fn compile(file: &str, f: &ast::File) -> Result<Ruleset, Error> {
+    let mut rs = Ruleset::default();
+    // Chain indices first, so jumps resolve in any order.
+    let mut index = Vec::new();
+    for (ti, t) in f.tables.iter().enumerate() {
+        for c in &t.chains {
+            index.push((ti, c.name.clone()));
+            rs.chains.push(CChain {
+                table: format!("{} {}", t.family.name(), t.name),
+                family: t.family,
+                name: c.name.clone(),
+                rules: Box::new([]),
+                policy: c.base.as_ref().map(|b| b.policy),
+            });
+        }
+    }
+    let mut ci = 0u32;
+    for (ti, t) in f.tables.iter().enumerate() {
+        for c in &t.chains {
+            if let Some(b) = &c.base {
+                if b.chain_type == ChainType::Nat {
+                    return Err(Error::at(
+                        file,
+                        c.pos,
+                        format!(
+                            "chain {}: type nat chains are not yet supported (NAT comes with the NAT issue)",
+                            c.name
+                        ),
+                    ));
+                }
+                if b.chain_type == ChainType::Route && b.hook != HookName::Output {
+                    return Err(Error::at(file, c.pos, "Chain of type \"route\" is not supported, perhaps kernel support is missing?"));
+                }
+                let ok_family = !matches!(t.family, TableFamily::Other(_));
+                if let (Some(h), true) = (hook_index(b.hook), ok_family) {
+                    rs.hooks[h].push(HookChain {
+                        priority: b.priority,
+                        chain: ci,
+                    });
+                }
+            }
+            let mut rules = Vec::with_capacity(c.rules.len());
+            for (ri, r) in c.rules.iter().enumerate() {
+                let cx = Cx {
+                    file,
+                    table: t,
+                    chain: c,
+                    rule: r,
+                };
+                let mut items = Vec::with_capacity(r.items.len());
+                for it in &r.items {
+                    items.push(match it {
+                        Item::Match(m) => CItem::Match(compile_match(&cx, m)?),
+                        Item::Stmt(s, pos) => {
+                            compile_stmt(&cx, s, *pos, ti, &index, &mut rs, ci, ri as u32)?
+                        }
+                    });
+                }
+                rules.push(CRule {
+                    items: items.into_boxed_slice(),
+                    handle: r.handle,
+                    line: r.pos.line,
+                });
+            }
+            rs.chains[ci as usize].rules = rules.into_boxed_slice();
+            ci += 1;
+        }
+    }
+    for h in &mut rs.hooks {
+        h.sort_by_key(|c| c.priority);
+    }
+    Ok(rs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_stmt(
+    cx: &Cx<'_>,
+    s: &Stmt,
+    pos: Pos,
+    ti: usize,
+    index: &[(usize, String)],
+    rs: &mut Ruleset,
+    chain: u32,
+    rule: u32,
+) -> Result<CItem, Error> {
+    let target = |name: &str| -> Result<u32, Error> {
+        index
+            .iter()
+            .position(|(t, n)| *t == ti && n == name)
+            .map(|i| i as u32)
+            .ok_or_else(|| cx.err(pos, format!("Could not process rule: No such file or directory (chain {name} does not exist)")))
+    };
+    let src = |v: &Value, bits: u8| -> Result<Src, Error> {
+        match v {
+            Value::Key(Key::MetaMark) => Ok(Src::MetaMark),
+            Value::Key(Key::CtMark) => Ok(Src::CtMark),
+            Value::Key(_) => Err(cx.err(pos, "only ct mark and meta mark can be copied")),
+            Value::Num(n) => u32::try_from(*n)
+                .map(Src::Const)
+                .map_err(|_| cx.err(pos, format!("Value {n} exceeds valid range"))),
+            Value::Word(w, p) => ValueType::Int(bits)
+                .scalar(w)
+                .map(|n| Src::Const(n as u32))
+                .map_err(|e| cx.err(*p, e)),
+            _ => Err(cx.err(pos, "expected a number, ct mark or meta mark")),
+        }
+    };
+    Ok(match s {
+        Stmt::Accept => CItem::Accept,
+        Stmt::Drop => CItem::Drop,
+        Stmt::Reject(_) => CItem::Reject,
+        Stmt::Return => CItem::Return,
+        Stmt::Continue => CItem::Continue,
+        Stmt::Jump(n) => CItem::Jump(target(n)?),
+        Stmt::Goto(n) => CItem::Goto(target(n)?),
+        Stmt::Counter { packets, bytes } => {
+            rs.counters.push(CounterSite {
+                chain,
+                rule,
+                packets: *packets,
+                bytes: *bytes,
+            });
+            CItem::Counter(rs.counters.len() as u32 - 1)
+        }
+        Stmt::Log { prefix, group } => {
+            if matches!(group, Some(0) | Some(100)) {
+                // The oracle reads these groups; a user log there would be mixed into
+                // its results. Allowed here, noted in the README.
+            }
+            rs.log_prefix.push(prefix.clone().unwrap_or_default());
+            CItem::Log(rs.log_prefix.len() as u32 - 1)
+        }
+        Stmt::Notrack => CItem::Notrack,
+        Stmt::CtZoneSet(v) => match src(v, 16)? {
+            Src::Const(z) => CItem::CtZoneSet(z as u16),
+            _ => return Err(cx.err(pos, "ct zone set takes a constant here")),
+        },
+        Stmt::CtMarkSet(v) => CItem::CtMarkSet(src(v, 32)?),
+        Stmt::MetaMarkSet(v) => CItem::MetaMarkSet(src(v, 32)?),
+        Stmt::CtHelperSet(name) => {
+            return Err(cx.err(
+                pos,
+                format!(
+                    "ct helper set \"{name}\" is not yet supported (the engine has no helpers yet)"
+                ),
+            ))
+        }
+        Stmt::Nat(kind, args) => {
+            let w = match kind {
+                ast::NatKind::Snat => "snat",
+                ast::NatKind::Dnat => "dnat",
+                ast::NatKind::Masquerade => "masquerade",
+                ast::NatKind::Redirect => "redirect",
+            };
+            let a = if args.is_empty() {
+                String::new()
+            } else {
+                format!(" {args}")
+            };
+            return Err(cx.err(
+                pos,
+                format!(
+                    "{w}{a}: NAT statements are not yet supported (they come with the NAT issue)"
+                ),
+            ));
+        }
+        Stmt::Unsupported(w) => {
+            return Err(cx.err(pos, format!("the {w} statement is not supported")))
+        }
+    })
+}
+
+fn elems(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Set(v) | Value::Flags(v) => v.iter().collect(),
+        other => vec![other],
+    }
+}
+
+fn range_of(cx: &Cx<'_>, ty: ValueType, v: &Value) -> Result<(u128, u128), Error> {
+    match v {
+        Value::Word(w, p) | Value::Str(w, p) => ty.range(w).map_err(|e| cx.err(*p, e)),
+        Value::Num(n) => {
+            let s = n.to_string();
+            ty.range(&s).map_err(|e| cx.err(Pos::default(), e))
+        }
+        Value::Range(a, b) => {
+            let (lo, _) = range_of(cx, ty, a)?;
+            let (_, hi) = range_of(cx, ty, b)?;
+            Ok((lo, hi))
+        }
+        Value::Prefix(a, len) => {
+            let (base, _) = range_of(cx, ty, a)?;
+            let bits = if ty == ValueType::Ipv4 { 32 } else { 128 };
+            Ok(prefix_range(base, u32::from(*len).min(bits), bits))
+        }
+        Value::Flags(list) => {
+            let mut bits = 0;
+            for x in list {
+                bits |= range_of(cx, ty, x)?.0;
+            }
+            Ok((bits, bits))
+        }
+        Value::Set(_) => Err(cx.err(value_pos(v), "a set is not allowed here")),
+        Value::Key(_) => Err(cx.err(Pos::default(), "a key is not allowed here")),
+    }
+}
+
+fn compile_match(cx: &Cx<'_>, m: &ast::Match) -> Result<CMatch, Error> {
+    let mut key = m.key;
+    // `ct original saddr` takes its family from the table, or from the value.
+    if let Key::CtAddr(r, s, 0) = key {
+        let fam = match cx.table.family {
+            TableFamily::Ip => 4,
+            TableFamily::Ip6 => 6,
+            _ => {
+                let first = elems(&m.value).first().map(|v| match v {
+                    Value::Word(w, _) | Value::Str(w, _) => w.contains(':'),
+                    _ => false,
+                });
+                match first {
+                    Some(true) => 6,
+                    Some(false) => 4,
+                    None => 4,
+                }
+            }
+        };
+        key = Key::CtAddr(r, s, fam);
+    }
+    let ty = ValueType::of(key);
+    if ty == ValueType::Str {
+        let mut pats = Vec::new();
+        for e in elems(&m.value) {
+            let s = match e {
+                Value::Word(w, _) | Value::Str(w, _) => w.clone(),
+                _ => return Err(cx.err(m.pos, "expected a name")),
+            };
+            let (name, prefix) = match s.strip_suffix('*') {
+                Some(p) if !s.ends_with("\\*") => (p.to_string(), true),
+                _ => (s.replace("\\*", "*"), false),
+            };
+            pats.push((name.into_boxed_str(), prefix));
+        }
+        let neg = match m.op {
+            Op::Implicit | Op::Eq | Op::In => false,
+            Op::Ne => true,
+            _ => return Err(cx.err(m.pos, "names can only be compared with == or !=")),
+        };
+        return Ok(CMatch {
+            key,
+            mask: None,
+            test: Test::Str {
+                pats: pats.into_boxed_slice(),
+                neg,
+            },
+        });
+    }
+    let mask = match &m.mask {
+        Some(v) => Some(range_of(cx, ty, v)?.0),
+        None => None,
+    };
+    let is_set = matches!(m.value, Value::Set(_));
+    let test = match m.op {
+        Op::Lt | Op::Gt | Op::Le | Op::Ge => {
+            if is_set {
+                return Err(cx.err(value_pos(&m.value), "a set cannot be compared with < or >"));
+            }
+            Test::Cmp(m.op, range_of(cx, ty, &m.value)?.0)
+        }
+        _ => {
+            let neg = m.op == Op::Ne;
+            let flag_style = ty.is_flags()
+                && mask.is_none()
+                && !is_set
+                && matches!(m.op, Op::Implicit | Op::In | Op::Ne);
+            if flag_style {
+                Test::AnyBits {
+                    bits: range_of(cx, ty, &m.value)?.0,
+                    neg,
+                }
+            } else {
+                let mut ranges = Vec::new();
+                for e in elems(&m.value) {
+                    if ty.is_flags() && !is_set {
+                        // `tcp flags == syn,ack`: the whole value.
+                        ranges.push(range_of(cx, ty, &m.value)?);
+                        break;
+                    }
+                    ranges.push(range_of(cx, ty, e)?);
+                }
+                Test::In {
+                    ranges: ranges.into_boxed_slice(),
+                    neg,
+                }
+            }
+        }
+    };
+    Ok(CMatch { key, mask, test })
+}
+
+/// Parse and compile a ruleset file's text: JSON (`nft -j list ruleset`) when it starts
+/// with `{`, nft syntax otherwise.
+pub fn load_str(file: &str, src: &str) -> Result<Ruleset, Error> {
+    let ast = if src.trim_start().starts_with('{') {
+        crate::json::parse(file, src)?
+    } else {
+        crate::parser::parse(file, src)?
+    };
+    compile(file, &ast).map_err(|e| e.with_source(src))
+}
+
+/// Read, parse and compile a ruleset file.
+pub fn load_file(path: &std::path::Path) -> Result<Ruleset, Error> {
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| Error::file(&name, format!("cannot read: {e}")))?;
+    load_str(&name, &src)
+}

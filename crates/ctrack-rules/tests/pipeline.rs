@@ -1,0 +1,151 @@
+//! The hook pipeline on hand-made packets: drops before confirm leave no entry,
+//! notrack, marks, `--local` paths, counters and logs.
+
+use ctrack_core::conntrack::{Config, Conntrack};
+use ctrack_core::defrag::Defrag;
+use ctrack_core::topology::Side;
+use ctrack_core::{CtState, Instant};
+use ctrack_rules::{load_str, Fate, Path, Pipeline};
+
+/// An IPv4 UDP packet (UDP checksum 0: not checked), TTL 64.
+fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 29, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let mut sum: u32 = p
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let c = !(sum as u16);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 9, 0, 0, b'x']);
+    p
+}
+
+const C: [u8; 4] = [10, 1, 0, 1];
+const S: [u8; 4] = [10, 2, 0, 1];
+
+struct Router {
+    ct: Conntrack,
+    defrag: Defrag,
+    p: Pipeline,
+}
+
+impl Router {
+    fn new(rules: &str) -> Router {
+        let rs = load_str("test.nft", rules).unwrap_or_else(|e| panic!("{e}"));
+        Router {
+            ct: Conntrack::new(Config::default()),
+            defrag: Defrag::new(),
+            p: Pipeline::new(rs, ("lan".into(), "wan".into())),
+        }
+    }
+    fn send(&mut self, ms: u64, pkt: &[u8], side: Side) -> ctrack_rules::Outcome {
+        self.p.packet(
+            &mut self.ct,
+            &mut self.defrag,
+            Instant::from_nanos(ms * 1_000_000),
+            pkt,
+            side,
+        )
+    }
+}
+
+#[test]
+fn new_packet_dropped_in_forward_leaves_no_entry() {
+    let mut r = Router::new(
+        "table inet f { chain fwd { type filter hook forward priority 0; policy accept; iifname \"lan\" udp dport 53 log prefix \"dns \" drop; } }",
+    );
+    let o = r.send(0, &udp4(C, S, 1000, 53), Side::Client);
+    assert_eq!(
+        (o.ctstate, o.fate, o.drop),
+        (Some(CtState::New), Fate::Dropped, true)
+    );
+    assert_eq!(r.p.logs().collect::<Vec<_>>(), ["dns "]);
+    assert_eq!(r.ct.count(), 0, "the unconfirmed entry was discarded");
+    let o = r.send(1, &udp4(C, S, 1000, 54), Side::Client);
+    assert_eq!(o.fate, Fate::Forwarded);
+    assert_eq!(r.ct.count(), 1);
+}
+
+#[test]
+fn notrack_in_raw_skips_conntrack() {
+    let mut r = Router::new(
+        "table ip raw { chain pre { type filter hook prerouting priority raw; udp dport 53 notrack; } }",
+    );
+    let o = r.send(0, &udp4(C, S, 1000, 53), Side::Client);
+    assert_eq!(
+        (o.ctstate, o.fate),
+        (Some(CtState::Untracked), Fate::Forwarded)
+    );
+    assert_eq!(r.ct.count(), 0);
+}
+
+#[test]
+fn ct_mark_set_reaches_the_entry_and_is_read_back() {
+    let mut r = Router::new(
+        "table inet m { chain fwd { type filter hook forward priority 0; ct state new ct mark set 0x2a; ct mark 0x2a counter; } }",
+    );
+    r.send(0, &udp4(C, S, 1000, 53), Side::Client);
+    r.send(1, &udp4(S, C, 53, 1000), Side::Server);
+    let marks: Vec<u32> =
+        r.ct.entries(Instant::from_nanos(2_000_000))
+            .iter()
+            .map(|e| e.mark)
+            .collect();
+    assert_eq!(marks, [0x2a]);
+    assert_eq!(r.p.counters()[0].packets, 2);
+    assert_eq!(r.p.counters()[0].bytes, 58);
+}
+
+#[test]
+fn local_addresses_take_input_and_output() {
+    let mut r = Router::new(
+        "table inet h { chain in { type filter hook input priority 0; policy drop; ct state established accept; udp dport 22 accept; }
+                        chain out { type filter hook output priority 0; oifname \"wan\" counter; } }",
+    );
+    r.p.add_local("10.2.0.1".parse().unwrap_or_else(|_| unreachable!()));
+    // To the router: INPUT, policy drop → no entry.
+    let o = r.send(0, &udp4(C, S, 1000, 53), Side::Client);
+    assert_eq!(
+        (o.path, o.fate, o.ctstate),
+        (Path::Input, Fate::Dropped, Some(CtState::New))
+    );
+    assert_eq!(r.ct.count(), 0);
+    // Accepted on INPUT: confirmed at LOCAL_IN.
+    let o = r.send(1, &udp4(C, S, 1000, 22), Side::Client);
+    assert_eq!((o.path, o.fate), (Path::Input, Fate::Local));
+    // From the router: OUTPUT (the reply leaves on the client side, "lan").
+    let o = r.send(2, &udp4(S, C, 22, 1000), Side::Server);
+    assert_eq!(
+        (o.path, o.fate, o.ctstate),
+        (Path::Output, Fate::Forwarded, Some(CtState::Established))
+    );
+    // A new connection from the router towards the server side ("wan").
+    let o = r.send(3, &udp4(S, [10, 3, 0, 1], 5000, 123), Side::Client);
+    assert_eq!(
+        (o.path, o.fate, o.ctstate),
+        (Path::Output, Fate::Forwarded, Some(CtState::New))
+    );
+    assert_eq!(r.p.counters()[0].packets, 1);
+    assert_eq!(r.ct.count(), 2);
+}
+
+#[test]
+fn nat_and_helpers_are_refused_with_a_position() {
+    let e = load_str("n.nft", "table ip n {\n chain c {\n  type filter hook postrouting priority 100;\n  masquerade\n }\n}\n")
+        .expect_err("NAT is not yet supported");
+    assert!(
+        e.to_string()
+            .starts_with("n.nft:4:3-12: Error: masquerade: NAT statements are not yet supported"),
+        "{e}"
+    );
+    let e = load_str("h.nft", "table ip h { chain c { type filter hook prerouting priority raw; ct helper set \"ftp\"; } }")
+        .expect_err("helpers are not yet supported");
+    assert!(e.to_string().contains("not yet supported"), "{e}");
+}

@@ -1,0 +1,290 @@
+//! Kernel parity with rulesets: every (ruleset, capture) pair of
+//! `tests/rulesets/manifest.json` goes through the live kernel with the ruleset loaded
+//! in the firewall namespace and through the engine with the same ruleset compiled by
+//! `ctrack-rules`; per-packet ctstate, direction, fate (which is where a rule's verdict
+//! shows: a dropped packet never reaches POSTROUTING or INPUT) and counter changes, the
+//! final table and the summed counters must agree (known differences excepted).
+//!
+//! Also the round trip: each ruleset is loaded into a kernel namespace, exported with
+//! `nft -j list ruleset`, and the engine replays from that JSON exactly as from the
+//! text.
+//!
+//! Needs root and network namespaces. Outside CI it skips (and says so) when those are
+//! missing; with `CI=true` a skip is a failure.
+
+use ctrack::diff::{self, DiffResult, KnownDifference};
+use ctrack::input;
+use ctrack::kernel::KernelOptions;
+use ctrack::replay::{Replay, ReplayOptions};
+use ctrack_core::Sysctls;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ready() -> bool {
+    match ctrack_oracle::available() {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("ruleset parity tests cannot run in CI: {why}");
+            }
+            eprintln!(
+                "SKIPPED: ruleset parity needs root and network namespaces ({why}); CI runs it"
+            );
+            false
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    ruleset: String,
+    #[serde(default)]
+    scenarios: Vec<String>,
+    #[serde(default)]
+    corpus: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Scenario {
+    name: String,
+    file: String,
+    #[serde(default)]
+    sysctls: BTreeMap<String, String>,
+    #[serde(default)]
+    global_sysctls: BTreeMap<String, String>,
+}
+
+fn manifest() -> Vec<Entry> {
+    let p = root().join("tests/rulesets/manifest.json");
+    serde_json::from_str(&std::fs::read_to_string(&p).expect("manifest.json"))
+        .expect("manifest parses")
+}
+
+/// (label, capture path, sysctls, pacing cap).
+type Capture = (String, PathBuf, Vec<(String, String)>, Duration);
+
+/// Every capture of an entry.
+fn captures(e: &Entry) -> Vec<Capture> {
+    let dir = root().join("tests/scenarios");
+    let list: Vec<Scenario> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("scenarios.json")).expect("scenarios.json"),
+    )
+    .expect("scenarios.json parses");
+    let mut out = Vec::new();
+    for name in &e.scenarios {
+        let s = list
+            .iter()
+            .find(|s| &s.name == name)
+            .unwrap_or_else(|| panic!("{}: no scenario {name}", e.ruleset));
+        let mut pairs: Vec<(String, String)> = s.sysctls.clone().into_iter().collect();
+        pairs.extend(s.global_sysctls.clone());
+        out.push((
+            name.clone(),
+            dir.join(&s.file),
+            pairs,
+            Duration::from_secs(3),
+        ));
+    }
+    let corpus = root().join("../shared/corpus");
+    for c in &e.corpus {
+        out.push((
+            c.clone(),
+            corpus.join(c),
+            Vec::new(),
+            Duration::from_millis(20),
+        ));
+    }
+    out
+}
+
+fn ropts(pairs: &[(String, String)], ruleset: &Path) -> ReplayOptions {
+    let mut sysctls = Sysctls::default();
+    for (k, v) in pairs {
+        sysctls.set(k, v).expect("sysctl");
+    }
+    ReplayOptions {
+        sysctls,
+        ruleset: Some(ctrack_rules::load_file(ruleset).unwrap_or_else(|e| panic!("{e}"))),
+        ..ReplayOptions::default()
+    }
+}
+
+#[test]
+fn every_ruleset_compiles_and_the_manifest_is_complete() {
+    let m = manifest();
+    assert!(m.len() >= 10, "{} rulesets in the manifest", m.len());
+    for e in &m {
+        let p = root().join("tests/rulesets").join(&e.ruleset);
+        ctrack_rules::load_file(&p).unwrap_or_else(|err| panic!("{err}"));
+        assert!(
+            !e.scenarios.is_empty() || !e.corpus.is_empty(),
+            "{}",
+            e.ruleset
+        );
+    }
+}
+
+#[test]
+fn rulesets_match_the_kernel() {
+    if !ready() {
+        return;
+    }
+    let known: Vec<KnownDifference> =
+        diff::load_known(&root().join("tests/parity/known-differences.json")).expect("known");
+    let corpus_present = root().join("../shared/corpus").is_dir();
+    let mut results: Vec<(String, DiffResult)> = Vec::new();
+    for e in manifest() {
+        let rpath = root().join("tests/rulesets").join(&e.ruleset);
+        for (label, path, pairs, gap) in captures(&e) {
+            if !path.exists() && !corpus_present {
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    panic!("corpus missing: {}", path.display());
+                }
+                eprintln!("SKIPPED: {} (corpus not found)", path.display());
+                continue;
+            }
+            let loaded = input::load(&path, &[]).unwrap_or_else(|err| panic!("{label}: {err}"));
+            let kopts = KernelOptions {
+                sysctls: pairs.clone(),
+                max_gap: gap,
+                ruleset: Some(rpath.clone()),
+                ..KernelOptions::default()
+            };
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let r = diff::diff(&file, &loaded, &kopts, &ropts(&pairs, &rpath), &known)
+                .unwrap_or_else(|err| panic!("{} on {label}: kernel run failed: {err}", e.ruleset));
+            results.push((format!("{} on {label}", e.ruleset), r));
+        }
+    }
+    let (mut pk, mut ag, mut unknown) = (0, 0, 0);
+    for (name, r) in &results {
+        let u = r.unknown().count();
+        unknown += u;
+        pk += r.packets;
+        ag += r.agree;
+        println!("{name}: {}", r.summary());
+        for d in r.unknown().take(20) {
+            println!("    {d}");
+        }
+    }
+    println!(
+        "ruleset parity: {} (ruleset, capture) pairs, {pk} packets, {ag} agree, {unknown} unknown differences",
+        results.len()
+    );
+    assert_eq!(
+        unknown, 0,
+        "{unknown} differences from the kernel (see above)"
+    );
+}
+
+/// `nft -j list ruleset` of `path` loaded into a fresh namespace.
+fn export_json(path: &Path, tag: &str) -> String {
+    let ns = format!("ctrack-rt-{}-{tag}", std::process::id());
+    let run = |args: &[&str]| {
+        let o = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("spawn");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let _ = run(&["ip", "netns", "del", &ns]);
+    let (ok, _, err) = run(&["ip", "netns", "add", &ns]);
+    assert!(ok, "ip netns add: {err}");
+    let p = path.to_string_lossy().into_owned();
+    let (ok1, _, err1) = run(&["ip", "netns", "exec", &ns, "nft", "-f", &p]);
+    let (ok2, json, err2) = run(&["ip", "netns", "exec", &ns, "nft", "-j", "list", "ruleset"]);
+    let _ = run(&["ip", "netns", "del", &ns]);
+    assert!(ok1, "nft -f {p}: {err1}");
+    assert!(ok2, "nft -j list ruleset: {err2}");
+    json
+}
+
+#[test]
+fn json_export_replays_like_the_text() {
+    if !ready() {
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("ctrack-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let mut pairs_checked = 0;
+    for (i, e) in manifest().iter().enumerate() {
+        let text = root().join("tests/rulesets").join(&e.ruleset);
+        let json = export_json(&text, &i.to_string());
+        let jpath = tmp.join(format!("{}.json", e.ruleset));
+        std::fs::write(&jpath, &json).expect("write json");
+        let from_json = ctrack_rules::load_file(&jpath).unwrap_or_else(|err| panic!("{err}"));
+        for (label, path, pairs, _) in captures(e) {
+            let Ok(loaded) = input::load(&path, &[]) else {
+                continue;
+            };
+            let a = ropts(&pairs, &text);
+            let mut b = a.clone();
+            b.ruleset = Some(from_json.clone());
+            let (mut ra, mut rb) = (Replay::new(&a), Replay::new(&b));
+            for p in &loaded.packets {
+                let x = ra.packet(p.index, p.ts_ns, &p.l3, p.side);
+                let y = rb.packet(p.index, p.ts_ns, &p.l3, p.side);
+                // The text names the rule's line too; the JSON only its handle.
+                let strip = |r: &Option<String>| {
+                    r.as_ref()
+                        .map(|s| s.split(" (line").next().unwrap_or("").to_string())
+                };
+                assert_eq!(
+                    (
+                        x.ctstate,
+                        x.direction,
+                        x.drop,
+                        x.fate,
+                        &x.counters,
+                        strip(&x.rule),
+                        &x.log
+                    ),
+                    (
+                        y.ctstate,
+                        y.direction,
+                        y.drop,
+                        y.fate,
+                        &y.counters,
+                        strip(&y.rule),
+                        &y.log
+                    ),
+                    "{} on {label}, packet {}",
+                    e.ruleset,
+                    p.index
+                );
+            }
+            let now = ra.now;
+            let fmt = ctrack::output::OutputFormat::default();
+            assert_eq!(
+                ctrack::output::table_lines(&ra.ct, now, fmt),
+                ctrack::output::table_lines(&rb.ct, now, fmt),
+                "{} on {label}: final tables",
+                e.ruleset
+            );
+            assert_eq!(
+                ra.pipeline.counters(),
+                rb.pipeline.counters(),
+                "{} on {label}: rule counters",
+                e.ruleset
+            );
+            pairs_checked += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!("round trip: {pairs_checked} (ruleset, capture) pairs replay the same from nft -j list ruleset");
+    assert!(pairs_checked >= 10);
+}
