@@ -18,6 +18,7 @@ pub mod defrag;
 pub mod entry;
 pub mod event;
 pub mod format;
+pub mod gc;
 pub mod invalid;
 pub mod packet;
 pub mod proto;

@@ -7,9 +7,11 @@
 //! The binary (`main.rs`) only parses arguments; the work is in these modules so the
 //! parity tests can call it directly.
 
+pub mod capacity;
 pub mod diff;
 pub mod input;
 pub mod kernel;
+pub mod listing;
 pub mod output;
 pub mod replay;
 pub mod report;

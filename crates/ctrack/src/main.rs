@@ -2,8 +2,6 @@
 //!
 //! A thin binary: arguments → resolved options → the library's commands.
 
-mod bench;
-
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ctrack::diff::{self, KnownDifference};
@@ -38,8 +36,6 @@ enum Cmd {
     KernelReplay(KernelArgs),
     /// Replay a capture through both and print every disagreement.
     Diff(DiffArgs),
-    /// Run a synthetic benchmark workload (issue 6; see BENCHMARKS.md).
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -77,12 +73,13 @@ struct ReplayArgs {
     /// Seed of the hash key and random choices.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// An nftables ruleset (nft -f text, or the JSON of `nft -j list ruleset`).
+    /// Print the expectation table as `conntrack -L expect` (empty until helpers exist).
     #[arg(long)]
-    ruleset: Option<PathBuf>,
-    /// An address of the router itself (INPUT/OUTPUT paths); repeatable.
-    #[arg(long = "local", value_name = "ADDR")]
-    locals: Vec<std::net::IpAddr>,
+    expect: bool,
+    /// After `--`: a conntrack(8) command line run on the final table and the events,
+    /// e.g. `-- -L -p tcp --dport 80 -o save` (see README).
+    #[arg(last = true, value_name = "CONNTRACK-ARGS")]
+    conntrack: Vec<String>,
 }
 
 #[derive(Args)]
@@ -120,9 +117,6 @@ struct DiffArgs {
     /// Print every packet's pair of results, not only the differences.
     #[arg(long)]
     verbose: bool,
-    /// An nft ruleset, loaded into the kernel's firewall and into the engine.
-    #[arg(long)]
-    ruleset: Option<PathBuf>,
 }
 
 fn parse_sysctls(list: &[String]) -> Result<(Sysctls, Vec<(String, String)>)> {
@@ -157,16 +151,6 @@ fn parse_ifnames(list: &[String]) -> Result<(String, String)> {
     Ok(names)
 }
 
-/// `--ruleset`: read and compile (errors print as nft prints them).
-fn load_ruleset(path: Option<&std::path::Path>) -> Result<Option<ctrack_rules::Ruleset>> {
-    match path {
-        None => Ok(None),
-        Some(p) => ctrack_rules::load_file(p)
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!("{e}")),
-    }
-}
-
 fn load(path: &std::path::Path, nets: &[Cidr]) -> Result<Loaded> {
     input::load(path, nets).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -176,13 +160,31 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
     let nets = parse_nets(&a.common.client_nets)?;
     parse_ifnames(&a.common.ifnames)?;
     let fmt = OutputFormat::parse(&a.output).map_err(anyhow::Error::msg)?;
+    let mut ct_args = a.conntrack.clone();
+    if a.expect && ct_args.is_empty() {
+        ct_args = vec!["-L".to_string(), "expect".to_string()];
+    }
+    let mut session = match ct_args.is_empty() {
+        true => None,
+        false => match ctrack::listing::Session::parse(&ct_args) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(e.status));
+            }
+        },
+    };
+    for w in session.iter().flat_map(|s| s.listing.warnings.iter()) {
+        eprintln!("{w}");
+    }
+    let ct_events = session
+        .as_ref()
+        .is_some_and(|s| s.listing.command == ctrack::listing::Command::Event);
+    let events = a.events || ct_events;
     let opts = ReplayOptions {
         sysctls,
         seed: a.seed,
-        events: a.events,
-        ruleset: load_ruleset(a.ruleset.as_deref())?,
-        locals: a.locals.clone(),
-        ifnames: Some(parse_ifnames(&a.common.ifnames)?),
+        events,
     };
     let mut r = Replay::new(&opts);
     let stdout = io::stdout();
@@ -213,21 +215,24 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
                 let line = if fmt.json { rep.json() } else { rep.human() };
                 writeln!(out, "{line}")?;
             }
-            if a.events {
-                for ev in r.ct.drain_events() {
-                    writeln!(out, "{}", output::event_line(&ev, fmt))?;
-                }
+            if events {
+                output::print_events(r.ct.drain_events(), fmt, session.as_mut(), &mut out)?;
             }
         }
     }
     let now = r.now;
     r.advance(now);
-    if a.events {
-        for ev in r.ct.drain_events() {
-            writeln!(out, "{}", output::event_line(&ev, fmt))?;
-        }
+    if events {
+        output::print_events(r.ct.drain_events(), fmt, session.as_mut(), &mut out)?;
     }
-    let lines = output::table_lines(&r.ct, now, fmt);
+    let session_footer = match session.as_mut() {
+        Some(s) => output::finish_session(s, &r.ct, now, &mut out)?,
+        None => None,
+    };
+    let lines = match session {
+        Some(_) => Vec::new(),
+        None => output::table_lines(&r.ct, now, fmt),
+    };
     if !a.packets && !a.events || a.stats {
         // The table is the default output; with --packets/--events it is still printed
         // unless only per-packet output was asked for.
@@ -243,12 +248,11 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         } else {
             write!(out, "{}", format::stats_lines(&[r.ct.stats()]))?;
         }
-        for l in r.pipeline.counter_lines() {
-            writeln!(out, "{l}")?;
-        }
     }
     out.flush()?;
-    if !(a.packets || a.events) || a.stats {
+    if let Some(f) = &session_footer {
+        eprintln!("{f}");
+    } else if session.is_none() && (!(a.packets || a.events) || a.stats) {
         eprintln!("{}", format::summary_line(lines.len()));
     }
     if non_ip > 0 {
@@ -328,12 +332,8 @@ fn cmd_diff(a: DiffArgs) -> Result<ExitCode> {
         .unwrap_or_default();
     let ropts = ReplayOptions {
         sysctls,
-        ruleset: load_ruleset(a.ruleset.as_deref())?,
-        ifnames: Some(kopts.ifnames.clone()),
         ..ReplayOptions::default()
     };
-    let mut kopts = kopts;
-    kopts.ruleset = a.ruleset.clone();
     let res = diff::diff(&name, &loaded, &kopts, &ropts, &known).map_err(anyhow::Error::msg)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.verbose {
@@ -360,7 +360,6 @@ fn main() -> ExitCode {
         Cmd::Replay(a) => cmd_replay(a),
         Cmd::KernelReplay(a) => cmd_kernel(a),
         Cmd::Diff(a) => cmd_diff(a),
-        Cmd::Bench(a) => bench::run(a),
     };
     match r {
         Ok(c) => c,

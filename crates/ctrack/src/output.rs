@@ -174,3 +174,42 @@ pub fn event_line(ev: &Event, f: OutputFormat) -> String {
     );
     o
 }
+
+/// Print drained events: through the conntrack(8) session when one was given after `--`
+/// (its filters, `-e` and `-o` words), else as plain `conntrack -E` lines.
+pub fn print_events(
+    events: Vec<Event>,
+    fmt: OutputFormat,
+    session: Option<&mut crate::listing::Session>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    match session {
+        Some(s) => {
+            for ev in &events {
+                s.event(ev, out)?;
+            }
+        }
+        None => {
+            for ev in &events {
+                writeln!(out, "{}", event_line(ev, fmt))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The end of a replay with a conntrack(8) command line: close the events' XML document,
+/// then run `-L` / `-C` / `-S` (or finish `-E`). Returns conntrack's stderr footer.
+pub fn finish_session(
+    s: &mut crate::listing::Session,
+    ct: &Conntrack,
+    now: Instant,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<Option<String>> {
+    if s.listing.command != crate::listing::Command::Event {
+        // Events printed through `--events` were a separate `conntrack -E` run.
+        s.close_xml(out)?;
+        s.shown = 0;
+    }
+    s.finish(ct, now, out)
+}

@@ -74,8 +74,8 @@ impl Replay {
         if now > self.now {
             self.now = now;
         }
+        self.ct.gc(self.now);
         if self.now.saturating_since(self.last_gc).as_secs() >= 1 {
-            self.ct.expire(self.now);
             self.defrag.expire(self.now, self.ct.sysctls());
             self.last_gc = self.now;
         }
