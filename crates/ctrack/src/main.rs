@@ -2,6 +2,8 @@
 //!
 //! A thin binary: arguments → resolved options → the library's commands.
 
+mod bench;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ctrack::diff::{self, KnownDifference};
@@ -36,6 +38,8 @@ enum Cmd {
     KernelReplay(KernelArgs),
     /// Replay a capture through both and print every disagreement.
     Diff(DiffArgs),
+    /// Run a synthetic benchmark workload (issue 6; see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -80,6 +84,12 @@ struct ReplayArgs {
     /// e.g. `-- -L -p tcp --dport 80 -o save` (see README).
     #[arg(last = true, value_name = "CONNTRACK-ARGS")]
     conntrack: Vec<String>,
+    /// An nftables ruleset (nft -f text, or the JSON of `nft -j list ruleset`).
+    #[arg(long)]
+    ruleset: Option<PathBuf>,
+    /// An address of the router itself (INPUT/OUTPUT paths); repeatable.
+    #[arg(long = "local", value_name = "ADDR")]
+    locals: Vec<std::net::IpAddr>,
 }
 
 #[derive(Args)]
@@ -117,6 +127,9 @@ struct DiffArgs {
     /// Print every packet's pair of results, not only the differences.
     #[arg(long)]
     verbose: bool,
+    /// An nft ruleset, loaded into the kernel's firewall and into the engine.
+    #[arg(long)]
+    ruleset: Option<PathBuf>,
 }
 
 fn parse_sysctls(list: &[String]) -> Result<(Sysctls, Vec<(String, String)>)> {
@@ -149,6 +162,16 @@ fn parse_ifnames(list: &[String]) -> Result<(String, String)> {
         }
     }
     Ok(names)
+}
+
+/// `--ruleset`: read and compile (errors print as nft prints them).
+fn load_ruleset(path: Option<&std::path::Path>) -> Result<Option<ctrack_rules::Ruleset>> {
+    match path {
+        None => Ok(None),
+        Some(p) => ctrack_rules::load_file(p)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{e}")),
+    }
 }
 
 fn load(path: &std::path::Path, nets: &[Cidr]) -> Result<Loaded> {
@@ -185,6 +208,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         sysctls,
         seed: a.seed,
         events,
+        ruleset: load_ruleset(a.ruleset.as_deref())?,
+        locals: a.locals.clone(),
+        ifnames: Some(parse_ifnames(&a.common.ifnames)?),
     };
     let mut r = Replay::new(&opts);
     let stdout = io::stdout();
@@ -247,6 +273,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string(&r.ct.stats())?)?;
         } else {
             write!(out, "{}", format::stats_lines(&[r.ct.stats()]))?;
+        }
+        for l in r.pipeline.counter_lines() {
+            writeln!(out, "{l}")?;
         }
     }
     out.flush()?;
@@ -332,8 +361,12 @@ fn cmd_diff(a: DiffArgs) -> Result<ExitCode> {
         .unwrap_or_default();
     let ropts = ReplayOptions {
         sysctls,
+        ruleset: load_ruleset(a.ruleset.as_deref())?,
+        ifnames: Some(kopts.ifnames.clone()),
         ..ReplayOptions::default()
     };
+    let mut kopts = kopts;
+    kopts.ruleset = a.ruleset.clone();
     let res = diff::diff(&name, &loaded, &kopts, &ropts, &known).map_err(anyhow::Error::msg)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.verbose {
@@ -360,6 +393,7 @@ fn main() -> ExitCode {
         Cmd::Replay(a) => cmd_replay(a),
         Cmd::KernelReplay(a) => cmd_kernel(a),
         Cmd::Diff(a) => cmd_diff(a),
+        Cmd::Bench(a) => bench::run(a),
     };
     match r {
         Ok(c) => c,
