@@ -199,7 +199,12 @@ impl Capacity {
             }
             let mut pts = String::new();
             for (i, s) in self.samples.iter().enumerate() {
-                let _ = write!(pts, "{:.1},{:.1} ", x(s.t), y1(base[i] + f64::from(s.by_state[c])));
+                let _ = write!(
+                    pts,
+                    "{:.1},{:.1} ",
+                    x(s.t),
+                    y1(base[i] + f64::from(s.by_state[c]))
+                );
             }
             for (i, s) in self.samples.iter().enumerate().rev() {
                 let _ = write!(pts, "{:.1},{:.1} ", x(s.t), y1(base[i]));
@@ -241,10 +246,7 @@ impl Capacity {
         let (top2, ph2) = (400.0, 130.0);
         let y2 = |v: f64| top2 + ph2 - ph2 * v / ymax;
         axes(&mut o, left, top2, pw, ph2, ymax, tmax, "ASSURED / not");
-        for (pick, color, name) in [
-            (0, "#2e7d32", "ASSURED"),
-            (1, "#c62828", "not ASSURED"),
-        ] {
+        for (pick, color, name) in [(0, "#2e7d32", "ASSURED"), (1, "#c62828", "not ASSURED")] {
             let mut pts = String::new();
             for s in &self.samples {
                 let v = if pick == 0 {
@@ -270,7 +272,10 @@ impl Capacity {
             * 1.05;
         let y3 = |v: f64| top3 + ph3 - ph3 * v / dmax;
         axes(&mut o, left, top3, pw, ph3, dmax, tmax, "drops / s");
-        for (pick, color, name) in [(0, "#ef6c00", "early_drop"), (1, "#000000", "table full (drop)")] {
+        for (pick, color, name) in [
+            (0, "#ef6c00", "early_drop"),
+            (1, "#000000", "table full (drop)"),
+        ] {
             let mut pts = String::new();
             for s in &self.samples {
                 let v = if pick == 0 {
@@ -346,7 +351,9 @@ fn human(v: f64) -> String {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -282,7 +282,7 @@ pub fn compare_events(ours: &[String], kernel: &[String]) -> Vec<(String, String
         let k: Vec<&str> = toks
             .iter()
             .enumerate()
-            .filter(|(i, t)| !(timed && *i == 3) && !t.starts_with("delta-time="))
+            .filter(|(i, t)| !(t.starts_with("delta-time=") || timed && *i == 3))
             .map(|(_, t)| *t)
             .collect();
         (k.join(" "), timed)

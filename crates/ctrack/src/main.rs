@@ -77,19 +77,26 @@ struct ReplayArgs {
     /// Seed of the hash key and random choices.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Print the expectation table as `conntrack -L expect` (empty until helpers exist).
-    #[arg(long)]
-    expect: bool,
-    /// After `--`: a conntrack(8) command line run on the final table and the events,
-    /// e.g. `-- -L -p tcp --dport 80 -o save` (see README).
-    #[arg(last = true, value_name = "CONNTRACK-ARGS")]
-    conntrack: Vec<String>,
     /// An nftables ruleset (nft -f text, or the JSON of `nft -j list ruleset`).
     #[arg(long)]
     ruleset: Option<PathBuf>,
     /// An address of the router itself (INPUT/OUTPUT paths); repeatable.
     #[arg(long = "local", value_name = "ADDR")]
     locals: Vec<std::net::IpAddr>,
+    /// Print the expectation table as `conntrack -L expect` (empty until helpers exist).
+    #[arg(long)]
+    expect: bool,
+    /// Draw the table over capture time into this SVG file (entries by state, ASSURED or
+    /// not, drops per second, nf_conntrack_max).
+    #[arg(long, value_name = "FILE.svg")]
+    report: Option<PathBuf>,
+    /// Write the same series as JSON.
+    #[arg(long = "report-json", value_name = "FILE")]
+    report_json: Option<PathBuf>,
+    /// After `--`: a conntrack(8) command line run on the final table and the events,
+    /// e.g. `-- -L -p tcp --dport 80 -o save` (see README).
+    #[arg(last = true, value_name = "CONNTRACK-ARGS")]
+    conntrack: Vec<String>,
 }
 
 #[derive(Args)]
@@ -213,6 +220,8 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         ifnames: Some(parse_ifnames(&a.common.ifnames)?),
     };
     let mut r = Replay::new(&opts);
+    let mut capacity = (a.report.is_some() || a.report_json.is_some())
+        .then(|| ctrack::capacity::Capacity::new(r.ct.sysctls().nf_conntrack_max));
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut failed = false;
@@ -222,7 +231,24 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut sides = ctrack_core::topology::SideAssigner::new(nets.clone());
         let mut recs = cap.records();
+        // A progress bar for long replays; indicatif hides it when stderr is not a terminal.
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(cap.bytes().len() as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut since_tick = 0u32;
         while let Some(rec) = recs.next_record() {
+            since_tick += 1;
+            if since_tick == 65536 {
+                since_tick = 0;
+                bar.set_position(recs.offset());
+            }
             let rec = match rec {
                 Ok(r) => r,
                 Err(e) => {
@@ -237,6 +263,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             };
             let side = sides.side(l3);
             let rep = r.packet(rec.index, rec.ts_ns, l3, side);
+            if let Some(c) = capacity.as_mut() {
+                c.observe(&r.ct, r.now);
+            }
             if a.packets {
                 let line = if fmt.json { rep.json() } else { rep.human() };
                 writeln!(out, "{line}")?;
@@ -245,9 +274,30 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
                 output::print_events(r.ct.drain_events(), fmt, session.as_mut(), &mut out)?;
             }
         }
+        bar.finish_and_clear();
     }
     let now = r.now;
     r.advance(now);
+    if let Some(c) = capacity.as_mut() {
+        c.finish(&r.ct, now);
+        let title = a
+            .captures
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some(p) = &a.report {
+            if p.extension().is_some_and(|e| e != "svg") {
+                bail!("--report {}: only .svg is supported", p.display());
+            }
+            std::fs::write(p, c.to_svg(&format!("ctrack replay {title}")))
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        if let Some(p) = &a.report_json {
+            std::fs::write(p, c.to_json())
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+    }
     if events {
         output::print_events(r.ct.drain_events(), fmt, session.as_mut(), &mut out)?;
     }
@@ -327,7 +377,7 @@ fn cmd_kernel(a: KernelArgs) -> Result<ExitCode> {
         writeln!(
             out,
             "{}",
-            serde_json::json!({"table": run.table, "proc": run.proc_table, "stats": run.stats, "count": run.count})
+            serde_json::json!({"table": run.table, "proc": run.proc_table, "stats": run.stats, "count": run.count, "events": run.events.iter().map(|e| e.line.clone()).collect::<Vec<_>>()})
         )?;
     } else {
         writeln!(out, "# conntrack -L")?;
@@ -340,6 +390,10 @@ fn cmd_kernel(a: KernelArgs) -> Result<ExitCode> {
         }
         writeln!(out, "# conntrack -S")?;
         write!(out, "{}", run.stats_text)?;
+        writeln!(out, "# conntrack -E")?;
+        for e in &run.events {
+            writeln!(out, "{}", e.line)?;
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

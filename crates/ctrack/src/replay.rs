@@ -68,8 +68,8 @@ impl Replay {
         }
     }
 
-    /// Advance the clock: expired entries are reaped about once a simulated second, as
-    /// the kernel's GC worker eventually does.
+    /// Advance the clock: the GC worker's passes that are due run (paced as the kernel
+    /// paces them, `Conntrack::gc`); defrag queues whose lifetime ended are dropped.
     pub fn advance(&mut self, now: Instant) {
         if now > self.now {
             self.now = now;
