@@ -141,10 +141,19 @@ fn counters(out: &mut String, e: &Entry, dir: Dir) {
 }
 
 /// Seconds since confirm (stop − start for a deleted entry).
+/// Seconds since confirm as the kernel's /proc prints it: the floored difference.
 fn delta_time(e: &Entry, now: Instant) -> Option<u64> {
     let (start, stop) = e.ext.as_ref()?.tstamp?;
     let end = stop.unwrap_or(now);
     Some(end.saturating_since(start).as_secs())
+}
+
+/// Seconds since confirm as libnetfilter_conntrack prints it (`conntrack -L`, `-E`):
+/// whole seconds of the stop (or now) minus whole seconds of the start.
+fn delta_time_userspace(e: &Entry, now: Instant) -> Option<u64> {
+    let (start, stop) = e.ext.as_ref()?.tstamp?;
+    let end = stop.unwrap_or(now);
+    Some((end.as_nanos() / 1_000_000_000).saturating_sub(start.as_nanos() / 1_000_000_000))
 }
 
 /// One `conntrack -L` line (no trailing space, no newline).
@@ -161,7 +170,7 @@ pub fn conntrack_line(e: &Entry, now: Instant, opts: ListOptions) -> String {
     if e.zone != 0 {
         let _ = write!(out, "zone={} ", e.zone);
     }
-    if let Some(d) = delta_time(e, now) {
+    if let Some(d) = delta_time_userspace(e, now) {
         let _ = write!(out, "delta-time={d} ");
     }
     out.push_str("use=1 ");
@@ -219,7 +228,7 @@ pub fn event_body(e: &Entry, now: Instant, mask: u16, destroy: bool) -> String {
         let _ = write!(out, "zone={} ", e.zone);
     }
     if destroy {
-        if let Some(d) = delta_time(e, now) {
+        if let Some(d) = delta_time_userspace(e, now) {
             let _ = write!(out, "delta-time={d} ");
         }
     }
