@@ -7,10 +7,8 @@
 //! closure, between a packet's `track` and its `confirm`: two packets of one new flow in
 //! the same batch behave as in the kernel (the second finds the confirmed entry).
 
-use crate::conntrack::{tuple_of, Confirmed, Conntrack, Hook, Tracked};
-use crate::packet::Packet;
+use crate::conntrack::{Confirmed, Conntrack, Hook, Parsed, Tracked};
 use crate::time::Instant;
-use crate::tuple::proto;
 
 /// What the pipeline decided for a tracked packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +41,7 @@ impl Conntrack {
     ///
     /// How it is fast: per round of packets it first parses each one and computes its
     /// tuple's keyed hash, prefetching the bucket head; then it prefetches each bucket's
-    /// first entry; then it resolves the packets one by one, in order, with the hashes
+    /// first node, then the second; then it resolves the packets one by one, in order, with the hashes
     /// already computed. The hash of a tuple does not depend on the table, so the hints
     /// stay valid whatever the earlier packets of the batch changed.
     pub fn track_batch<F>(
@@ -58,22 +56,30 @@ impl Conntrack {
         F: FnMut(usize, &Tracked, &mut Conntrack) -> Next,
     {
         out.reserve(pkts.len());
-        let mut hashes = [None; ROUND];
+        let mut pre: [Option<Parsed<'_>>; ROUND] = [None; ROUND];
         for (r, round) in pkts.chunks(ROUND).enumerate() {
-            for (h, p) in hashes.iter_mut().zip(round) {
-                *h = self.peek_hash(p, zone);
-                if let Some(h) = *h {
-                    self.table().prefetch(h);
+            for (slot, p) in pre.iter_mut().zip(round) {
+                *slot = Parsed::new(self.table(), p, zone);
+                if let Some(x) = slot {
+                    self.table().prefetch(x.hash());
                 }
             }
             if round.len() > 1 {
-                for h in hashes[..round.len()].iter().flatten() {
-                    self.table().prefetch_first(*h);
+                let mut first = [u32::MAX; ROUND];
+                for (f, x) in first.iter_mut().zip(&pre[..round.len()]) {
+                    if let Some(x) = x {
+                        *f = self.table().prefetch_first(x.hash());
+                    }
+                }
+                // Each connection is linked twice, so a chain holds two nodes per
+                // entry on average at load factor 1: fetch the second one too.
+                for f in &first[..round.len()] {
+                    self.table().prefetch_next(*f);
                 }
             }
             for (k, p) in round.iter().enumerate() {
                 let i = r * ROUND + k;
-                let tracked = self.track_hinted(now, p, hook, zone, hashes[k]);
+                let tracked = self.track_hinted(now, p, hook, zone, pre[k]);
                 let confirmed = match pipeline(i, &tracked, self) {
                     Next::Confirm => Some(self.confirm(now, &tracked)),
                     Next::Discard => {
@@ -84,16 +90,5 @@ impl Conntrack {
                 out.push(BatchResult { tracked, confirmed });
             }
         }
-    }
-
-    /// The hash `track` will look the packet up with, when it takes the plain path
-    /// (not ICMP, whose errors look up the quoted tuple); `None` otherwise.
-    fn peek_hash(&self, data: &[u8], zone: u16) -> Option<u64> {
-        let pkt = Packet::parse(data).ok()?;
-        if matches!(pkt.proto, proto::ICMP | proto::ICMPV6) {
-            return None;
-        }
-        let t = tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()).ok()?;
-        Some(self.table().hash(&t, zone))
     }
 }

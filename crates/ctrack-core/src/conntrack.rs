@@ -15,6 +15,37 @@ use crate::table::{EntryId, Table};
 use crate::time::{Duration, Instant};
 use crate::tuple::{proto, Addr, Dir, Family, Tuple};
 
+/// A packet parsed ahead by the batch path: its view, tuple and keyed hash. Only for
+/// packets that take the plain lookup path (not ICMP/ICMPv6, whose errors look up the
+/// quoted tuple).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parsed<'a> {
+    pkt: Packet<'a>,
+    tuple: Tuple,
+    hash: u64,
+}
+
+impl<'a> Parsed<'a> {
+    /// Parse `data` as `track` would, if it takes the plain path; `None` otherwise (the
+    /// packet then goes through `track` unparsed, which handles every other case).
+    #[inline]
+    pub(crate) fn new(table: &Table, data: &'a [u8], zone: u16) -> Option<Parsed<'a>> {
+        let pkt = Packet::parse(data).ok()?;
+        if matches!(pkt.proto, proto::ICMP | proto::ICMPV6) {
+            return None;
+        }
+        let tuple = tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()).ok()?;
+        let hash = table.hash(&tuple, zone);
+        Some(Parsed { pkt, tuple, hash })
+    }
+
+    /// The tuple's keyed hash.
+    #[inline]
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
 /// The netfilter hook a packet is tracked at (decides checksum verification).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
@@ -113,7 +144,6 @@ pub struct Conntrack {
     events: Vec<Event>,
     next_seq: u64,
     expired: Vec<EntryId>,
-    gc: crate::gc::GcWorker,
 }
 
 impl Conntrack {
@@ -128,7 +158,6 @@ impl Conntrack {
             events: Vec::new(),
             next_seq: 0,
             expired: Vec::new(),
-            gc: crate::gc::GcWorker::new(),
         }
     }
 
@@ -201,50 +230,7 @@ impl Conntrack {
         v
     }
 
-    /// Run the GC worker's passes that are due at `now` (kernel `gc_worker`, paced as
-    /// the kernel paces it; see [`crate::gc`]). Returns the entries deleted.
-    pub fn gc(&mut self, now: Instant) -> usize {
-        use crate::gc::{Average, EXPIRED_MAX, JIFFY};
-        let mut deleted = 0;
-        while let Some(at) = self.gc.due(now) {
-            let max95 = if self.gc.early_drop {
-                self.sysctls.nf_conntrack_max / 100 * 95
-            } else {
-                0
-            };
-            let mut avg = Average::new();
-            let mut expired_count = 0;
-            let mut yielded = false;
-            for id in self.table.linked_ids() {
-                if expired_count > EXPIRED_MAX {
-                    yielded = true;
-                    break;
-                }
-                let Some(e) = self.table.get(id) else { continue };
-                if e.expired(at) {
-                    self.delete(id, at);
-                    expired_count += 1;
-                    deleted += 1;
-                    continue;
-                }
-                avg.feed(e.remaining(at));
-                if max95 == 0 || self.table.count() < max95 {
-                    continue;
-                }
-                let evict = !e.status.has(Status::ASSURED) || e.proto.can_early_drop();
-                if evict && !e.status.has(Status::DYING) {
-                    self.delete(id, at);
-                    expired_count += 1;
-                    deleted += 1;
-                }
-            }
-            let delay = if yielded { JIFFY } else { avg.delay() };
-            self.gc.reschedule(at, delay);
-        }
-        deleted
-    }
-
-    /// Delete every expired entry (DESTROY events) at once.
+    /// Delete every expired entry (DESTROY events), as the GC worker eventually does.
     pub fn expire(&mut self, now: Instant) -> usize {
         let ids: Vec<EntryId> = self
             .table
@@ -267,69 +253,74 @@ impl Conntrack {
         self.track_hinted(now, data, hook, zone, None)
     }
 
-    /// [`Conntrack::track`] with the keyed hash of the packet's tuple already computed
-    /// by the batch path (`hash` must be the table's hash of this packet's tuple).
+    /// [`Conntrack::track`] with the packet already parsed by the batch path (`pre` must
+    /// come from [`Parsed::new`] on this packet with this table).
     pub(crate) fn track_hinted(
         &mut self,
         now: Instant,
         data: &[u8],
         hook: Hook,
         zone: u16,
-        hash: Option<u64>,
+        pre: Option<Parsed<'_>>,
     ) -> Tracked {
-        let pkt = match Packet::parse(data) {
-            Ok(p) => p,
-            Err(ParseError::NoL4(r, _)) => {
-                self.stats.invalid += 1;
-                return Tracked::invalid(InvalidReason::NoL4(r));
-            }
-            Err(ParseError::Truncated) => {
-                self.stats.invalid += 1;
-                return Tracked::invalid(InvalidReason::TupleTooShort);
-            }
-        };
         let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
+        let (pkt, tuple, hash) = match pre {
+            Some(p) => (p.pkt, p.tuple, p.hash),
+            None => {
+                let pkt = match Packet::parse(data) {
+                    Ok(p) => p,
+                    Err(ParseError::NoL4(r, _)) => {
+                        self.stats.invalid += 1;
+                        return Tracked::invalid(InvalidReason::NoL4(r));
+                    }
+                    Err(ParseError::Truncated) => {
+                        self.stats.invalid += 1;
+                        return Tracked::invalid(InvalidReason::TupleTooShort);
+                    }
+                };
 
-        // ICMP/ICMPv6 error handler runs before the normal lookup.
-        let class = {
-            let cx = Cx {
-                now,
-                sysctls: &self.sysctls,
-                check_checksum,
-            };
-            match (pkt.family, pkt.proto) {
-                (Family::V4, proto::ICMP) => Some(icmp::classify_v4(&pkt, &cx)),
-                (Family::V6, proto::ICMPV6) => Some(icmp::classify_v6(&pkt, &cx)),
-                _ => None,
-            }
-        };
-        match class {
-            Some(IcmpClass::Reject(r)) => {
-                self.stats.error += 1;
-                return Tracked::invalid(r.into());
-            }
-            Some(IcmpClass::Untracked) => {
-                return Tracked {
-                    untracked: true,
-                    ..Tracked::invalid(InvalidReason::Generic)
+                // ICMP/ICMPv6 error handler runs before the normal lookup.
+                let class = {
+                    let cx = Cx {
+                        now,
+                        sysctls: &self.sysctls,
+                        check_checksum,
+                    };
+                    match (pkt.family, pkt.proto) {
+                        (Family::V4, proto::ICMP) => Some(icmp::classify_v4(&pkt, &cx)),
+                        (Family::V6, proto::ICMPV6) => Some(icmp::classify_v6(&pkt, &cx)),
+                        _ => None,
+                    }
+                };
+                match class {
+                    Some(IcmpClass::Reject(r)) => {
+                        self.stats.error += 1;
+                        return Tracked::invalid(r.into());
+                    }
+                    Some(IcmpClass::Untracked) => {
+                        return Tracked {
+                            untracked: true,
+                            ..Tracked::invalid(InvalidReason::Generic)
+                        }
+                        .without_reason();
+                    }
+                    Some(IcmpClass::Error { inner_off }) => {
+                        return self.icmp_error(now, &pkt, inner_off, zone);
+                    }
+                    Some(IcmpClass::Query) | None => {}
                 }
-                .without_reason();
-            }
-            Some(IcmpClass::Error { inner_off }) => {
-                return self.icmp_error(now, &pkt, inner_off, zone);
-            }
-            Some(IcmpClass::Query) | None => {}
-        }
 
-        let tuple = match tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()) {
-            Ok(t) => t,
-            Err(r) => {
-                self.stats.invalid += 1;
-                return Tracked::invalid(r);
+                let tuple = match tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()) {
+                    Ok(t) => t,
+                    Err(r) => {
+                        self.stats.invalid += 1;
+                        return Tracked::invalid(r);
+                    }
+                };
+                let hash = self.table.hash(&tuple, zone);
+                (pkt, tuple, hash)
             }
         };
-
-        let hash = hash.unwrap_or_else(|| self.table.hash(&tuple, zone));
         loop {
             let found = self.lookup_hashed(&tuple, zone, hash, now);
             let (id, dir, fresh) = match found {
@@ -601,8 +592,6 @@ impl Conntrack {
     fn alloc(&mut self, now: Instant, orig: Tuple, reply: Tuple, zone: u16) -> Option<EntryId> {
         let max = self.sysctls.nf_conntrack_max;
         if max != 0 && self.table.count() >= max && !self.early_drop(now, &orig, zone) {
-            // The GC worker's early-eviction mode (§11.5).
-            self.gc.early_drop = true;
             return None;
         }
         let s = &self.sysctls;

@@ -314,13 +314,46 @@ impl Table {
         prefetch_read(self.heads.as_ptr().wrapping_add(b));
     }
 
-    /// Hint the CPU to fetch the first entry of the bucket of hash `h` (second stage of
-    /// a batch lookup, once the head is in cache).
+    /// Hint the CPU to fetch the first node of the bucket of hash `h` (second stage of
+    /// a batch lookup, once the head is in cache); returns that node for the next stage.
     #[inline]
-    pub fn prefetch_first(&self, h: u64) {
+    pub fn prefetch_first(&self, h: u64) -> u32 {
         let head = self.heads[self.bucket_of_hash(h) as usize];
-        if head != NIL {
-            prefetch_read(self.slots.as_ptr().wrapping_add((head / 2) as usize));
+        self.prefetch_node(head);
+        head
+    }
+
+    /// Hint the CPU to fetch the node after `node` in its chain (third stage of a batch
+    /// lookup, once `node`'s slot is in cache); returns it.
+    #[inline]
+    pub fn prefetch_next(&self, node: u32) -> u32 {
+        if node == NIL {
+            return NIL;
+        }
+        let next = self
+            .slots
+            .get((node / 2) as usize)
+            .map_or(NIL, |s| s.next[(node & 1) as usize]);
+        self.prefetch_node(next);
+        next
+    }
+
+    /// Prefetch every cache line of a node's slot (the tuple compared, the deadline
+    /// and the chain link sit in different lines).
+    #[inline]
+    fn prefetch_node(&self, node: u32) {
+        if node == NIL {
+            return;
+        }
+        let p = self
+            .slots
+            .as_ptr()
+            .wrapping_add((node / 2) as usize)
+            .cast::<u8>();
+        let mut off = 0;
+        while off < size_of::<Slot>() {
+            prefetch_read(p.wrapping_add(off));
+            off += 64;
         }
     }
 
@@ -469,7 +502,9 @@ mod tests {
         let t = Table::new(1024, 1);
         for h in [0, 1, u64::MAX, 0x8000_0000_0000_0000] {
             t.prefetch(h);
-            t.prefetch_first(h);
+            let n = t.prefetch_first(h);
+            assert_eq!(t.prefetch_next(n), NIL);
         }
+        assert_eq!(t.prefetch_next(12345), NIL);
     }
 }

@@ -27,7 +27,7 @@ use std::time::Instant as Clock;
 /// Arguments of `ctrack bench`.
 #[derive(Args)]
 pub(crate) struct BenchArgs {
-    /// hit, udp-flows, tcp, new-flows, live, memory, scaling, replay, or all.
+    /// hit, udp-flows, tcp, new-flows, live, memory, scaling, replay, hash, or all.
     workload: String,
     /// Worker threads (scaling: compared with one thread).
     #[arg(long, default_value_t = 2)]
@@ -116,6 +116,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
         "memory",
         "scaling",
         "replay",
+        "hash",
     ];
     let list: Vec<&str> = if a.workload == "all" {
         all.to_vec()
@@ -138,6 +139,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
             "memory" => memory(&a),
             "scaling" => scaling(&a),
             "replay" => replay(&a)?.print(),
+            "hash" => hash_candidates(&a),
             _ => unreachable!(),
         }
     }
@@ -751,4 +753,41 @@ fn replay(a: &BenchArgs) -> Result<Figure> {
         baseline_secs: None,
         extra: format!("{} capture {:.2} GB", tally.show(), size as f64 / 1e9),
     })
+}
+
+/// The keyed-hash candidates on the same tuples: ns per hash (best of `repeat`).
+fn hash_candidates(a: &BenchArgs) {
+    use std::hash::BuildHasher as _;
+    let n = a.flows.unwrap_or(1_000_000);
+    let tuples: Vec<Tuple> = (0..n)
+        .map(|i| bare_tuple(&udp_flow(i, i % 2 == 1)))
+        .collect();
+    let time = |f: &dyn Fn(&Tuple) -> u64| {
+        best(
+            a.repeat,
+            || (),
+            |_| {
+                let mut acc = 0u64;
+                for t in &tuples {
+                    acc = acc.wrapping_add(f(std::hint::black_box(t)));
+                }
+                acc
+            },
+        ) * 1e9
+            / n as f64
+    };
+    let fh = FlowHasher::new(0x5eed);
+    let chosen = time(&|t| fh.hash(t, 0));
+    let sip_bytes = time(&|t| {
+        // std's DefaultHasher is SipHash-1-3 fed through the byte-buffering `Hasher`
+        // interface, as `siphasher::SipHasher13::write` was in the first table.
+        let mut h = std::hash::DefaultHasher::new();
+        h.write(&t.hash_bytes());
+        h.finish()
+    });
+    let rs = std::collections::hash_map::RandomState::new();
+    let std_rs = time(&|t| rs.hash_one(t));
+    println!("hash       SipHash-1-3 on packed words (chosen)    {chosen:>5.1} ns/hash");
+    println!("hash       SipHash-1-3, 38-byte Hasher::write      {sip_bytes:>5.1} ns/hash");
+    println!("hash       std RandomState (derived Hash)          {std_rs:>5.1} ns/hash");
 }
