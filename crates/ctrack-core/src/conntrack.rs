@@ -144,6 +144,7 @@ pub struct Conntrack {
     events: Vec<Event>,
     next_seq: u64,
     expired: Vec<EntryId>,
+    gc: crate::gc::GcWorker,
 }
 
 impl Conntrack {
@@ -158,6 +159,7 @@ impl Conntrack {
             events: Vec::new(),
             next_seq: 0,
             expired: Vec::new(),
+            gc: crate::gc::GcWorker::new(),
         }
     }
 
@@ -230,7 +232,50 @@ impl Conntrack {
         v
     }
 
-    /// Delete every expired entry (DESTROY events), as the GC worker eventually does.
+    /// Run the GC worker's passes that are due at `now` (kernel `gc_worker`, paced as
+    /// the kernel paces it; see [`crate::gc`]). Returns the entries deleted.
+    pub fn gc(&mut self, now: Instant) -> usize {
+        use crate::gc::{Average, EXPIRED_MAX, JIFFY};
+        let mut deleted = 0;
+        while let Some(at) = self.gc.due(now) {
+            let max95 = if self.gc.early_drop {
+                self.sysctls.nf_conntrack_max / 100 * 95
+            } else {
+                0
+            };
+            let mut avg = Average::new();
+            let mut expired_count = 0;
+            let mut yielded = false;
+            for id in self.table.linked_ids() {
+                if expired_count > EXPIRED_MAX {
+                    yielded = true;
+                    break;
+                }
+                let Some(e) = self.table.get(id) else { continue };
+                if e.expired(at) {
+                    self.delete(id, at);
+                    expired_count += 1;
+                    deleted += 1;
+                    continue;
+                }
+                avg.feed(e.remaining(at));
+                if max95 == 0 || self.table.count() < max95 {
+                    continue;
+                }
+                let evict = !e.status.has(Status::ASSURED) || e.proto.can_early_drop();
+                if evict && !e.status.has(Status::DYING) {
+                    self.delete(id, at);
+                    expired_count += 1;
+                    deleted += 1;
+                }
+            }
+            let delay = if yielded { JIFFY } else { avg.delay() };
+            self.gc.reschedule(at, delay);
+        }
+        deleted
+    }
+
+    /// Delete every expired entry (DESTROY events) at once.
     pub fn expire(&mut self, now: Instant) -> usize {
         let ids: Vec<EntryId> = self
             .table
@@ -592,6 +637,8 @@ impl Conntrack {
     fn alloc(&mut self, now: Instant, orig: Tuple, reply: Tuple, zone: u16) -> Option<EntryId> {
         let max = self.sysctls.nf_conntrack_max;
         if max != 0 && self.table.count() >= max && !self.early_drop(now, &orig, zone) {
+            // The GC worker's early-eviction mode (§11.5).
+            self.gc.early_drop = true;
             return None;
         }
         let s = &self.sysctls;
