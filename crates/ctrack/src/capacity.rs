@@ -304,6 +304,33 @@ impl Capacity {
     }
 }
 
+/// Render an SVG report to PNG (feature `png`). Text uses a system sans-serif font
+/// (DejaVu Sans when installed); without any font the chart is drawn without labels.
+#[cfg(feature = "png")]
+pub fn svg_to_png(svg: &str) -> Result<Vec<u8>, String> {
+    use resvg::{tiny_skia, usvg};
+    let mut opt = usvg::Options::default();
+    let db = opt.fontdb_mut();
+    db.load_system_fonts();
+    let family = db
+        .faces()
+        .filter_map(|f| f.families.first().map(|(n, _)| n.clone()))
+        .min_by_key(|n| match n.as_str() {
+            "DejaVu Sans" => 0,
+            n if n.contains("Sans") => 1,
+            _ => 2,
+        });
+    if let Some(f) = family {
+        db.set_sans_serif_family(f);
+    }
+    let tree = usvg::Tree::from_str(svg, &opt).map_err(|e| format!("report SVG: {e}"))?;
+    let size = tree.size().to_int_size();
+    let mut pix = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| "report: empty image".to_string())?;
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pix.as_mut());
+    pix.encode_png().map_err(|e| format!("report PNG: {e}"))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn axes(o: &mut String, left: f64, top: f64, pw: f64, ph: f64, ymax: f64, tmax: f64, label: &str) {
     let _ = write!(
@@ -373,6 +400,11 @@ mod tests {
         let svg = c.to_svg("t");
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("nf_conntrack_max = 65536"));
+        #[cfg(feature = "png")]
+        {
+            let png = svg_to_png(&svg).expect("renders");
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        }
         let v: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
         assert_eq!(v["samples"].as_array().unwrap().len(), 6);
     }

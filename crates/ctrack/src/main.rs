@@ -86,9 +86,9 @@ struct ReplayArgs {
     /// Print the expectation table as `conntrack -L expect` (empty until helpers exist).
     #[arg(long)]
     expect: bool,
-    /// Draw the table over capture time into this SVG file (entries by state, ASSURED or
-    /// not, drops per second, nf_conntrack_max).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw the table over capture time into this SVG or PNG file (entries by state,
+    /// ASSURED or not, drops per second, nf_conntrack_max).
+    #[arg(long, value_name = "FILE.svg|FILE.png")]
     report: Option<PathBuf>,
     /// Write the same series as JSON.
     #[arg(long = "report-json", value_name = "FILE")]
@@ -287,11 +287,14 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ");
         if let Some(p) = &a.report {
-            if p.extension().is_some_and(|e| e != "svg") {
-                bail!("--report {}: only .svg is supported", p.display());
-            }
-            std::fs::write(p, c.to_svg(&format!("ctrack replay {title}")))
-                .with_context(|| format!("cannot write {}", p.display()))?;
+            let svg = c.to_svg(&format!("ctrack replay {title}"));
+            let bytes = match p.extension().and_then(|e| e.to_str()) {
+                Some("svg") => svg.into_bytes(),
+                #[cfg(feature = "png")]
+                Some("png") => ctrack::capacity::svg_to_png(&svg).map_err(anyhow::Error::msg)?,
+                _ => bail!("--report {}: expected FILE.svg or FILE.png", p.display()),
+            };
+            std::fs::write(p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
         }
         if let Some(p) = &a.report_json {
             std::fs::write(p, c.to_json())
