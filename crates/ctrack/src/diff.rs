@@ -401,7 +401,7 @@ pub fn compare(
             // The kernel logged why (nf_conntrack_log_invalid): our reason must be one of
             // its lines, word for word.
             let mine = o.reason.as_deref().unwrap_or("-");
-            if !theirs.iter().any(|t| *t == mine) {
+            if !theirs.contains(&mine) {
                 diffs.push(("reason", mine.to_string(), theirs.join("; ")));
             }
         }
