@@ -15,6 +15,8 @@ use crate::table::{EntryId, Table};
 use crate::time::{Duration, Instant};
 use crate::tuple::{proto, Addr, Dir, Family, Tuple};
 
+mod helpers;
+
 /// A packet parsed ahead by the batch path: its view, tuple and keyed hash. Only for
 /// packets that take the plain lookup path (not ICMP/ICMPv6, whose errors look up the
 /// quoted tuple).
@@ -145,6 +147,7 @@ pub struct Conntrack {
     next_seq: u64,
     expired: Vec<EntryId>,
     gc: crate::gc::GcWorker,
+    helpers: crate::helper::Helpers,
 }
 
 impl Conntrack {
@@ -160,6 +163,10 @@ impl Conntrack {
             next_seq: 0,
             expired: Vec::new(),
             gc: crate::gc::GcWorker::new(),
+            helpers: crate::helper::Helpers {
+                expect: crate::expect::ExpectTable::new(cfg.events),
+                ..Default::default()
+            },
         }
     }
 
@@ -251,9 +258,7 @@ impl Conntrack {
                     yielded = true;
                     break;
                 }
-                let Some(e) = self.table.get(id) else {
-                    continue;
-                };
+                let Some(e) = self.table.get(id) else { continue };
                 if e.expired(at) {
                     self.delete(id, at);
                     expired_count += 1;
@@ -592,6 +597,7 @@ impl Conntrack {
     fn delete(&mut self, id: EntryId, now: Instant) {
         let confirmed = self.table.is_linked(id);
         if let Some(mut e) = self.table.free(id) {
+            self.forget_links(id, &e, now, confirmed);
             if confirmed && self.events_enabled {
                 e.status.set(Status::DYING);
                 if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
@@ -649,7 +655,7 @@ impl Conntrack {
             proto::ICMP | proto::ICMPV6 => ProtoState::Icmp,
             _ => ProtoState::Generic,
         };
-        let entry = Entry {
+        let mut entry = Entry {
             tuples: [orig, reply],
             status: Status::default(),
             zone,
@@ -660,12 +666,14 @@ impl Conntrack {
                 Box::new(Extensions {
                     acct: (s.nf_conntrack_acct == 1).then_some([Counter::default(); 2]),
                     tstamp: (s.nf_conntrack_timestamp == 1).then_some((now, None)),
+                    ..Extensions::default()
                 })
             }),
             seq: self.next_seq,
             ecache: 0,
         };
         self.next_seq += 1;
+        self.init_expected(now, &mut entry);
         Some(self.table.alloc(entry))
     }
 

@@ -24,6 +24,13 @@ pub struct Extensions {
     pub acct: Option<[Counter; 2]>,
     /// Confirm time (start) and deletion time (stop), when `nf_conntrack_timestamp` was 1.
     pub tstamp: Option<(Instant, Option<Instant>)>,
+    /// The helper a rule attached (`ct helper set`), with its per-connection state.
+    pub helper: Option<crate::helper::HelperState>,
+    /// For an entry created from an expectation: its master (id, creation number).
+    pub master: Option<(crate::table::EntryId, u64)>,
+    /// Confirmed entries created from this one's expectations that still exist: each
+    /// holds a reference on its master (`use=` in listings is one more).
+    pub children: u32,
 }
 
 /// A conntrack entry.

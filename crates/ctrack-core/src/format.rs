@@ -173,7 +173,10 @@ pub fn conntrack_line(e: &Entry, now: Instant, opts: ListOptions) -> String {
     if let Some(d) = delta_time_userspace(e, now) {
         let _ = write!(out, "delta-time={d} ");
     }
-    out.push_str("use=1 ");
+    if let Some(h) = crate::Conntrack::helper_of(e) {
+        let _ = write!(out, "helper={h} ");
+    }
+    let _ = write!(out, "use={} ", crate::Conntrack::use_count(e));
     if opts.id {
         let _ = write!(out, "id={} ", e.seq);
     }
@@ -231,6 +234,8 @@ pub fn event_body(e: &Entry, now: Instant, mask: u16, destroy: bool) -> String {
         if let Some(d) = delta_time_userspace(e, now) {
             let _ = write!(out, "delta-time={d} ");
         }
+    } else if let Some(h) = crate::Conntrack::helper_of(e) {
+        let _ = write!(out, "helper={h} ");
     }
     out.truncate(out.trim_end().len());
     out
@@ -273,7 +278,7 @@ pub fn proc_line(e: &Entry, now: Instant) -> String {
     if let Some(d) = delta_time(e, now) {
         let _ = write!(out, "delta-time={d} ");
     }
-    out.push_str("use=2");
+    let _ = write!(out, "use={}", crate::Conntrack::use_count(e) + 1);
     out
 }
 

@@ -30,8 +30,9 @@
 //!   the packet caused has been read. No sleeps, no guessing.
 //! * After each barrier `/proc/net/stat/nf_conntrack` of the firewall is re-read for the
 //!   packet's counter deltas.
-//! * At the end: `conntrack -L`, `-L -o extended`, `-S`, `-C`, `/proc/net/nf_conntrack`
-//!   and `/proc/net/nf_conntrack_expect` of the firewall namespace.
+//! * At the end: `conntrack -L`, `-L -o extended`, `-L expect`, `-S`, `-C`,
+//!   `/proc/net/nf_conntrack` and `/proc/net/nf_conntrack_expect` of the firewall
+//!   namespace.
 //!
 //! Everything is removed on return, on error, on Ctrl-C and SIGTERM (the signal is
 //! re-raised once cleanup is done), and sets left over by killed processes are removed at
@@ -240,6 +241,9 @@ pub struct KernelRun {
     pub proc_table: Vec<String>,
     /// `/proc/net/nf_conntrack_expect` lines of the firewall namespace.
     pub expect: Vec<String>,
+    /// `conntrack -L expect` stdout lines.
+    #[serde(default)]
+    pub expect_table: Vec<String>,
     /// `/proc/net/stat/nf_conntrack` at the end, summed over CPUs.
     pub stats: Stats,
     /// `conntrack -S` stdout.

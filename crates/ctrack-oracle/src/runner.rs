@@ -343,6 +343,7 @@ fn dump(
     .map_err(|e| OracleError::io("entering the firewall namespace", e))??;
     let table = conntrack(ns, &["-L"])?;
     let table_extended = conntrack(ns, &["-L", "-o", "extended"])?;
+    let expect_table = conntrack(ns, &["-L", "expect"])?;
     let stats_text = conntrack(ns, &["-S"])?;
     let count_text = conntrack(ns, &["-C"])?;
     let count = count_text
@@ -359,6 +360,7 @@ fn dump(
         table_extended: lines(&table_extended),
         proc_table: lines(&proc_table),
         expect: lines(&expect),
+        expect_table: lines(&expect_table),
         stats: snap.totals(),
         stats_text,
         count,

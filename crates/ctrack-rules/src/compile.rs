@@ -48,6 +48,15 @@ pub enum CItem {
     CtMarkSet(Src),
     /// `meta mark set`.
     MetaMarkSet(Src),
+    /// `ct helper set "obj"`: the object's helper, for the families its table covers.
+    CtHelperSet {
+        /// The helper (`type` of the object).
+        kind: ctrack_core::helper::HelperKind,
+        /// Attach to IPv4 entries.
+        v4: bool,
+        /// Attach to IPv6 entries.
+        v6: bool,
+    },
 }
 
 /// A compiled rule.
@@ -339,12 +348,31 @@ fn compile_stmt(
         Stmt::CtMarkSet(v) => CItem::CtMarkSet(src(v, 32)?),
         Stmt::MetaMarkSet(v) => CItem::MetaMarkSet(src(v, 32)?),
         Stmt::CtHelperSet(name) => {
-            return Err(cx.err(
-                pos,
-                format!(
-                    "ct helper set \"{name}\" is not yet supported (the engine has no helpers yet)"
-                ),
-            ))
+            let Some(obj) = cx.table.helpers.iter().find(|h| &h.name == name) else {
+                return Err(cx.err(
+                    pos,
+                    format!("Could not process rule: No such file or directory (no ct helper \"{name}\" in this table)"),
+                ));
+            };
+            let Some(kind) = ctrack_core::helper::HelperKind::from_type(&obj.helper_type) else {
+                return Err(cx.err(
+                    pos,
+                    format!("ct helper \"{name}\": type \"{}\" is not supported (ftp, tftp)", obj.helper_type),
+                ));
+            };
+            let want = if kind.l4proto() == 6 { "tcp" } else { "udp" };
+            if !obj.protocol.is_empty() && obj.protocol != want {
+                return Err(cx.err(
+                    pos,
+                    format!("ct helper \"{name}\": helper {kind} is for {want}, not {}", obj.protocol),
+                ));
+            }
+            let (v4, v6) = match cx.table.family {
+                TableFamily::Ip => (true, false),
+                TableFamily::Ip6 => (false, true),
+                _ => (true, true),
+            };
+            CItem::CtHelperSet { kind, v4, v6 }
         }
         Stmt::Nat(kind, args) => {
             let w = match kind {

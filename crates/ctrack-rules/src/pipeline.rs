@@ -67,6 +67,9 @@ pub enum Reason {
     Rule,
     /// The jump stack overflowed (more than 16 nested jumps): dropped.
     Loop,
+    /// A conntrack helper dropped it at the confirm hook (FTP partial command, an
+    /// expectation that could not be registered).
+    Helper(ctrack_core::helper::HelperDrop),
 }
 
 impl fmt::Display for Reason {
@@ -79,6 +82,7 @@ impl fmt::Display for Reason {
             Reason::NoRoute(r) => write!(f, "{r}"),
             Reason::Rule => f.write_str("dropped by rule"),
             Reason::Loop => f.write_str("dropped: too many nested jumps"),
+            Reason::Helper(d) => write!(f, "{d}"),
         }
     }
 }
@@ -399,10 +403,20 @@ impl Pipeline {
         };
         out.rule = st.accepted_by;
         if let Some(t) = tracked {
-            if let Confirmed::Failed(r) = ct.confirm(now, &t) {
-                out.drop = true;
-                out.fate = Fate::Dropped;
-                out.reason = Some(Reason::Confirm(r));
+            match ct.help_and_confirm(now, &t, data) {
+                Ok(Confirmed::Failed(r)) => {
+                    out.drop = true;
+                    out.fate = Fate::Dropped;
+                    out.reason = Some(Reason::Confirm(r));
+                }
+                Ok(_) => {}
+                Err(d) => {
+                    // Dropped at the confirm hook, after POSTROUTING/INPUT: the fate
+                    // stays (the packet reached it); the entry goes if unconfirmed.
+                    ct.discard(&t);
+                    out.drop = true;
+                    out.reason = Some(Reason::Helper(d));
+                }
             }
         }
         out
@@ -575,6 +589,11 @@ impl Eval<'_> {
                     CItem::MetaMarkSet(src) => {
                         if let Some(val) = value_of(*src, p, ct) {
                             p.mark = val;
+                        }
+                    }
+                    CItem::CtHelperSet { kind, v4, v6 } => {
+                        if let Some(id) = p.ct.entry {
+                            ct.set_helper(id, *kind, *v4, *v6);
                         }
                     }
                 }

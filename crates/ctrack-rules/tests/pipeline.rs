@@ -145,7 +145,14 @@ fn nat_and_helpers_are_refused_with_a_position() {
             .starts_with("n.nft:4:3-12: Error: masquerade: NAT statements are not yet supported"),
         "{e}"
     );
+    // `ct helper set` needs a `ct helper` object of that name in the table, of a helper
+    // the engine has.
     let e = load_str("h.nft", "table ip h { chain c { type filter hook prerouting priority raw; ct helper set \"ftp\"; } }")
-        .expect_err("helpers are not yet supported");
-    assert!(e.to_string().contains("not yet supported"), "{e}");
+        .expect_err("no such object");
+    assert!(e.to_string().contains("No such file or directory"), "{e}");
+    let e = load_str("h.nft", "table ip h { ct helper x { type \"sip\" protocol udp; } chain c { type filter hook prerouting priority raw; ct helper set \"x\"; } }")
+        .expect_err("no sip helper");
+    assert!(e.to_string().contains("not supported"), "{e}");
+    load_str("h.nft", "table ip h { ct helper x { type \"ftp\" protocol tcp; } chain c { type filter hook prerouting priority raw; tcp dport 21 ct helper set \"x\"; } }")
+        .expect("ftp helper");
 }

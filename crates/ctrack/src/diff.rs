@@ -1,6 +1,6 @@
 //! `ctrack diff`: the same capture through the engine and through the kernel, compared
 //! packet by packet (ctstate, direction, fate, counter changes), then the final table
-//! (timeouts within ±1 s) and the summed counters.
+//! and the expectation table (timeouts within ±1 s) and the summed counters.
 //!
 //! The engine is replayed on the kernel's real timeline (each packet at the moment it
 //! was injected), so timeouts and the UDP 2-second rule see the same clock on both sides.
@@ -25,7 +25,7 @@ pub struct KnownDifference {
     /// Packet index, or none for every packet of the capture.
     #[serde(default)]
     pub index: Option<u64>,
-    /// Field: ctstate, direction, fate, reason, counters, table, proc, events, stats, or `*`.
+    /// Field: ctstate, direction, fate, counters, table, proc, stats, or `*`.
     pub field: String,
     /// Why it differs, and what will remove the difference.
     pub reason: String,
@@ -169,6 +169,18 @@ pub fn engine_on_kernel_timeline(
         events,
         table,
         proc_table: table_lines(&r.ct, now, proc_fmt),
+        expect_table: r
+            .ct
+            .expectations()
+            .live(now)
+            .map(|e| e.list_line(now))
+            .collect(),
+        expect_proc: r
+            .ct
+            .expectations()
+            .live(now)
+            .map(|e| e.proc_line(now))
+            .collect(),
         stats: r.ct.stats(),
     }
 }
@@ -184,6 +196,10 @@ pub struct EngineRun {
     pub table: Vec<String>,
     /// Final table, /proc/net/nf_conntrack lines.
     pub proc_table: Vec<String>,
+    /// Expectations, `conntrack -L expect` lines.
+    pub expect_table: Vec<String>,
+    /// Expectations, /proc/net/nf_conntrack_expect lines.
+    pub expect_proc: Vec<String>,
     /// Counters.
     pub stats: ctrack_core::Stats,
 }
@@ -316,20 +332,6 @@ pub fn compare_events(ours: &[String], kernel: &[String]) -> Vec<(String, String
     out
 }
 
-/// The kernel's own conntrack log lines in a kernel report's reason (`nf_ct_proto_N: ...`,
-/// `nf_ct_sctp: ...`), without their prefix; `None` when it logged none.
-fn kernel_conntrack_reasons(reason: Option<&str>) -> Option<Vec<&str>> {
-    let lines: Vec<&str> = reason?
-        .split("; ")
-        .filter_map(|l| {
-            let rest = l.strip_prefix("nf_ct_proto_")?;
-            let (_, text) = rest.split_once(": ")?;
-            Some(text.trim())
-        })
-        .collect();
-    (!lines.is_empty()).then_some(lines)
-}
-
 fn counters_text(c: &[(&'static str, u32)]) -> String {
     if c.is_empty() {
         return "{}".into();
@@ -353,6 +355,8 @@ pub fn compare(
         events: our_events,
         table: our_table,
         proc_table: our_proc,
+        expect_table: our_expect,
+        expect_proc: our_expect_proc,
         stats: our_stats,
     } = engine;
     let is_known = |index: Option<u64>, field: &str| {
@@ -396,14 +400,6 @@ pub fn compare(
         }
         if o.fate != k.fate {
             diffs.push(("fate", o.fate.name().into(), k.fate.name().into()));
-        }
-        if let Some(theirs) = kernel_conntrack_reasons(k.reason.as_deref()) {
-            // The kernel logged why (nf_conntrack_log_invalid): our reason must be one of
-            // its lines, word for word.
-            let mine = o.reason.as_deref().unwrap_or("-");
-            if !theirs.contains(&mine) {
-                diffs.push(("reason", mine.to_string(), theirs.join("; ")));
-            }
         }
         if o.counters != k.counters {
             diffs.push((
@@ -460,6 +456,9 @@ pub fn compare(
     for (field, pairs) in [
         ("table", compare_tables(&tab_ours, &tab_kernel)),
         ("proc", compare_lines(&proc_ours, &proc_kernel, 4)),
+        // Expectations: the timeout is the first token of both formats.
+        ("expect", compare_lines(&our_expect, &run.expect_table, 0)),
+        ("expect_proc", compare_lines(&our_expect_proc, &run.expect, 0)),
     ] {
         for (a, b) in pairs {
             res.differences.push(Difference {
@@ -498,8 +497,17 @@ pub fn compare(
         ("search_restart", k.search_restart),
         ("clash_resolve", k.clash_resolve),
         ("chaintoolong", k.chaintoolong),
+        ("expect_new", k.expect_new),
+        ("expect_create", k.expect_create),
+        ("expect_delete", k.expect_delete),
     ];
-    for ((name, mine), (_, kv)) in our_stats.fields().iter().zip(theirs_stats.iter()) {
+    let mut our_fields = our_stats.fields().to_vec();
+    our_fields.extend([
+        ("expect_new", our_stats.expect_new),
+        ("expect_create", our_stats.expect_create),
+        ("expect_delete", our_stats.expect_delete),
+    ]);
+    for ((name, mine), (_, kv)) in our_fields.iter().zip(theirs_stats.iter()) {
         if hash_dependent && matches!(*name, "drop" | "early_drop") {
             continue;
         }

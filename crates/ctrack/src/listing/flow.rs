@@ -4,6 +4,7 @@
 //! printers of conntrack-tools look at "is this attribute present", so the listing code
 //! works on this view rather than on [`Entry`] directly.
 
+use ctrack_core::conntrack::Conntrack;
 use ctrack_core::entry::{Counter, Entry};
 use ctrack_core::event::{bits, Event, EventKind};
 use ctrack_core::proto::ProtoState;
@@ -130,7 +131,8 @@ impl Flow {
         f.mark = Some(e.mark);
         f.zone = (e.zone != 0).then_some(e.zone);
         f.set_extensions(e);
-        f.use_count = Some(1);
+        f.helper = Conntrack::helper_of(e).map(|h| h.name().to_string());
+        f.use_count = Some(Conntrack::use_count(e));
         f.id = Some(e.seq);
         f
     }
@@ -170,6 +172,8 @@ impl Flow {
             // Timestamps travel with DESTROY only; event_body prints delta-time only then.
             f.ts_start = None;
             f.ts_stop = None;
+            // ctnetlink sends the helper with NEW and UPDATE events.
+            f.helper = Conntrack::helper_of(e).map(|h| h.name().to_string());
         }
         f.id = Some(e.seq);
         f

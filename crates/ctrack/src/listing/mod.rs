@@ -224,13 +224,22 @@ impl Session {
                 .into_iter()
                 .filter(|e| self.listing.filter.matches(&Flow::from_entry(e, now)))
                 .collect(),
-            // Nothing is dying or unconfirmed once a packet is done; no helpers yet.
+            // Nothing is dying or unconfirmed once a packet is done; expectations are
+            // printed by `table`.
             _ => Vec::new(),
         }
     }
 
     /// Print the table (`-L`), and close the XML document.
     pub fn table(&mut self, ct: &Conntrack, now: Instant, out: &mut dyn Write) -> io::Result<()> {
+        if self.listing.table == Table::Expect {
+            // `conntrack -L expect`: the unexpired expectations, text format.
+            for x in ct.expectations().live(now) {
+                writeln!(out, "{}", x.list_line(now))?;
+                self.shown += 1;
+            }
+            return Ok(());
+        }
         for e in self.selected(ct, now) {
             let line = self.render(&Flow::from_entry(e, now), Some(e), now);
             self.emit(out, &line)?;
@@ -259,15 +268,21 @@ impl Session {
                 }))
             }
             Command::Count => {
-                writeln!(out, "{}", if expect { 0 } else { ct.entries(now).len() })?;
+                let n = if expect {
+                    ct.expectations().live(now).count()
+                } else {
+                    ct.entries(now).len()
+                };
+                writeln!(out, "{n}")?;
                 Ok(None)
             }
             Command::Stats => {
                 if expect {
+                    let s = ct.stats();
                     writeln!(
                         out,
-                        "cpu={:<4}\texpect_new=0 expect_create=0 expect_delete=0 ",
-                        0
+                        "cpu={:<4}\texpect_new={} expect_create={} expect_delete={} ",
+                        0, s.expect_new, s.expect_create, s.expect_delete
                     )?;
                 } else {
                     write!(out, "{}", format::stats_lines(&[ct.stats()]))?;

@@ -642,6 +642,7 @@ fn icmp_entry(seq: u64, acct: bool) -> Entry {
                     },
                 ]),
                 tstamp: Some((Instant::from_secs(1_700_000_000), None)),
+                ..Default::default()
             })
         }),
         seq,

@@ -1,0 +1,201 @@
+//! Connection-tracking helpers (kernel `nf_conntrack_helper.c` and one module per
+//! protocol; kernel-semantics.md §12).
+//!
+//! A helper is attached to a new, unconfirmed entry by a rule (`ct helper set "obj"`
+//! naming a `ct helper obj { type "ftp" protocol tcp; }` object), never automatically.
+//! It then runs at the confirm hook for every packet of that entry except RELATED_REPLY
+//! ones ([`crate::Conntrack::help_and_confirm`]): it reads the payload, may ask for an
+//! expectation ([`ExpectRequest`]) and may drop the packet ([`HelperDrop`]).
+//!
+//! Every helper implements [`Helper`]; [`HelperKind`] names them and gives their
+//! expectation policy. One file per helper: [`ftp`], [`tftp`].
+
+pub mod ftp;
+pub mod tftp;
+
+use crate::entry::Entry;
+use crate::packet::Packet;
+use crate::status::CtInfo;
+use crate::time::Duration;
+use crate::tuple::{Addr, Family};
+use core::fmt;
+
+/// The helpers the engine knows (the `type` of an nft `ct helper` object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HelperKind {
+    /// `ftp` (TCP): PORT, EPRT, 227, 229.
+    Ftp,
+    /// `tftp` (UDP): read and write requests.
+    Tftp,
+}
+
+/// A helper's expectation policy (kernel `nf_conntrack_expect_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Expectations per master and class; the oldest is evicted beyond it.
+    pub max_expected: u32,
+    /// Lifetime of a new expectation.
+    pub timeout: Duration,
+}
+
+impl HelperKind {
+    /// The helper of an nft `type "NAME"`, if the engine has it.
+    pub fn from_type(name: &str) -> Option<HelperKind> {
+        match name {
+            "ftp" => Some(HelperKind::Ftp),
+            "tftp" => Some(HelperKind::Tftp),
+            _ => None,
+        }
+    }
+
+    /// The kernel's helper name (`helper=` in listings).
+    pub fn name(self) -> &'static str {
+        match self {
+            HelperKind::Ftp => "ftp",
+            HelperKind::Tftp => "tftp",
+        }
+    }
+
+    /// The L4 protocol the helper is registered for.
+    pub fn l4proto(self) -> u8 {
+        match self {
+            HelperKind::Ftp => crate::tuple::proto::TCP,
+            HelperKind::Tftp => crate::tuple::proto::UDP,
+        }
+    }
+
+    /// The expectation policy of class `class` (both helpers: 1 expectation, 300 s).
+    pub fn policy(self, _class: u8) -> Policy {
+        Policy {
+            max_expected: 1,
+            timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// The implementation.
+    pub fn imp(self) -> &'static dyn Helper {
+        match self {
+            HelperKind::Ftp => &ftp::Ftp,
+            HelperKind::Tftp => &tftp::Tftp,
+        }
+    }
+}
+
+impl fmt::Display for HelperKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A helper attached to an entry, with its private per-connection data (kernel
+/// `nf_conn_help`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperState {
+    /// Which helper.
+    pub kind: HelperKind,
+    /// FTP's line-start tracking (unused by other helpers).
+    pub ftp: ftp::FtpData,
+}
+
+impl HelperState {
+    /// A fresh attachment of `kind`.
+    pub fn new(kind: HelperKind) -> HelperState {
+        HelperState {
+            kind,
+            ftp: ftp::FtpData::default(),
+        }
+    }
+}
+
+/// What a helper sees of one packet.
+#[derive(Debug, Clone, Copy)]
+pub struct HelpCx<'a> {
+    /// The packet (L3 parsed, L4 located).
+    pub pkt: &'a Packet<'a>,
+    /// The packet's ctinfo (never RELATED_REPLY: the helper is not called for those).
+    pub ctinfo: CtInfo,
+    /// The master entry (tuples, status).
+    pub entry: &'a Entry,
+    /// The FTP `loose` module parameter (0: ignore commands naming another address).
+    pub loose: bool,
+}
+
+/// An expectation a helper asks for (kernel `nf_ct_expect_init` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectRequest {
+    /// Policy class (0 for FTP and TFTP).
+    pub class: u8,
+    /// L3 family.
+    pub family: Family,
+    /// L4 protocol of the expected connection.
+    pub proto: u8,
+    /// Expected source address; `None` = any.
+    pub src: Option<Addr>,
+    /// Expected source port; `None` = any.
+    pub src_port: Option<u16>,
+    /// Expected destination address (always exact).
+    pub dst: Addr,
+    /// Expected destination port (always exact).
+    pub dst_port: u16,
+}
+
+/// Why a helper dropped a packet (the kernel logs `nf_ct_NAME: dropping packet: WHY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelperDrop {
+    /// FTP: the payload starts like a command but it could not be parsed whole
+    /// (`partial matching of `PORT'`); the sender will retransmit.
+    Partial {
+        /// The helper.
+        helper: HelperKind,
+        /// The pattern (`PORT`, `EPRT`, `227 `, `229 `).
+        pattern: &'static str,
+    },
+    /// The expectation could not be registered (clash with another master's,
+    /// table full).
+    CannotExpect {
+        /// The helper.
+        helper: HelperKind,
+    },
+}
+
+impl fmt::Display for HelperDrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HelperDrop::Partial { helper, pattern } => {
+                write!(
+                    f,
+                    "nf_ct_{helper}: dropping packet: partial matching of `{pattern}'"
+                )
+            }
+            HelperDrop::CannotExpect { helper } => {
+                write!(f, "nf_ct_{helper}: dropping packet: cannot add expectation")
+            }
+        }
+    }
+}
+
+/// A helper's decision on one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HelpOutcome {
+    /// Drop the packet.
+    pub drop: Option<HelperDrop>,
+    /// Register this expectation (a failure drops the packet).
+    pub expect: Option<ExpectRequest>,
+}
+
+/// One helper (kernel `nf_conntrack_helper.help`).
+pub trait Helper: Sync {
+    /// Look at one packet of a helped entry; `data` is the helper's private state.
+    fn help(&self, data: &mut HelperState, cx: &HelpCx<'_>) -> HelpOutcome;
+}
+
+/// The helper machinery of one conntrack: the expectation table and the helpers'
+/// module parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Helpers {
+    /// The expectations.
+    pub expect: crate::expect::ExpectTable,
+    /// The FTP module parameter `loose` (default 0): with 1, a command naming another
+    /// address than its sender's still creates an expectation, to that address.
+    pub ftp_loose: bool,
+}
