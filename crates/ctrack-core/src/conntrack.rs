@@ -258,7 +258,9 @@ impl Conntrack {
                     yielded = true;
                     break;
                 }
-                let Some(e) = self.table.get(id) else { continue };
+                let Some(e) = self.table.get(id) else {
+                    continue;
+                };
                 if e.expired(at) {
                     self.delete(id, at);
                     expired_count += 1;

@@ -131,7 +131,10 @@ mod tests {
         let mut g = GcWorker::new();
         let t0 = Instant::from_secs(100);
         assert_eq!(g.due(t0), None);
-        assert_eq!(g.due(t0 + Duration::from_secs(1)), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(
+            g.due(t0 + Duration::from_secs(1)),
+            Some(t0 + Duration::from_secs(1))
+        );
         g.early_drop = true;
         g.reschedule(t0 + Duration::from_secs(1), JIFFY);
         assert!(!g.early_drop);

@@ -25,7 +25,7 @@ pub struct KnownDifference {
     /// Packet index, or none for every packet of the capture.
     #[serde(default)]
     pub index: Option<u64>,
-    /// Field: ctstate, direction, fate, counters, table, proc, stats, or `*`.
+    /// Field: ctstate, direction, fate, reason, counters, table, proc, events, stats, or `*`.
     pub field: String,
     /// Why it differs, and what will remove the difference.
     pub reason: String,
@@ -332,6 +332,20 @@ pub fn compare_events(ours: &[String], kernel: &[String]) -> Vec<(String, String
     out
 }
 
+/// The kernel's own conntrack log lines in a kernel report's reason (`nf_ct_proto_N: ...`,
+/// `nf_ct_sctp: ...`), without their prefix; `None` when it logged none.
+fn kernel_conntrack_reasons(reason: Option<&str>) -> Option<Vec<&str>> {
+    let lines: Vec<&str> = reason?
+        .split("; ")
+        .filter_map(|l| {
+            let rest = l.strip_prefix("nf_ct_proto_")?;
+            let (_, text) = rest.split_once(": ")?;
+            Some(text.trim())
+        })
+        .collect();
+    (!lines.is_empty()).then_some(lines)
+}
+
 fn counters_text(c: &[(&'static str, u32)]) -> String {
     if c.is_empty() {
         return "{}".into();
@@ -400,6 +414,14 @@ pub fn compare(
         }
         if o.fate != k.fate {
             diffs.push(("fate", o.fate.name().into(), k.fate.name().into()));
+        }
+        if let Some(theirs) = kernel_conntrack_reasons(k.reason.as_deref()) {
+            // The kernel logged why (nf_conntrack_log_invalid): our reason must be one of
+            // its lines, word for word.
+            let mine = o.reason.as_deref().unwrap_or("-");
+            if !theirs.contains(&mine) {
+                diffs.push(("reason", mine.to_string(), theirs.join("; ")));
+            }
         }
         if o.counters != k.counters {
             diffs.push((

@@ -1,5 +1,5 @@
-//! Kernel parity: every scenario of `tests/scenarios` and every capture of
-//! `../shared/corpus` goes through the live kernel (ctrack-oracle, network namespaces)
+//! Kernel parity: every scenario of `tests/scenarios`, the differential TCP captures of
+//! `tests/fuzz` and every capture of `../shared/corpus` go through the live kernel (ctrack-oracle, network namespaces)
 //! and through the engine; any disagreement not listed in
 //! `tests/parity/known-differences.json` fails.
 //!
@@ -172,6 +172,37 @@ fn corpus_matches_the_kernel() {
         // Time is compressed (each gap capped at 20 ms): the engine replays on the
         // kernel's real timeline, so both see the same clock.
         let r = run_one(&name, f, Vec::new(), Duration::from_millis(20), &known);
+        results.push((name, r));
+    }
+    let unknown = report(&results);
+    assert_eq!(
+        unknown, 0,
+        "{unknown} differences from the kernel (see above)"
+    );
+}
+
+#[test]
+fn tcp_edge_fuzz_matches_the_kernel() {
+    if !ready() {
+        return;
+    }
+    let _g = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = root().join("tests/fuzz");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/fuzz")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no captures in {}", dir.display());
+    let known = known();
+    let mut results = Vec::new();
+    for f in &files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let r = run_one(&name, f, Vec::new(), Duration::from_millis(10), &known);
         results.push((name, r));
     }
     let unknown = report(&results);
