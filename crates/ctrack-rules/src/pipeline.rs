@@ -478,7 +478,10 @@ impl Eval<'_> {
                 }
                 out.drop = true;
                 out.fate = Fate::Dropped;
-                out.reason = Some(Reason::Rule);
+                // Conntrack's own reason (invalid, ignored) stays: the rule is in `rule`.
+                if !matches!(out.reason, Some(Reason::Ct(_))) {
+                    out.reason = Some(Reason::Rule);
+                }
                 out.rule = Some(by);
                 Some(*out)
             }
