@@ -480,7 +480,10 @@ pub fn compare(
         ("proc", compare_lines(&proc_ours, &proc_kernel, 4)),
         // Expectations: the timeout is the first token of both formats.
         ("expect", compare_lines(&our_expect, &run.expect_table, 0)),
-        ("expect_proc", compare_lines(&our_expect_proc, &run.expect, 0)),
+        (
+            "expect_proc",
+            compare_lines(&our_expect_proc, &run.expect, 0),
+        ),
     ] {
         for (a, b) in pairs {
             res.differences.push(Difference {
