@@ -357,14 +357,20 @@ fn compile_stmt(
             let Some(kind) = ctrack_core::helper::HelperKind::from_type(&obj.helper_type) else {
                 return Err(cx.err(
                     pos,
-                    format!("ct helper \"{name}\": type \"{}\" is not supported (ftp, tftp)", obj.helper_type),
+                    format!(
+                        "ct helper \"{name}\": type \"{}\" is not supported (ftp, tftp)",
+                        obj.helper_type
+                    ),
                 ));
             };
             let want = if kind.l4proto() == 6 { "tcp" } else { "udp" };
             if !obj.protocol.is_empty() && obj.protocol != want {
                 return Err(cx.err(
                     pos,
-                    format!("ct helper \"{name}\": helper {kind} is for {want}, not {}", obj.protocol),
+                    format!(
+                        "ct helper \"{name}\": helper {kind} is for {want}, not {}",
+                        obj.protocol
+                    ),
                 ));
             }
             let (v4, v6) = match cx.table.family {
