@@ -140,8 +140,10 @@ pub struct Config {
 /// A conntrack table with its trackers: one network namespace's conntrack.
 pub struct Conntrack {
     sysctls: Sysctls,
-    table: Table,
-    stats: Stats,
+    pub(crate) table: Table,
+    pub(crate) stats: Stats,
+    /// NAT state: the bysource index and the random source (`nat/mod.rs`).
+    pub(crate) nat: crate::nat::NatState,
     events_enabled: bool,
     events: Vec<Event>,
     next_seq: u64,
@@ -158,6 +160,7 @@ impl Conntrack {
             sysctls: cfg.sysctls,
             table,
             stats: Stats::default(),
+            nat: crate::nat::NatState::new(cfg.seed),
             events_enabled: cfg.events,
             events: Vec::new(),
             next_seq: 0,
@@ -437,25 +440,6 @@ impl Conntrack {
                     }
                     return Tracked::invalid(reason);
                 }
-                TrackerResult::InvalidAfterUpdate {
-                    reason,
-                    set_assured,
-                    state_changed,
-                } => {
-                    self.stats.invalid += 1;
-                    if unconfirmed {
-                        self.table.free(id);
-                    } else if let Some(e) = self.table.get_mut(id) {
-                        if set_assured && !e.status.has(Status::ASSURED) {
-                            e.status.set(Status::ASSURED);
-                            e.ecache |= bits::ASSURED;
-                        }
-                        if state_changed {
-                            e.ecache |= bits::PROTOINFO;
-                        }
-                    }
-                    return Tracked::invalid(reason);
-                }
                 TrackerResult::Drop(reason) => {
                     self.stats.invalid += 1;
                     self.stats.drop += 1;
@@ -615,7 +599,7 @@ impl Conntrack {
     }
 
     /// Delete an entry (kernel `nf_ct_delete`): DESTROY event, unlink, free.
-    fn delete(&mut self, id: EntryId, now: Instant) {
+    pub(crate) fn delete(&mut self, id: EntryId, now: Instant) {
         let confirmed = self.table.is_linked(id);
         if let Some(mut e) = self.table.free(id) {
             self.forget_links(id, &e, now, confirmed);

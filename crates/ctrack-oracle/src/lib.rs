@@ -134,6 +134,10 @@ pub struct OracleConfig {
     pub barrier_timeout: Duration,
     /// Record the kernel's events with `conntrack -E -o timestamp` (adds about 0.5 s).
     pub events: bool,
+    /// Addresses of the firewall's interfaces (host routes: /32, /128 without DAD), for
+    /// rulesets that need them (masquerade, redirect); the policy routing to the fake
+    /// gateways is unchanged, and packets to these addresses are delivered locally.
+    pub fw_addrs: Vec<(Side, std::net::IpAddr)>,
 }
 
 impl Default for OracleConfig {
@@ -148,6 +152,7 @@ impl Default for OracleConfig {
             mtu: 1500,
             barrier_timeout: Duration::from_secs(2),
             events: false,
+            fw_addrs: Vec::new(),
         }
     }
 }

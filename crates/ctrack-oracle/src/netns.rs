@@ -146,7 +146,11 @@ impl NetnsSet {
 
     /// Brings the links up and installs the policy routing of the firewall. Call after
     /// the nft tables are loaded, so nothing passes before the output drop rule exists.
-    pub(crate) fn start(&self, ifnames: &(String, String)) -> Result<(), OracleError> {
+    pub(crate) fn start(
+        &self,
+        ifnames: &(String, String),
+        addrs: &[(crate::Side, std::net::IpAddr)],
+    ) -> Result<(), OracleError> {
         let (ci, si) = (&ifnames.0, &ifnames.1);
         let per_if: Vec<(String, &str)> = [ci, si]
             .iter()
@@ -160,6 +164,14 @@ impl NetnsSet {
         let per_if: Vec<(&str, &str)> = per_if.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         sysctl::set_in(self.file(Ns::Fw), &per_if)?;
 
+        let mut fw_addrs = String::new();
+        for (side, a) in addrs {
+            let dev = if *side == crate::Side::Client { ci } else { si };
+            fw_addrs += &match a {
+                std::net::IpAddr::V4(a) => format!("addr add {a}/32 dev {dev}\n"),
+                std::net::IpAddr::V6(a) => format!("addr add {a}/128 dev {dev} nodad\n"),
+            };
+        }
         let fw4 = format!(
             "link set lo up\n\
              link set {ci} up\n\
@@ -173,7 +185,8 @@ impl NetnsSet {
              route add ::/0 via {GW6} dev {si} table 101\n\
              route add ::/0 via {GW6} dev {ci} table 102\n\
              rule add iif {ci} lookup 101 pref 1000\n\
-             rule add iif {si} lookup 102 pref 1001\n"
+             rule add iif {si} lookup 102 pref 1001\n\
+             {fw_addrs}"
         );
         ip_batch(Some(self.name(Ns::Fw)), false, &fw4)?;
         let fw6 = format!(

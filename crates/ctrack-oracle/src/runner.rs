@@ -133,7 +133,7 @@ fn guarded(packets: &[InjectPacket], cfg: &OracleConfig) -> Result<KernelRun, Or
     } else {
         None
     };
-    ns.start(&cfg.ifnames)?;
+    ns.start(&cfg.ifnames, &cfg.fw_addrs)?;
     let nonce = nonce();
     let mut inj = Injector::open(&ns, nonce)?;
     interrupted()?;

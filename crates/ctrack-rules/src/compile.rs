@@ -48,6 +48,9 @@ pub enum CItem {
     CtMarkSet(Src),
     /// `meta mark set`.
     MetaMarkSet(Src),
+    /// `snat`/`dnat`/`masquerade`/`redirect`: set up the entry's NAT binding (a
+    /// terminal statement: the rule accepts).
+    Nat(crate::nat::NatStmt),
     /// `ct helper set "obj"`: the object's helper, for the families its table covers.
     CtHelperSet {
         /// The helper (`type` of the object).
@@ -83,6 +86,8 @@ pub struct CChain {
     pub rules: Box<[CRule]>,
     /// Policy, for base chains.
     pub policy: Option<Policy>,
+    /// A base chain of `type nat` (run by the NAT hooks, first packets only).
+    pub nat: bool,
 }
 
 /// A base chain on a hook.
@@ -221,6 +226,10 @@ pub fn compile(file: &str, f: &ast::File) -> Result<Ruleset, Error> {
                 name: c.name.clone(),
                 rules: Box::new([]),
                 policy: c.base.as_ref().map(|b| b.policy),
+                nat: c
+                    .base
+                    .as_ref()
+                    .is_some_and(|b| b.chain_type == ChainType::Nat),
             });
         }
     }
@@ -228,12 +237,14 @@ pub fn compile(file: &str, f: &ast::File) -> Result<Ruleset, Error> {
     for (ti, t) in f.tables.iter().enumerate() {
         for c in &t.chains {
             if let Some(b) = &c.base {
-                if b.chain_type == ChainType::Nat {
+                if b.chain_type == ChainType::Nat
+                    && matches!(b.hook, HookName::Forward | HookName::Ingress)
+                {
                     return Err(Error::at(
                         file,
                         c.pos,
                         format!(
-                            "chain {}: type nat chains are not yet supported (NAT comes with the NAT issue)",
+                            "chain {}: Could not process rule: Operation not supported (type nat chains hook prerouting, input, output or postrouting)",
                             c.name
                         ),
                     ));
@@ -381,23 +392,44 @@ fn compile_stmt(
             CItem::CtHelperSet { kind, v4, v6 }
         }
         Stmt::Nat(kind, args) => {
-            let w = match kind {
-                ast::NatKind::Snat => "snat",
-                ast::NatKind::Dnat => "dnat",
-                ast::NatKind::Masquerade => "masquerade",
-                ast::NatKind::Redirect => "redirect",
+            let kind = match kind {
+                ast::NatKind::Snat => crate::nat::NatKind::Snat,
+                ast::NatKind::Dnat => crate::nat::NatKind::Dnat,
+                ast::NatKind::Masquerade => crate::nat::NatKind::Masquerade,
+                ast::NatKind::Redirect => crate::nat::NatKind::Redirect,
             };
-            let a = if args.is_empty() {
-                String::new()
-            } else {
-                format!(" {args}")
-            };
-            return Err(cx.err(
-                pos,
-                format!(
-                    "{w}{a}: NAT statements are not yet supported (they come with the NAT issue)"
-                ),
-            ));
+            let st = crate::nat::NatStmt::parse(kind, args)
+                .map_err(|e| cx.err(pos, format!("{} {args}: {e}", kind.name())))?;
+            if let Some(b) = &cx.chain.base {
+                if b.chain_type != ChainType::Nat || !st.valid_at(b.hook) {
+                    return Err(cx.err(
+                        pos,
+                        format!(
+                            "Could not process rule: Operation not supported ({} needs a type nat chain at {})",
+                            kind.name(),
+                            match st.kind.manip() {
+                                ctrack_core::nat::Manip::Src if kind == crate::nat::NatKind::Masquerade => "postrouting",
+                                ctrack_core::nat::Manip::Src => "postrouting or input",
+                                ctrack_core::nat::Manip::Dst => "prerouting or output",
+                            }
+                        ),
+                    ));
+                }
+            }
+            if let (Some(f), TableFamily::Ip | TableFamily::Ip6) = (st.family, cx.table.family) {
+                let tf = if cx.table.family == TableFamily::Ip {
+                    ctrack_core::Family::V4
+                } else {
+                    ctrack_core::Family::V6
+                };
+                if f != tf {
+                    return Err(cx.err(
+                        pos,
+                        format!("{}: address family does not match the table", kind.name()),
+                    ));
+                }
+            }
+            CItem::Nat(st)
         }
         Stmt::Unsupported(w) => {
             return Err(cx.err(pos, format!("the {w} statement is not supported")))

@@ -27,6 +27,7 @@ mod error;
 pub mod expr;
 pub mod json;
 pub mod lexer;
+pub mod nat;
 pub mod parser;
 pub mod pipeline;
 

@@ -28,6 +28,7 @@ use crate::expr::{CtCtx, PacketCtx};
 use crate::Policy;
 use ctrack_core::conntrack::{Confirmed, Conntrack, Hook, Tracked, Verdict};
 use ctrack_core::defrag::{Defrag, DefragDrop, DefragResult};
+use ctrack_core::nat::Manip;
 use ctrack_core::packet::ip::{self, IpDrop};
 use ctrack_core::topology::{self, NoRoute, Route, Side};
 use ctrack_core::{Addr, CtState, Dir, Family, Instant, InvalidReason};
@@ -67,6 +68,8 @@ pub enum Reason {
     Rule,
     /// The jump stack overflowed (more than 16 nested jumps): dropped.
     Loop,
+    /// NAT could not rewrite it, or found no address (masquerade, redirect).
+    Nat(&'static str),
     /// A conntrack helper dropped it at the confirm hook (FTP partial command, an
     /// expectation that could not be registered).
     Helper(ctrack_core::helper::HelperDrop),
@@ -82,6 +85,7 @@ impl fmt::Display for Reason {
             Reason::NoRoute(r) => write!(f, "{r}"),
             Reason::Rule => f.write_str("dropped by rule"),
             Reason::Loop => f.write_str("dropped: too many nested jumps"),
+            Reason::Nat(why) => write!(f, "nat: {why}"),
             Reason::Helper(d) => write!(f, "{d}"),
         }
     }
@@ -145,6 +149,12 @@ pub struct Pipeline {
     locals: Vec<(Family, Addr)>,
     ifnames: (String, String),
     logs: Vec<u32>,
+    /// The router's interface addresses (`--addr SIDE=ADDR`), for masquerade/redirect.
+    addrs: Vec<(Side, Family, Addr)>,
+    /// NAT hooks are registered for IPv4 / IPv6 (some `type nat` chain covers it).
+    nat_families: (bool, bool),
+    /// The last packet as it left the NAT hooks (`--write`).
+    buf: Vec<u8>,
 }
 
 enum ChainResult {
@@ -158,6 +168,44 @@ struct PktState {
     zone: u16,
     notrack: bool,
     accepted_by: Option<RuleRef>,
+    now: Instant,
+    /// Interface sides, for masquerade (out) and redirect (in).
+    in_side: Option<Side>,
+    out_side: Option<Side>,
+    /// The manip type of the NAT hook being run (NAT statements act only inside it).
+    nat_manip: Option<Manip>,
+}
+
+/// The per-packet fields rules change, kept while NAT rewrites the bytes.
+#[derive(Clone, Copy)]
+struct Saved<'a> {
+    iif: Option<&'a str>,
+    oif: Option<&'a str>,
+    mark: u32,
+    ct: CtCtx,
+}
+
+impl<'a> Saved<'a> {
+    /// `iif`/`oif` are passed separately: `p`'s borrow covers the packet bytes.
+    fn of(p: &PacketCtx<'_>, iif: Option<&'a str>, oif: Option<&'a str>) -> Saved<'a> {
+        Saved {
+            iif,
+            oif,
+            mark: p.mark,
+            ct: p.ct,
+        }
+    }
+    fn ctx<'b>(&self, data: &'b [u8]) -> Option<PacketCtx<'b>>
+    where
+        'a: 'b,
+    {
+        let mut p = PacketCtx::parse(data)?;
+        p.iif = self.iif;
+        p.oif = self.oif;
+        p.mark = self.mark;
+        p.ct = self.ct;
+        Some(p)
+    }
 }
 
 impl Pipeline {
@@ -171,13 +219,42 @@ impl Pipeline {
                 bytes: c.bytes,
             })
             .collect();
+        let mut nat_families = (false, false);
+        for c in rules.chains.iter().filter(|c| c.nat) {
+            match c.family {
+                crate::TableFamily::Ip => nat_families.0 = true,
+                crate::TableFamily::Ip6 => nat_families.1 = true,
+                crate::TableFamily::Inet => nat_families = (true, true),
+                _ => {}
+            }
+        }
         Pipeline {
             rules,
             counters,
             locals: Vec::new(),
             ifnames,
             logs: Vec::with_capacity(8),
+            addrs: Vec::new(),
+            nat_families,
+            buf: Vec::with_capacity(2048),
         }
+    }
+
+    /// Give the router's interface on `side` the address `addr` (`--addr SIDE=ADDR`):
+    /// it becomes one of the router's own addresses, masquerade uses it for packets
+    /// leaving on that side and redirect for packets entering there (the first address
+    /// of the family wins, as the kernel's primary address).
+    pub fn add_addr(&mut self, side: Side, addr: std::net::IpAddr) {
+        self.add_local(addr);
+        if let Some(&(f, a)) = self.locals.last() {
+            self.addrs.push((side, f, a));
+        }
+    }
+
+    /// The last packet as it left the hooks: with NAT applied (meaningful when its
+    /// outcome was not a drop).
+    pub fn last_packet(&self) -> &[u8] {
+        &self.buf
     }
 
     /// Make `addr` one of the router's own addresses (`--local`).
@@ -274,6 +351,8 @@ impl Pipeline {
                 return out;
             }
         };
+        self.buf.clear();
+        self.buf.extend_from_slice(data);
         let Some(mut p) = PacketCtx::parse(data) else {
             // Unreachable after the IP checks; track as before (conntrack counts it).
             let t = ct.track(now, data, Hook::PreRouting, 0);
@@ -283,18 +362,26 @@ impl Pipeline {
             return out;
         };
         let from_local = !self.locals.is_empty() && self.is_local(p.family, &p.src);
-        let to_local = !self.locals.is_empty() && self.is_local(p.family, &p.dst);
+        let mut to_local = !self.locals.is_empty() && self.is_local(p.family, &p.dst);
+        let nat_on = match p.family {
+            Family::V4 => self.nat_families.0,
+            Family::V6 => self.nat_families.1,
+        };
         let Pipeline {
             rules,
             counters,
             ifnames,
             logs,
+            addrs,
+            locals,
+            buf,
             ..
         } = self;
         let mut ev = Eval {
             rules,
             counters,
             logs,
+            addrs,
         };
         let (client, server) = (ifnames.0.as_str(), ifnames.1.as_str());
         let name = |s: Side| if s == Side::Client { client } else { server };
@@ -302,11 +389,16 @@ impl Pipeline {
             zone: 0,
             notrack: false,
             accepted_by: None,
+            now,
+            in_side: (!from_local).then_some(side),
+            out_side: None,
+            nat_manip: None,
         };
         // Hook lists are cloned by index, not by value: walk indices.
         let (first_hook, ct_hook) = if from_local {
             out.path = Path::Output;
             p.oif = Some(name(side.opposite()));
+            st.out_side = Some(side.opposite());
             (3usize, Hook::LocalOut)
         } else {
             p.iif = Some(name(side));
@@ -351,15 +443,69 @@ impl Pipeline {
             };
             tracked = Some(t);
         }
+        let mut nat_done = !nat_on;
         for i in split..n_first {
-            let chain = ev.rules.hooks[first_hook][i].chain;
-            if let Some(o) = ev.base_chain(chain, &mut p, ct, &mut st, &mut out, tracked.as_ref()) {
+            let hc = ev.rules.hooks[first_hook][i];
+            if !nat_done && hc.priority >= -100 {
+                nat_done = true;
+                let saved = Saved::of(&p, (!from_local).then(|| name(side)), st.out_side.map(name));
+                let r = ev.nat_step(
+                    ct,
+                    &mut st,
+                    &mut out,
+                    tracked.as_ref(),
+                    buf,
+                    saved,
+                    first_hook,
+                    Manip::Dst,
+                    !from_local,
+                );
+                let Some(q) = r.and_then(|s| s.ctx(buf).ok_or(out)).ok() else {
+                    return out;
+                };
+                p = q;
+            }
+            if ev
+                .rules
+                .chains
+                .get(hc.chain as usize)
+                .is_some_and(|c| c.nat)
+            {
+                continue;
+            }
+            if let Some(o) =
+                ev.base_chain(hc.chain, &mut p, ct, &mut st, &mut out, tracked.as_ref())
+            {
                 return o;
             }
+        }
+        if !nat_done {
+            let saved = Saved::of(&p, (!from_local).then(|| name(side)), st.out_side.map(name));
+            let r = ev.nat_step(
+                ct,
+                &mut st,
+                &mut out,
+                tracked.as_ref(),
+                buf,
+                saved,
+                first_hook,
+                Manip::Dst,
+                !from_local,
+            );
+            let Some(q) = r.and_then(|s| s.ctx(buf).ok_or(out)).ok() else {
+                return out;
+            };
+            p = q;
+        }
+        let data: &[u8] = buf;
+        if nat_on && !from_local && !locals.is_empty() {
+            // DNAT (redirect) may have made the packet local.
+            to_local = locals.iter().any(|(f, a)| *f == p.family && *a == p.dst);
         }
 
         // Routing.
         let hooks: &[usize] = if from_local {
+            st.out_side = Some(side.opposite());
             &[4]
         } else if to_local {
             out.path = Path::Input;
@@ -375,6 +521,7 @@ impl Pipeline {
             match topology::route(data) {
                 Route::Forward => {
                     p.oif = Some(name(side.opposite()));
+                    st.out_side = Some(side.opposite());
                     &[2, 4]
                 }
                 Route::Local => {
@@ -385,15 +532,64 @@ impl Pipeline {
             }
         };
         for &h in hooks {
+            // POSTROUTING and INPUT: the SRC NAT hook at priority 100.
+            let mut nat_done = !nat_on || !matches!(h, 1 | 4);
             for i in 0..ev.rules.hooks[h].len() {
-                let chain = ev.rules.hooks[h][i].chain;
+                let hc = ev.rules.hooks[h][i];
+                if !nat_done && hc.priority >= 100 {
+                    nat_done = true;
+                    let saved =
+                        Saved::of(&p, (!from_local).then(|| name(side)), st.out_side.map(name));
+                    let r = ev.nat_step(
+                        ct,
+                        &mut st,
+                        &mut out,
+                        tracked.as_ref(),
+                        buf,
+                        saved,
+                        h,
+                        Manip::Src,
+                        !from_local,
+                    );
+                    let Some(q) = r.and_then(|s| s.ctx(buf).ok_or(out)).ok() else {
+                        return out;
+                    };
+                    p = q;
+                }
+                if ev
+                    .rules
+                    .chains
+                    .get(hc.chain as usize)
+                    .is_some_and(|c| c.nat)
+                {
+                    continue;
+                }
                 if let Some(o) =
-                    ev.base_chain(chain, &mut p, ct, &mut st, &mut out, tracked.as_ref())
+                    ev.base_chain(hc.chain, &mut p, ct, &mut st, &mut out, tracked.as_ref())
                 {
                     return o;
                 }
             }
+            if !nat_done {
+                let saved = Saved::of(&p, (!from_local).then(|| name(side)), st.out_side.map(name));
+                let r = ev.nat_step(
+                    ct,
+                    &mut st,
+                    &mut out,
+                    tracked.as_ref(),
+                    buf,
+                    saved,
+                    h,
+                    Manip::Src,
+                    !from_local,
+                );
+                let Some(q) = r.and_then(|s| s.ctx(buf).ok_or(out)).ok() else {
+                    return out;
+                };
+                p = q;
+            }
         }
+        let data: &[u8] = buf;
 
         // Confirm at INT_MAX (POSTROUTING or LOCAL_IN).
         out.fate = if out.path == Path::Input {
@@ -443,6 +639,7 @@ struct Eval<'r> {
     rules: &'r Ruleset,
     counters: &'r mut Vec<CounterValue>,
     logs: &'r mut Vec<u32>,
+    addrs: &'r [(Side, Family, Addr)],
 }
 
 impl Eval<'_> {
@@ -516,6 +713,7 @@ impl Eval<'_> {
             rules,
             counters,
             logs,
+            addrs,
         } = self;
         let rules: &Ruleset = rules;
         let mut stack = [(0u32, 0u32); 16];
@@ -594,6 +792,14 @@ impl Eval<'_> {
                             p.mark = val;
                         }
                     }
+                    CItem::Nat(n) => {
+                        v = match nat_stmt(n, p, ct, st, addrs) {
+                            Some(true) => V::Accept,
+                            Some(false) => V::Drop,
+                            None => V::Next,
+                        };
+                        break;
+                    }
                     CItem::CtHelperSet { kind, v4, v6 } => {
                         if let Some(id) = p.ct.entry {
                             ct.set_helper(id, *kind, *v4, *v6);
@@ -628,6 +834,145 @@ impl Eval<'_> {
             }
         }
     }
+}
+
+impl Eval<'_> {
+    /// A NAT hook (kernel `nf_nat_inet_fn`, `nf_nat_ipv4_fn`): ICMP errors RELATED to
+    /// an entry are translated; the first packet of a connection (NEW, RELATED) runs the
+    /// `type nat` chains of hook `h` until one sets up a binding, else gets a null
+    /// binding; then every packet is rewritten by the entry's binding. `Err` when the
+    /// packet is dropped (the outcome is filled in).
+    #[allow(clippy::too_many_arguments)]
+    fn nat_step<'s>(
+        &mut self,
+        ct: &mut Conntrack,
+        st: &mut PktState,
+        out: &mut Outcome,
+        tracked: Option<&Tracked>,
+        buf: &mut [u8],
+        mut saved: Saved<'s>,
+        h: usize,
+        manip: Manip,
+        verify: bool,
+    ) -> Result<Saved<'s>, Outcome> {
+        use ctrack_core::CtInfo;
+        let (Some(id), Some(ci)) = (saved.ct.entry, saved.ct.ctinfo) else {
+            return Ok(saved);
+        };
+        let drop = |ct: &mut Conntrack, out: &mut Outcome, why: &'static str| {
+            if let Some(t) = tracked {
+                ct.discard(t);
+            }
+            out.drop = true;
+            out.fate = Fate::Dropped;
+            out.reason = Some(Reason::Nat(why));
+            *out
+        };
+        let Ok(pkt) = ctrack_core::packet::Packet::parse(buf) else {
+            return Ok(saved);
+        };
+        let (family, l4proto, l4_off) = (pkt.family, pkt.proto, pkt.l4_off);
+        let icmp_err = matches!(ci, CtInfo::Related | CtInfo::RelatedReply)
+            && matches!((family, l4proto), (Family::V4, 1) | (Family::V6, 58));
+        if icmp_err {
+            if !ct.nat_icmp_error(id, ci.dir(), manip, buf, l4_off, verify) {
+                return Err(drop(ct, out, "ICMP error translation failed"));
+            }
+            return Ok(saved);
+        }
+        if matches!(ci, CtInfo::New | CtInfo::Related | CtInfo::RelatedReply)
+            && !ct.nat_initialized(id, manip)
+        {
+            let Some(mut p) = saved.ctx(buf) else {
+                return Ok(saved);
+            };
+            st.nat_manip = Some(manip);
+            for i in 0..self.rules.hooks[h].len() {
+                let chain = self.rules.hooks[h][i].chain;
+                if !self.rules.chains.get(chain as usize).is_some_and(|c| c.nat) {
+                    continue;
+                }
+                if let Some(o) = self.base_chain(chain, &mut p, ct, st, out, tracked) {
+                    st.nat_manip = None;
+                    return Err(o);
+                }
+                if ct.nat_initialized(id, manip) {
+                    break;
+                }
+            }
+            st.nat_manip = None;
+            saved.mark = p.mark;
+            if !ct.nat_initialized(id, manip) && !ct.nat_null_binding(st.now, id, manip) {
+                return Err(drop(ct, out, "null binding failed"));
+            }
+        }
+        if !ct.nat_packet(id, ci.dir(), manip, buf) {
+            return Err(drop(ct, out, "packet too short to rewrite"));
+        }
+        Ok(saved)
+    }
+}
+
+/// A NAT statement inside a NAT hook (kernel `nft_nat_eval`, `nft_masq_eval`,
+/// `nft_redir_eval`): `Some(true)` accept (binding set up), `Some(false)` drop, `None`
+/// the rule does not apply (wrong family, not in a NAT hook of its type).
+fn nat_stmt(
+    n: &crate::nat::NatStmt,
+    p: &PacketCtx<'_>,
+    ct: &mut Conntrack,
+    st: &PktState,
+    addrs: &[(Side, Family, Addr)],
+) -> Option<bool> {
+    use crate::nat::NatKind;
+    let manip = st.nat_manip.filter(|m| *m == n.kind.manip())?;
+    if n.family.is_some_and(|f| f != p.family) {
+        return None;
+    }
+    let id = p.ct.entry?;
+    let addr_of = |side: Option<Side>| {
+        let side = side?;
+        addrs
+            .iter()
+            .find(|(s, f, _)| *s == side && *f == p.family)
+            .map(|(_, _, a)| *a)
+    };
+    let mut range = n.range;
+    let set = |range: &mut ctrack_core::nat::NatRange, a: Addr| {
+        range.flags |= ctrack_core::nat::flags::MAP_IPS;
+        range.min_addr = a;
+        range.max_addr = a;
+    };
+    match n.kind {
+        NatKind::Masquerade => {
+            let orig_src = ct.entry(id).map(|e| e.tuples[0].src)?;
+            if p.family == Family::V4 && orig_src == Addr::default() {
+                return Some(true);
+            }
+            // "%s ate my IP address": no address on the outgoing interface.
+            let a = addr_of(st.out_side)?;
+            set(&mut range, a);
+        }
+        NatKind::Redirect => {
+            let a = match st.in_side {
+                // LOCAL_OUT: to the loopback address.
+                None => match p.family {
+                    Family::V4 => Addr::v4([127, 0, 0, 1]),
+                    Family::V6 => {
+                        let mut b = [0u8; 16];
+                        b[15] = 1;
+                        Addr::v6(b)
+                    }
+                },
+                Some(_) => match addr_of(st.in_side) {
+                    Some(a) => a,
+                    None => return Some(false),
+                },
+            };
+            set(&mut range, a);
+        }
+        NatKind::Snat | NatKind::Dnat => {}
+    }
+    Some(ct.nat_setup(st.now, id, &range, manip))
 }
 
 fn policy(rules: &Ruleset, base: u32) -> ChainResult {

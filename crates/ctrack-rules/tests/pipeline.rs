@@ -138,13 +138,19 @@ fn local_addresses_take_input_and_output() {
 
 #[test]
 fn nat_and_helpers_are_refused_with_a_position() {
+    // NAT statements need a type nat chain on a hook of their manip type.
     let e = load_str("n.nft", "table ip n {\n chain c {\n  type filter hook postrouting priority 100;\n  masquerade\n }\n}\n")
-        .expect_err("NAT is not yet supported");
+        .expect_err("masquerade outside a nat chain");
     assert!(
         e.to_string()
-            .starts_with("n.nft:4:3-12: Error: masquerade: NAT statements are not yet supported"),
+            .starts_with("n.nft:4:3-12: Error: Could not process rule: Operation not supported"),
         "{e}"
     );
+    load_str(
+        "n.nft",
+        "table ip n { chain c { type nat hook postrouting priority srcnat; masquerade; } }",
+    )
+    .expect("masquerade in a nat chain");
     // `ct helper set` needs a `ct helper` object of that name in the table, of a helper
     // the engine has.
     let e = load_str("h.nft", "table ip h { chain c { type filter hook prerouting priority raw; ct helper set \"ftp\"; } }")

@@ -28,6 +28,8 @@ pub struct KernelOptions {
     pub keep_netns: bool,
     /// Record the kernel's `conntrack -E` events.
     pub events: bool,
+    /// `--addr` addresses of the firewall's interfaces (masquerade, redirect).
+    pub addrs: Vec<(Side, std::net::IpAddr)>,
 }
 
 impl Default for KernelOptions {
@@ -39,6 +41,7 @@ impl Default for KernelOptions {
             max_gap: Duration::from_secs(3),
             keep_netns: false,
             events: true,
+            addrs: Vec::new(),
         }
     }
 }
@@ -91,6 +94,17 @@ pub fn run(loaded: &Loaded, opts: &KernelOptions) -> Result<KernelRun, String> {
         keep_netns: opts.keep_netns,
         mtu: HARNESS_MTU,
         events: opts.events,
+        fw_addrs: opts
+            .addrs
+            .iter()
+            .map(|(s, a)| {
+                let side = match s {
+                    Side::Client => ctrack_oracle::Side::Client,
+                    Side::Server => ctrack_oracle::Side::Server,
+                };
+                (side, *a)
+            })
+            .collect(),
         ..OracleConfig::default()
     };
     ctrack_oracle::cleanup_stale();

@@ -15,3 +15,4 @@ pub mod listing;
 pub mod output;
 pub mod replay;
 pub mod report;
+pub mod write;

@@ -12,7 +12,7 @@ use ctrack::kernel::{self, KernelOptions};
 use ctrack::output::{self, OutputFormat};
 use ctrack::replay::{Replay, ReplayOptions};
 use ctrack_core::format;
-use ctrack_core::topology::Cidr;
+use ctrack_core::topology::{Cidr, Side};
 use ctrack_core::Sysctls;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -53,6 +53,10 @@ struct CommonArgs {
     /// Rename the router's interfaces: client=NAME or server=NAME; repeatable.
     #[arg(long = "ifname", value_name = "SIDE=NAME")]
     ifnames: Vec<String>,
+    /// An address of the router's interface on a side: client=ADDR or server=ADDR
+    /// (masquerade and redirect use them; they are local addresses); repeatable.
+    #[arg(long = "addr", value_name = "SIDE=ADDR")]
+    addrs: Vec<String>,
 }
 
 #[derive(Args)]
@@ -83,6 +87,10 @@ struct ReplayArgs {
     /// An address of the router itself (INPUT/OUTPUT paths); repeatable.
     #[arg(long = "local", value_name = "ADDR")]
     locals: Vec<std::net::IpAddr>,
+    /// Write the packets as they leave the router (NAT applied, dropped ones absent) to
+    /// this pcap file (raw IP, nanosecond timestamps).
+    #[arg(long, value_name = "OUT.pcap")]
+    write: Option<PathBuf>,
     /// Print the expectation table as `conntrack -L expect` (empty until helpers exist).
     #[arg(long)]
     expect: bool,
@@ -171,6 +179,26 @@ fn parse_ifnames(list: &[String]) -> Result<(String, String)> {
     Ok(names)
 }
 
+/// `--addr SIDE=ADDR` pairs.
+fn parse_addrs(list: &[String]) -> Result<Vec<(Side, std::net::IpAddr)>> {
+    list.iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--addr {kv}: expected client=ADDR or server=ADDR")
+            })?;
+            let side = match k {
+                "client" => Side::Client,
+                "server" => Side::Server,
+                _ => bail!("--addr {kv}: the side is client or server"),
+            };
+            let a = v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--addr {kv}: `{v}` is not an address"))?;
+            Ok((side, a))
+        })
+        .collect()
+}
+
 /// `--ruleset`: read and compile (errors print as nft prints them).
 fn load_ruleset(path: Option<&std::path::Path>) -> Result<Option<ctrack_rules::Ruleset>> {
     match path {
@@ -218,8 +246,15 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         ruleset: load_ruleset(a.ruleset.as_deref())?,
         locals: a.locals.clone(),
         ifnames: Some(parse_ifnames(&a.common.ifnames)?),
+        addrs: parse_addrs(&a.common.addrs)?,
     };
     let mut r = Replay::new(&opts);
+    let mut writer = match &a.write {
+        Some(p) => Some(ctrack::write::PcapWriter::new(io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        ))?),
+        None => None,
+    };
     let mut capacity = (a.report.is_some() || a.report_json.is_some())
         .then(|| ctrack::capacity::Capacity::new(r.ct.sysctls().nf_conntrack_max));
     let stdout = io::stdout();
@@ -263,6 +298,11 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             };
             let side = sides.side(l3);
             let rep = r.packet(rec.index, rec.ts_ns, l3, side);
+            if let (Some(w), false, ctrack::report::Fate::Forwarded) =
+                (writer.as_mut(), rep.drop, rep.fate)
+            {
+                w.packet(rec.ts_ns, r.last_packet())?;
+            }
             if let Some(c) = capacity.as_mut() {
                 c.observe(&r.ct, r.now);
             }
@@ -275,6 +315,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             }
         }
         bar.finish_and_clear();
+    }
+    if let Some(w) = writer.take() {
+        w.finish()?;
     }
     let now = r.now;
     r.advance(now);
@@ -356,6 +399,7 @@ fn kernel_opts(c: &CommonArgs, max_gap: f64) -> Result<KernelOptions> {
         sysctls: pairs,
         ifnames: parse_ifnames(&c.ifnames)?,
         max_gap: Duration::from_secs_f64(max_gap),
+        addrs: parse_addrs(&c.addrs)?,
         ..KernelOptions::default()
     })
 }
@@ -420,6 +464,7 @@ fn cmd_diff(a: DiffArgs) -> Result<ExitCode> {
         sysctls,
         ruleset: load_ruleset(a.ruleset.as_deref())?,
         ifnames: Some(kopts.ifnames.clone()),
+        addrs: kopts.addrs.clone(),
         ..ReplayOptions::default()
     };
     let mut kopts = kopts;

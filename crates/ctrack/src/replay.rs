@@ -27,6 +27,9 @@ pub struct ReplayOptions {
     /// Interface names (client, server) that `iifname`/`oifname` see; `None`: the
     /// defaults `client` and `server`.
     pub ifnames: Option<(String, String)>,
+    /// The router's interface addresses (`--addr SIDE=ADDR`): its own addresses, the
+    /// source of masquerade and the target of redirect.
+    pub addrs: Vec<(Side, std::net::IpAddr)>,
 }
 
 /// A replay in progress: the engine plus the router around it.
@@ -60,6 +63,9 @@ impl Replay {
                 let mut p = Pipeline::new(opts.ruleset.clone().unwrap_or_default(), names);
                 for a in &opts.locals {
                     p.add_local(*a);
+                }
+                for (side, a) in &opts.addrs {
+                    p.add_addr(*side, *a);
                 }
                 p
             },
@@ -116,6 +122,14 @@ impl Replay {
             rule,
             log: self.pipeline.logs().map(str::to_string).collect(),
         }
+    }
+}
+
+impl Replay {
+    /// The last packet as it left the router (NAT applied); meaningful when its report
+    /// says it was forwarded (`--write`).
+    pub fn last_packet(&self) -> &[u8] {
+        self.pipeline.last_packet()
     }
 }
 

@@ -49,7 +49,7 @@ pub(super) fn crc32c(data: &[u8]) -> u32 {
 /// over the packet with bytes 8..12 (the checksum field) taken as zero. Compare it with
 /// the field read little-endian. A slice shorter than the common header is summed as if
 /// zero-padded up to 12 bytes (callers check the length first).
-pub(super) fn sctp_checksum(l4: &[u8]) -> u32 {
+pub(crate) fn sctp_checksum(l4: &[u8]) -> u32 {
     let head = l4.get(..8).unwrap_or(l4);
     let tail = l4.get(12..).unwrap_or(&[]);
     let crc = update(!0, head);

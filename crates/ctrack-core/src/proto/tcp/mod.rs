@@ -483,6 +483,12 @@ impl TcpConn {
         )
     }
 
+    /// The highest seq + len a direction sent (`td_end`; NAT's TIME_WAIT eviction
+    /// compares the original directions of two entries).
+    pub fn td_end(&self, dir: Dir) -> u32 {
+        self.seen[dir.index()].td_end
+    }
+
     /// The window-scale shift in use for a direction (ctnetlink `WSCALE_ORIGINAL/REPLY`).
     pub fn wscale(&self, dir: Dir) -> u8 {
         self.seen[dir.index()].td_scale

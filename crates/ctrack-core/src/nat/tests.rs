@@ -1,0 +1,177 @@
+//! Engine-level NAT tests: bindings on real entries, replies un-NATed, port clashes.
+
+use super::*;
+use crate::conntrack::{Config, Hook};
+use crate::packet::Packet;
+use crate::status::CtInfo;
+
+fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 30, 0, 1, 0, 0, 64, 17, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&10u16.to_be_bytes());
+    p.extend_from_slice(&[0, 0, b'h', b'i']);
+    let c = checksum::compute(0, &p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let acc = checksum::pseudo_header(Family::V4, &Addr::v4(src), &Addr::v4(dst), 10, 17);
+    let c = checksum::compute(acc, &p[20..]);
+    p[26..28].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+fn ct() -> Conntrack {
+    Conntrack::new(Config {
+        seed: 7,
+        ..Config::default()
+    })
+}
+
+fn pool(lo: [u8; 4], hi: [u8; 4]) -> NatRange {
+    NatRange {
+        flags: flags::MAP_IPS,
+        min_addr: Addr::v4(lo),
+        max_addr: Addr::v4(hi),
+        ..NatRange::default()
+    }
+}
+
+/// One packet through conntrack, the NAT hooks (dst at prerouting, src at
+/// postrouting) and confirm, as the pipeline runs them. Returns the rewritten packet.
+fn pass(
+    ct: &mut Conntrack,
+    now: Instant,
+    pkt: &[u8],
+    snat: Option<NatRange>,
+    dnat: Option<NatRange>,
+) -> (Option<CtInfo>, Vec<u8>, bool) {
+    let mut buf = pkt.to_vec();
+    let t = ct.track(now, pkt, Hook::PreRouting, 0);
+    let (Some(id), Some(ci)) = (t.entry, t.ctinfo) else {
+        return (t.ctinfo, buf, true);
+    };
+    for (manip, range) in [(Manip::Dst, dnat), (Manip::Src, snat)] {
+        if matches!(ci, CtInfo::New) && !ct.nat_initialized(id, manip) {
+            match range {
+                Some(r) => assert!(ct.nat_setup(now, id, &r, manip)),
+                None => assert!(ct.nat_null_binding(now, id, manip)),
+            }
+        }
+        assert!(ct.nat_packet(id, ci.dir(), manip, &mut buf));
+    }
+    let ok = !matches!(ct.confirm(now, &t), crate::conntrack::Confirmed::Failed(_));
+    (Some(ci), buf, ok)
+}
+
+#[test]
+fn snat_then_reply_is_un_natted() {
+    let mut c = ct();
+    let now = Instant::from_nanos(1_000_000_000);
+    let out = udp4([10, 0, 0, 3], 40000, [192, 168, 5, 9], 53);
+    let r = pool([203, 0, 113, 1], [203, 0, 113, 1]);
+    let (ci, w, ok) = pass(&mut c, now, &out, Some(r), None);
+    assert_eq!(ci, Some(CtInfo::New));
+    assert!(ok);
+    assert_eq!(&w[12..16], &[203, 0, 113, 1]);
+    assert_eq!(u16::from_be_bytes([w[20], w[21]]), 40000, "identity port");
+    let p = Packet::parse(&w).unwrap();
+    assert!(p.l4_checksum_ok(17));
+    let e = c.entries(now)[0].clone();
+    assert!(e
+        .status
+        .has(Status::SRC_NAT | Status::SRC_NAT_DONE | Status::DST_NAT_DONE));
+    assert!(!e.status.has(Status::DST_NAT));
+    // The reply to the NAT address goes back to the client.
+    let back = udp4([192, 168, 5, 9], 53, [203, 0, 113, 1], 40000);
+    let (ci, w, _) = pass(&mut c, now, &back, None, None);
+    assert_eq!(ci, Some(CtInfo::EstablishedReply));
+    assert_eq!(&w[16..20], &[10, 0, 0, 3]);
+    assert!(Packet::parse(&w).unwrap().l4_checksum_ok(17));
+}
+
+#[test]
+fn dnat_port_forward() {
+    let mut c = ct();
+    let now = Instant::from_nanos(1_000_000_000);
+    let r = NatRange {
+        flags: flags::MAP_IPS | flags::PROTO_SPECIFIED,
+        min_addr: Addr::v4([172, 17, 0, 2]),
+        max_addr: Addr::v4([172, 17, 0, 2]),
+        min_port: 80,
+        max_port: 80,
+        base_port: 0,
+    };
+    let p = udp4([198, 51, 100, 7], 5555, [192, 0, 2, 10], 8080);
+    let (_, w, ok) = pass(&mut c, now, &p, None, Some(r));
+    assert!(ok);
+    assert_eq!(&w[16..20], &[172, 17, 0, 2]);
+    assert_eq!(u16::from_be_bytes([w[22], w[23]]), 80);
+    let back = udp4([172, 17, 0, 2], 80, [198, 51, 100, 7], 5555);
+    let (ci, w, _) = pass(&mut c, now, &back, None, None);
+    assert_eq!(ci, Some(CtInfo::EstablishedReply));
+    assert_eq!(&w[12..16], &[192, 0, 2, 10]);
+    assert_eq!(u16::from_be_bytes([w[20], w[21]]), 8080);
+}
+
+#[test]
+fn null_binding_remaps_a_taken_source_port() {
+    // Two clients SNATed to one address with the same source port: the second moves.
+    let mut c = ct();
+    let now = Instant::from_nanos(1_000_000_000);
+    let r = pool([203, 0, 113, 1], [203, 0, 113, 1]);
+    let a = udp4([10, 0, 0, 3], 40000, [192, 168, 5, 9], 53);
+    let b = udp4([10, 0, 0, 4], 40000, [192, 168, 5, 9], 53);
+    let (_, wa, _) = pass(&mut c, now, &a, Some(r), None);
+    let (_, wb, ok) = pass(&mut c, now, &b, Some(r), None);
+    assert!(ok);
+    let pa = u16::from_be_bytes([wa[20], wa[21]]);
+    let pb = u16::from_be_bytes([wb[20], wb[21]]);
+    assert_eq!(pa, 40000);
+    assert_ne!(pb, 40000);
+    assert!(pb >= 1024);
+    assert_eq!(c.stats().found, 1);
+}
+
+#[test]
+fn bysource_reuses_the_mapping_of_the_same_source() {
+    let mut c = ct();
+    let now = Instant::from_nanos(1_000_000_000);
+    let r = pool([203, 0, 113, 1], [203, 0, 113, 1]);
+    // Occupy 203.0.113.1:40000 towards the server so the first flow moves its port.
+    let x = udp4([10, 0, 0, 9], 40000, [192, 168, 5, 9], 53);
+    pass(&mut c, now, &x, Some(r), None);
+    let a = udp4([10, 0, 0, 3], 40000, [192, 168, 5, 9], 53);
+    let (_, wa, _) = pass(&mut c, now, &a, Some(r), None);
+    let moved = u16::from_be_bytes([wa[20], wa[21]]);
+    assert_ne!(moved, 40000);
+    // The same source to another server gets the same mapping (bysource).
+    let b = udp4([10, 0, 0, 3], 40000, [192, 168, 5, 10], 53);
+    let (_, wb, _) = pass(&mut c, now, &b, Some(r), None);
+    assert_eq!(u16::from_be_bytes([wb[20], wb[21]]), moved);
+}
+
+#[test]
+fn racing_udp_queries_through_dnat_merge() {
+    // The Kubernetes DNS race: two packets of one socket both miss the table before
+    // either is confirmed; both choose the same DNAT mapping and the second merges.
+    let mut c = ct();
+    let now = Instant::from_nanos(1_000_000_000);
+    let r = NatRange::addr(Addr::v4([10, 96, 0, 10]));
+    let q = udp4([10, 244, 1, 5], 43000, [10, 96, 0, 1], 53);
+    let t1 = c.track(now, &q, Hook::PreRouting, 0);
+    let t2 = c.track(now, &q, Hook::PreRouting, 0);
+    let (i1, i2) = (t1.entry.unwrap(), t2.entry.unwrap());
+    assert_ne!(i1, i2);
+    for id in [i1, i2] {
+        assert!(c.nat_setup(now, id, &r, Manip::Dst));
+        assert!(c.nat_null_binding(now, id, Manip::Src));
+    }
+    assert_eq!(c.confirm(now, &t1), crate::conntrack::Confirmed::Inserted);
+    assert!(matches!(
+        c.confirm(now, &t2),
+        crate::conntrack::Confirmed::Merged(_)
+    ));
+    assert_eq!(c.stats().clash_resolve, 1);
+    assert_eq!(c.stats().insert_failed, 0);
+}
