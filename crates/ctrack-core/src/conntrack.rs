@@ -440,6 +440,25 @@ impl Conntrack {
                     }
                     return Tracked::invalid(reason);
                 }
+                TrackerResult::InvalidAfterUpdate {
+                    reason,
+                    set_assured,
+                    state_changed,
+                } => {
+                    self.stats.invalid += 1;
+                    if unconfirmed {
+                        self.table.free(id);
+                    } else if let Some(e) = self.table.get_mut(id) {
+                        if set_assured && !e.status.has(Status::ASSURED) {
+                            e.status.set(Status::ASSURED);
+                            e.ecache |= bits::ASSURED;
+                        }
+                        if state_changed {
+                            e.ecache |= bits::PROTOINFO;
+                        }
+                    }
+                    return Tracked::invalid(reason);
+                }
                 TrackerResult::Drop(reason) => {
                     self.stats.invalid += 1;
                     self.stats.drop += 1;

@@ -60,6 +60,18 @@ pub enum TrackerResult {
         /// Set the timeout to this value (from now).
         set_timeout: Option<Duration>,
     },
+    /// The tracker rejected the packet after it had already changed the entry (an SCTP
+    /// packet of several chunks that fails on a later chunk keeps the earlier chunks'
+    /// changes): INVALID as above, and on a confirmed entry ASSURED is set and the state
+    /// change queued, as the kernel does.
+    InvalidAfterUpdate {
+        /// Why (the kernel's log text).
+        reason: InvalidReason,
+        /// An earlier chunk entered ESTABLISHED.
+        set_assured: bool,
+        /// An earlier chunk changed the state.
+        state_changed: bool,
+    },
     /// The tracker asks to drop the packet (NF_DROP): `invalid`++ and `drop`++.
     Drop(InvalidReason),
     /// Delete the existing entry and look the packet up again (TCP reopen from

@@ -19,10 +19,9 @@
 //! Not done: cttimeout policies (`nf_ct_timeout_lookup`), the ctnetlink
 //! `from_nlattr`/`to_nlattr` pair, and CHECKSUM_COMPLETE offload (a replay is always
 //! "not verified yet", so the CRC is checked whenever `cx.check_checksum` is set).
-//! Known gap: when a multi-chunk packet enters ESTABLISHED on an early chunk and then
-//! fails on a later one (e.g. COOKIE_ACK + an ABORT with a wrong tag), the kernel keeps
-//! the new state *and* sets ASSURED (with its events); the state is kept here, but
-//! `TrackerResult::Invalid` has no way to carry ASSURED or PROTOINFO.
+//! A multi-chunk packet that enters ESTABLISHED on an early chunk and then fails on a
+//! later one (e.g. COOKIE_ACK + an ABORT with a wrong tag) keeps the new state, ASSURED
+//! and the state-change event, as in the kernel (`TrackerResult::InvalidAfterUpdate`).
 
 mod chunk;
 mod crc32c;
@@ -584,6 +583,7 @@ impl SctpConn {
         ecx: &EntryCx,
         cx: &Cx<'_>,
     ) -> TrackerResult {
+        let before = self.state;
         match self.track(pkt.l4(), dir, ecx.unconfirmed) {
             Ok(step) => TrackerResult::Accept(Accepted {
                 refresh: match step.ignore {
@@ -595,6 +595,15 @@ impl SctpConn {
                 kill: false,
                 note: step.ignore.map(InvalidReason::from),
             }),
+            // A later chunk failed after an earlier one changed the state (§1.4 step 5):
+            // the change stays, with its ASSURED and event, as in the kernel.
+            Err(reason) if !ecx.unconfirmed && self.state != before => {
+                TrackerResult::InvalidAfterUpdate {
+                    reason: reason.into(),
+                    set_assured: self.state == SctpState::Established,
+                    state_changed: true,
+                }
+            }
             Err(reason) => TrackerResult::Invalid {
                 reason: reason.into(),
                 set_timeout: None,

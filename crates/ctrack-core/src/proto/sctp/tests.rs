@@ -235,6 +235,16 @@ impl Assoc {
                 assert_eq!(set_timeout, None, "SCTP never sets a timeout on INVALID");
                 Err(sctp_reason(reason))
             }
+            TrackerResult::InvalidAfterUpdate {
+                reason,
+                set_assured,
+                ..
+            } => {
+                if set_assured {
+                    self.status.set(Status::ASSURED);
+                }
+                Err(sctp_reason(reason))
+            }
             other => panic!("unexpected tracker result {other:?}"),
         }
     }
@@ -1729,9 +1739,9 @@ fn sctp_established_two_mismatching_heartbeats_invalid() {
 #[test]
 fn sctp_cookie_echoed_cookie_ack_then_bad_abort_keeps_established() {
     // COOKIE_ACK moves CE → ES, then the ABORT fails its tag rule: the packet is
-    // INVALID but the entry keeps ESTABLISHED (the kernel also sets ASSURED here; the
-    // INVALID result cannot carry that: the known gap in the module doc).
+    // INVALID but the entry keeps ESTABLISHED and becomes ASSURED, as in the kernel.
     let mut a = assoc_in(SctpState::CookieEchoed);
+    assert!(!a.assured());
     let r = a.iv(R, &pkt(R, TC, &[cookie_ack(), abort(true)]));
     assert!(
         matches!(
@@ -1745,6 +1755,10 @@ fn sctp_cookie_echoed_cookie_ack_then_bad_abort_keeps_established() {
         "{r:?}"
     );
     assert_eq!(a.state(), Some(SctpState::Established));
+    assert!(
+        a.assured(),
+        "entering ESTABLISHED sets ASSURED even if a later chunk fails"
+    );
     assert_eq!(a.conn().init, [false, false]);
 }
 

@@ -272,6 +272,7 @@ impl Sim {
                 self.status = Status::default();
             }
             TrackerResult::Drop(_) => {}
+            TrackerResult::InvalidAfterUpdate { .. } => unreachable!("TCP never returns it"),
         }
         res
     }
@@ -762,6 +763,7 @@ fn drive_cell(dir: Dir, row: usize, old: TcpState) -> String {
             abbr(f.sim.last_state).into()
         }
         TrackerResult::Drop(r) => format!("drop {r}"),
+        TrackerResult::InvalidAfterUpdate { .. } => unreachable!("TCP never returns it"),
     }
 }
 
