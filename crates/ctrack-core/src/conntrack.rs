@@ -30,14 +30,16 @@ pub(crate) struct Parsed<'a> {
 impl<'a> Parsed<'a> {
     /// Parse `data` as `track` would, if it takes the plain path; `None` otherwise (the
     /// packet then goes through `track` unparsed, which handles every other case).
+    /// `hash` must return [`Table::hash`] of the tuple in the zone (the batch path
+    /// memoises it).
     #[inline]
-    pub(crate) fn new(table: &Table, data: &'a [u8], zone: u16) -> Option<Parsed<'a>> {
+    pub(crate) fn new_with(data: &'a [u8], hash: impl FnOnce(&Tuple) -> u64) -> Option<Parsed<'a>> {
         let pkt = Packet::parse(data).ok()?;
         if matches!(pkt.proto, proto::ICMP | proto::ICMPV6) {
             return None;
         }
         let tuple = tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()).ok()?;
-        let hash = table.hash(&tuple, zone);
+        let hash = hash(&tuple);
         Some(Parsed { pkt, tuple, hash })
     }
 
@@ -45,6 +47,12 @@ impl<'a> Parsed<'a> {
     #[inline]
     pub(crate) fn hash(&self) -> u64 {
         self.hash
+    }
+
+    /// The packet's tuple.
+    #[inline]
+    pub(crate) fn tuple(&self) -> &Tuple {
+        &self.tuple
     }
 }
 
@@ -155,7 +163,11 @@ pub struct Conntrack {
 impl Conntrack {
     /// A new, empty conntrack.
     pub fn new(cfg: Config) -> Conntrack {
-        let table = Table::new(cfg.sysctls.buckets(), cfg.seed);
+        let table = Table::with_capacity(
+            cfg.sysctls.buckets(),
+            cfg.seed,
+            cfg.sysctls.nf_conntrack_max,
+        );
         Conntrack {
             sysctls: cfg.sysctls,
             table,
@@ -311,18 +323,19 @@ impl Conntrack {
     }
 
     /// [`Conntrack::track`] with the packet already parsed by the batch path (`pre` must
-    /// come from [`Parsed::new`] on this packet with this table).
+    /// come from [`Parsed::new_with`] on this packet with this table).
     pub(crate) fn track_hinted(
         &mut self,
         now: Instant,
         data: &[u8],
         hook: Hook,
         zone: u16,
-        pre: Option<Parsed<'_>>,
+        pre: Option<&Parsed<'_>>,
     ) -> Tracked {
         let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
-        let (pkt, tuple, hash) = match pre {
-            Some(p) => (p.pkt, p.tuple, p.hash),
+        let parsed;
+        let p = match pre {
+            Some(p) => p,
             None => {
                 let pkt = match Packet::parse(data) {
                     Ok(p) => p,
@@ -375,21 +388,23 @@ impl Conntrack {
                     }
                 };
                 let hash = self.table.hash(&tuple, zone);
-                (pkt, tuple, hash)
+                parsed = Parsed { pkt, tuple, hash };
+                &parsed
             }
         };
+        let (pkt, tuple, hash) = (&p.pkt, &p.tuple, p.hash);
         loop {
-            let found = self.lookup_hashed(&tuple, zone, hash, now);
+            let found = self.lookup_hashed(tuple, zone, hash, now);
             let (id, dir, fresh) = match found {
                 Some((id, dir)) => (id, dir, false),
                 None => {
-                    let Some(reply) = invert(&tuple) else {
+                    let Some(reply) = invert(tuple) else {
                         self.stats.invalid += 1;
                         return Tracked::invalid(InvalidReason::IcmpNotInvertible {
                             icmp_type: tuple.icmp_type(),
                         });
                     };
-                    match self.alloc(now, tuple, reply, zone) {
+                    match self.alloc(now, *tuple, reply, zone) {
                         Some(id) => (id, Dir::Original, true),
                         None => {
                             self.stats.drop += 1;
@@ -422,7 +437,7 @@ impl Conntrack {
                 sysctls: &self.sysctls,
                 check_checksum,
             };
-            let result = run_tracker(self.table.get_mut(id), &pkt, dir, fresh, &ecx, &cx);
+            let result = run_tracker(self.table.get_mut(id), pkt, dir, fresh, &ecx, &cx);
             match result {
                 TrackerResult::Repeat => {
                     self.delete(id, now);
@@ -507,12 +522,15 @@ impl Conntrack {
                         e.status.set(Status::SEEN_REPLY);
                         e.ecache |= bits::REPLY;
                     }
+                    // Usually no note: writing `None` outright spares the hit path a
+                    // 36-byte copy that stalls on store forwarding.
+                    let reason = if acc.note.is_some() { acc.note } else { None };
                     return Tracked {
                         ctinfo: Some(ctinfo),
                         entry: Some(id),
                         untracked: false,
                         verdict: Verdict::Accept,
-                        reason: acc.note,
+                        reason,
                     };
                 }
             }
@@ -522,6 +540,19 @@ impl Conntrack {
     /// The packet reached the confirm hook (POST_ROUTING or LOCAL_IN, priority INT_MAX):
     /// insert its entry if new (ORIGINAL direction only), then deliver cached events.
     pub fn confirm(&mut self, now: Instant, t: &Tracked) -> Confirmed {
+        self.confirm_hinted(now, t, &[])
+    }
+
+    /// [`Conntrack::confirm`] with some tuples' hashes already known: each hint is
+    /// (zone, tuple, [`Table::hash`] of it), used when it matches one of the entry's
+    /// tuples (the batch path computes the packet's and, for predicted misses, its
+    /// reply's); a tuple without a hint is hashed here.
+    pub(crate) fn confirm_hinted(
+        &mut self,
+        now: Instant,
+        t: &Tracked,
+        hints: &[(u16, &Tuple, u64)],
+    ) -> Confirmed {
         let (Some(id), Some(ci)) = (t.entry, t.ctinfo) else {
             return Confirmed::Nothing;
         };
@@ -538,22 +569,24 @@ impl Conntrack {
         let (orig, reply, zone, seq) = (e.tuples[0], e.tuples[1], e.zone, e.seq);
         // Chain limit: 50 + random(0..29) in the kernel; a per-entry pseudo-random value here.
         let max_chain = 50 + (seq % 30) as usize;
-        let (h0, h1) = (self.table.hash(&orig, zone), self.table.hash(&reply, zone));
-        let b0 = self.table.bucket_of_hash(h0);
-        let b1 = self.table.bucket_of_hash(h1);
-        if self.table.chain_len(b0) > max_chain || self.table.chain_len(b1) > max_chain {
+        let hash = |t: &Tuple| {
+            hints
+                .iter()
+                .find(|(z, x, _)| *z == zone && *x == t)
+                .map_or_else(|| self.table.hash(t, zone), |&(_, _, h)| h)
+        };
+        let (h0, h1) = (hash(&orig), hash(&reply));
+        // One walk per bucket: its chain length and the clash search together.
+        let (n0, clash0) = self.table.probe(&orig, zone, h0, now);
+        let (n1, clash1) = self.table.probe(&reply, zone, h1, now);
+        if n0 > max_chain || n1 > max_chain {
             self.stats.chaintoolong += 1;
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
             self.table.free(id);
             return Confirmed::Failed(InvalidReason::InsertClash);
         }
-        let mut scratch = Vec::new();
-        let clash = self
-            .table
-            .find_hashed(&orig, zone, h0, now, &mut scratch)
-            .or_else(|| self.table.find_hashed(&reply, zone, h1, now, &mut scratch));
-        if let Some((other, _)) = clash {
+        if let Some((other, _)) = clash0.or(clash1) {
             let allows = matches!(orig.proto, proto::UDP | proto::UDPLITE | proto::GRE)
                 || !is_known_proto(orig.proto);
             let identical = self.table.get(other).is_some_and(|o| {
@@ -570,7 +603,7 @@ impl Conntrack {
             self.table.free(id);
             return Confirmed::Failed(InvalidReason::InsertClash);
         }
-        self.table.link_in(id, [b0, b1]);
+        self.table.link_hashed(id, [h0, h1]);
         if let Some(e) = self.table.get_mut(id) {
             e.status.set(Status::CONFIRMED);
             if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
@@ -910,6 +943,7 @@ fn invalid(reason: InvalidReason) -> TrackerResult {
 }
 
 /// Build the tuple of a packet (`nf_ct_get_tuple`).
+#[inline]
 pub fn tuple_of(
     family: Family,
     src: Addr,

@@ -17,6 +17,73 @@
 
 use crate::tuple::{proto, Addr, Family};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The side assigner's map hasher: a multiply-rotate fold of the key's words with a
+/// murmur3 finish, ~10× cheaper than `RandomState`'s SipHash per packet. Not keyed:
+/// these maps hold one capture's flows, are rebuilt per replay, and a crafted capture
+/// can at worst slow its own replay down (the conntrack table itself keeps its keyed
+/// SipHash).
+#[derive(Default, Clone, Copy)]
+struct FoldHasher(u64);
+
+impl FoldHasher {
+    #[inline(always)]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(23) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl Hasher for FoldHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut it = bytes.chunks_exact(8);
+        for c in &mut it {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = it.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ (rest.len() as u64) << 56);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, v: u8) {
+        self.add(u64::from(v));
+    }
+    #[inline]
+    fn write_u16(&mut self, v: u16) {
+        self.add(u64::from(v));
+    }
+    #[inline]
+    fn write_u32(&mut self, v: u32) {
+        self.add(u64::from(v));
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.add(v);
+    }
+    #[inline]
+    fn write_usize(&mut self, v: usize) {
+        self.add(v as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        // murmur3 fmix64: every input bit reaches the high bits (hashbrown's tags) and
+        // the low bits (its bucket index).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
 
 /// An interface of the replay router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -118,8 +185,8 @@ struct Head {
 #[derive(Debug, Default)]
 pub struct SideAssigner {
     client_nets: Vec<Cidr>,
-    flows: HashMap<FlowKey, Addr>,
-    frags: HashMap<(Addr, Addr, u32), Side>,
+    flows: FastMap<FlowKey, Addr>,
+    frags: FastMap<(Addr, Addr, u32), Side>,
 }
 
 impl SideAssigner {
@@ -507,6 +574,25 @@ fn route_v6(pkt: &[u8]) -> Route {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn fold_hasher_separates_nearby_keys() {
+        use std::hash::BuildHasher;
+        let b = BuildHasherDefault::<FoldHasher>::default();
+        let mut seen = std::collections::HashSet::new();
+        for a in 0..64u8 {
+            for port in 0..64u16 {
+                let k = FlowKey {
+                    proto: 17,
+                    icmp: 0,
+                    a: (Addr::v4([10, 0, 0, a]), port),
+                    b: (Addr::v4([10, 0, 1, 1]), 53),
+                };
+                seen.insert(b.hash_one(k));
+            }
+        }
+        assert_eq!(seen.len(), 64 * 64);
+    }
     use super::*;
 
     fn udp4(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, ttl: u8) -> Vec<u8> {

@@ -43,6 +43,7 @@ impl<'a> Packet<'a> {
     /// Parse an IP packet already trimmed to its IP length and validated by the IP
     /// input checks (or reassembled by defrag). Returns the kernel's reason when no L4
     /// protocol can be found.
+    #[inline]
     pub fn parse(data: &'a [u8]) -> Result<Packet<'a>, ParseError<'a>> {
         let first = *data.first().ok_or(ParseError::Truncated)?;
         match first >> 4 {
