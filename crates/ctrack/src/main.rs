@@ -248,6 +248,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         ifnames: Some(parse_ifnames(&a.common.ifnames)?),
         addrs: parse_addrs(&a.common.addrs)?,
     };
+    let need_side = a.packets || a.ruleset.is_some();
     let mut r = Replay::new(&opts);
     let mut writer = match &a.write {
         Some(p) => Some(ctrack::write::PcapWriter::new(io::BufWriter::new(
@@ -296,7 +297,13 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
                 non_ip += 1;
                 continue;
             };
-            let side = sides.side(l3);
+            // The side only matters to `iifname`/`oifname` rules and the per-packet
+            // report; skip the flow-map lookup when neither is asked for.
+            let side = if need_side {
+                sides.side(l3)
+            } else {
+                ctrack_core::topology::Side::Client
+            };
             let rep = r.packet(rec.index, rec.ts_ns, l3, side);
             if let (Some(w), false, ctrack::report::Fate::Forwarded) =
                 (writer.as_mut(), rep.drop, rep.fate)
