@@ -163,7 +163,10 @@ impl Expectation {
             ExpectEventKind::New => "[NEW]",
             ExpectEventKind::Destroy => "[DESTROY]",
         };
-        let secs = self.deadline.saturating_since(now).as_secs();
+        // The kernel counts in jiffies (4 ms): an event sent within the jiffy of the
+        // insert still shows the full timeout (300, not 299).
+        let rem = self.deadline.saturating_since(now).as_nanos();
+        let secs = rem.div_ceil(4_000_000) / 250;
         let mut o = format!("{tag:>9} {secs} ");
         self.body_userspace(&mut o);
         o.truncate(o.trim_end().len());

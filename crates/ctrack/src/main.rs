@@ -319,6 +319,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             }
             if events {
                 output::print_events(r.ct.drain_events(), fmt, session.as_mut(), &mut out)?;
+                print_expect_events(&mut r, session.as_mut(), &mut out)?;
             }
         }
         bar.finish_and_clear();
@@ -353,6 +354,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
     }
     if events {
         output::print_events(r.ct.drain_events(), fmt, session.as_mut(), &mut out)?;
+        print_expect_events(&mut r, session.as_mut(), &mut out)?;
     }
     let session_footer = match session.as_mut() {
         Some(s) => output::finish_session(s, &r.ct, now, &mut out)?,
@@ -395,6 +397,21 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `conntrack -E expect` lines, when the conntrack(8) command line asked for them.
+fn print_expect_events(
+    r: &mut Replay,
+    session: Option<&mut ctrack::listing::Session>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let evs = r.ct.drain_expect_events();
+    if let Some(s) = session {
+        for ev in &evs {
+            s.expect_event(ev, out)?;
+        }
+    }
+    Ok(())
 }
 
 fn kernel_opts(c: &CommonArgs, max_gap: f64) -> Result<KernelOptions> {

@@ -216,6 +216,31 @@ impl Session {
         Ok(())
     }
 
+    /// Print one expectation event (`conntrack -E expect`): only when the session's
+    /// command is `-E expect`; `-o timestamp` adds the time prefix.
+    pub fn expect_event(
+        &mut self,
+        ev: &ctrack_core::expect::ExpectEvent,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        if self.listing.table != Table::Expect || self.listing.command != Command::Event {
+            return Ok(());
+        }
+        let mut line = String::new();
+        if self.listing.output.timestamp {
+            let ns = ev.time.as_nanos();
+            line.push_str(&format!(
+                "[{:010}.{:06}]\t",
+                ns / 1_000_000_000,
+                (ns % 1_000_000_000) / 1000
+            ));
+        }
+        line.push_str(&ev.exp.event_line(ev.kind, ev.time));
+        writeln!(out, "{line}")?;
+        self.shown += 1;
+        Ok(())
+    }
+
     /// The table entries the filter selects, in listing order.
     pub fn selected<'c>(&self, ct: &'c Conntrack, now: Instant) -> Vec<&'c Entry> {
         match self.listing.table {
@@ -291,7 +316,11 @@ impl Session {
             }
             Command::Event => {
                 self.close_xml(out)?;
-                Ok((!expect).then(|| format!("{pre}{} flow events have been shown.", self.shown)))
+                Ok(Some(if expect {
+                    format!("{pre}{} expectation events have been shown.", self.shown)
+                } else {
+                    format!("{pre}{} flow events have been shown.", self.shown)
+                }))
             }
         }
     }
