@@ -20,11 +20,16 @@ pub(crate) struct EventListener {
 const SETTLE: Duration = Duration::from_millis(250);
 
 impl EventListener {
-    /// Start `conntrack -E -o timestamp` in the namespace `fw`.
-    pub(crate) fn start(fw: &std::fs::File) -> Result<EventListener, OracleError> {
+    /// Start `conntrack -E [expect] -o timestamp` in the namespace `fw`, without waiting
+    /// for it to subscribe (the caller waits [`settle`] once for several listeners).
+    pub(crate) fn spawn(fw: &std::fs::File, expect: bool) -> Result<EventListener, OracleError> {
         let mut cmd = crate::netns::command_in(fw, "conntrack");
-        cmd.args(["-E", "-o", "timestamp"])
-            .stdin(Stdio::null())
+        if expect {
+            cmd.args(["-E", "expect", "-o", "timestamp"]);
+        } else {
+            cmd.args(["-E", "-o", "timestamp"]);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd
@@ -44,7 +49,6 @@ impl EventListener {
                 }
             }
         });
-        std::thread::sleep(SETTLE);
         Ok(EventListener {
             child,
             reader: Some(reader),
@@ -52,9 +56,8 @@ impl EventListener {
         })
     }
 
-    /// Let the last events arrive, stop the listener and return (wall-clock ns, line).
-    pub(crate) fn finish(mut self) -> Vec<(u64, String)> {
-        std::thread::sleep(SETTLE);
+    /// Stop the listener at once (after the caller let the last events arrive).
+    pub(crate) fn finish_now(mut self) -> Vec<(u64, String)> {
         // SAFETY: sending SIGINT to our own child process by its pid; no memory involved.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
@@ -80,6 +83,11 @@ fn parse_stamp(line: &str) -> Option<u64> {
     let (stamp, _) = rest.split_once(']')?;
     let (s, us) = stamp.split_once('.')?;
     Some(s.trim().parse::<u64>().ok()? * 1_000_000_000 + us.trim().parse::<u64>().ok()? * 1000)
+}
+
+/// Wait for listeners to subscribe or for their last events to be printed.
+pub(crate) fn settle() {
+    std::thread::sleep(SETTLE);
 }
 
 /// Wall-clock nanoseconds now.

@@ -259,6 +259,8 @@ pub struct KernelRun {
     pub dump_offset_ns: u64,
     /// `conntrack -E -o timestamp` lines, when [`OracleConfig::events`] was set.
     pub events: Vec<KernelEvent>,
+    /// `conntrack -E expect -o timestamp` lines, when [`OracleConfig::events`] was set.
+    pub expect_events: Vec<KernelEvent>,
 }
 
 /// One line of `conntrack -E -o timestamp`.

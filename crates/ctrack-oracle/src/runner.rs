@@ -129,7 +129,10 @@ fn guarded(packets: &[InjectPacket], cfg: &OracleConfig) -> Result<KernelRun, Or
     })
     .map_err(|e| OracleError::io("entering the firewall namespace", e))??;
     let listener = if cfg.events {
-        Some(crate::events::EventListener::start(fw)?)
+        let flows = crate::events::EventListener::spawn(fw, false)?;
+        let expect = crate::events::EventListener::spawn(fw, true)?;
+        crate::events::settle();
+        Some((flows, expect))
     } else {
         None
     };
@@ -148,20 +151,23 @@ fn guarded(packets: &[InjectPacket], cfg: &OracleConfig) -> Result<KernelRun, Or
     let (kernel_packets, t0) = std::thread::scope(|s| s.spawn(|| replay.all(packets)).join())
         .map_err(|_| OracleError::Netns("the injecting thread panicked".to_owned()))??;
     let mut run = dump(&ns, &mut stat, kernel_packets, t0)?;
-    if let Some(l) = listener {
+    if let Some((flows, expect)) = listener {
         // The wall-clock time of the first injection.
         let t0_wall = crate::events::wall_ns() as i64 - t0.elapsed().as_nanos() as i64;
-        run.events = l
-            .finish()
-            .into_iter()
-            .map(|(ns, line)| {
-                let body = line.split_once('\t').map_or(line.as_str(), |(_, b)| b);
-                crate::KernelEvent {
-                    offset_ns: ns as i64 - t0_wall,
-                    line: body.to_owned(),
-                }
-            })
-            .collect();
+        let convert = |v: Vec<(u64, String)>| -> Vec<crate::KernelEvent> {
+            v.into_iter()
+                .map(|(ns, line)| {
+                    let body = line.split_once('\t').map_or(line.as_str(), |(_, b)| b);
+                    crate::KernelEvent {
+                        offset_ns: ns as i64 - t0_wall,
+                        line: body.to_owned(),
+                    }
+                })
+                .collect()
+        };
+        crate::events::settle();
+        run.events = convert(flows.finish_now());
+        run.expect_events = convert(expect.finish_now());
     }
     Ok(run)
 }
@@ -366,6 +372,7 @@ fn dump(
         count,
         dump_offset_ns,
         events: Vec::new(),
+        expect_events: Vec::new(),
     })
 }
 

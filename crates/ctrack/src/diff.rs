@@ -149,12 +149,18 @@ pub fn engine_on_kernel_timeline(
     let mut r = Replay::new(&opts);
     let mut reps = Vec::with_capacity(loaded.packets.len());
     let mut events = Vec::new();
+    let mut expect_events = Vec::new();
     let fmt = OutputFormat::default();
     for (p, k) in loaded.packets.iter().zip(run.packets.iter()) {
         let mut rep = r.packet(p.index, base + k.inject_offset_ns, &p.l3, p.side);
         rep.ts_ns = p.ts_ns;
         reps.push(rep);
         events.extend(r.ct.drain_events().iter().map(|e| event_line(e, fmt)));
+        expect_events.extend(
+            r.ct.drain_expect_events()
+                .iter()
+                .map(|e| e.exp.event_line(e.kind, e.time)),
+        );
     }
     let now = Instant::from_nanos(base + run.dump_offset_ns);
     r.advance(now);
@@ -164,9 +170,15 @@ pub fn engine_on_kernel_timeline(
         proc: true,
         ..OutputFormat::default()
     };
+    expect_events.extend(
+        r.ct.drain_expect_events()
+            .iter()
+            .map(|e| e.exp.event_line(e.kind, e.time)),
+    );
     EngineRun {
         reports: reps,
         events,
+        expect_events,
         table,
         proc_table: table_lines(&r.ct, now, proc_fmt),
         expect_table: r
@@ -192,6 +204,8 @@ pub struct EngineRun {
     pub reports: Vec<PacketReport>,
     /// `conntrack -E` lines.
     pub events: Vec<String>,
+    /// `conntrack -E expect` lines.
+    pub expect_events: Vec<String>,
     /// Final table, `conntrack -L` lines.
     pub table: Vec<String>,
     /// Final table, /proc/net/nf_conntrack lines.
@@ -367,6 +381,7 @@ pub fn compare(
     let EngineRun {
         reports: ours,
         events: our_events,
+        expect_events: our_expect_events,
         table: our_table,
         proc_table: our_proc,
         expect_table: our_expect,
@@ -507,6 +522,29 @@ pub fn compare(
                 detail: String::new(),
                 known: is_known(None, "events")
                     .or_else(|| hash_dependent.then(|| HASH_SEED.to_string())),
+            });
+        }
+    }
+    // `conntrack -E expect`: in order, timeouts (the second token) ±1 s.
+    let kernel_expect: Vec<&str> = run.expect_events.iter().map(|e| e.line.as_str()).collect();
+    for i in 0..our_expect_events.len().max(kernel_expect.len()) {
+        let (a, b) = (our_expect_events.get(i), kernel_expect.get(i));
+        let same = match (a, b) {
+            (Some(a), Some(b)) => {
+                let (ka, ta, _) = split_timeout(a, 1);
+                let (kb, tb, _) = split_timeout(b, 1);
+                ka == kb && (ta - tb).abs() <= 1
+            }
+            _ => false,
+        };
+        if !same {
+            res.differences.push(Difference {
+                index: None,
+                field: "expect_events",
+                ours: a.cloned().unwrap_or_else(|| "-".into()),
+                kernel: b.map_or_else(|| "-".into(), |s| s.to_string()),
+                detail: String::new(),
+                known: is_known(None, "expect_events"),
             });
         }
     }

@@ -448,7 +448,7 @@ fn cmd_kernel(a: KernelArgs) -> Result<ExitCode> {
         writeln!(
             out,
             "{}",
-            serde_json::json!({"table": run.table, "proc": run.proc_table, "stats": run.stats, "count": run.count, "events": run.events.iter().map(|e| e.line.clone()).collect::<Vec<_>>()})
+            serde_json::json!({"table": run.table, "proc": run.proc_table, "stats": run.stats, "count": run.count, "events": run.events.iter().map(|e| e.line.clone()).collect::<Vec<_>>(), "expect_events": run.expect_events.iter().map(|e| e.line.clone()).collect::<Vec<_>>()})
         )?;
     } else {
         writeln!(out, "# conntrack -L")?;
@@ -463,6 +463,10 @@ fn cmd_kernel(a: KernelArgs) -> Result<ExitCode> {
         write!(out, "{}", run.stats_text)?;
         writeln!(out, "# conntrack -E")?;
         for e in &run.events {
+            writeln!(out, "{}", e.line)?;
+        }
+        writeln!(out, "# conntrack -E expect")?;
+        for e in &run.expect_events {
             writeln!(out, "{}", e.line)?;
         }
     }
