@@ -1,4 +1,4 @@
-//! Kernel parity: every scenario of `tests/scenarios`, the differential TCP captures of
+//! Kernel parity: every scenario of `tests/scenarios`, the differential captures of
 //! `tests/fuzz` and every capture of `../shared/corpus` go through the live kernel (ctrack-oracle, network namespaces)
 //! and through the engine; any disagreement not listed in
 //! `tests/parity/known-differences.json` fails.
@@ -182,7 +182,7 @@ fn corpus_matches_the_kernel() {
 }
 
 #[test]
-fn tcp_edge_fuzz_matches_the_kernel() {
+fn fuzz_captures_match_the_kernel() {
     if !ready() {
         return;
     }
