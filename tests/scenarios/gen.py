@@ -1870,6 +1870,196 @@ def table_full_small_buckets(s):
 
 
 # ==========================================================================
+# NAT scenarios (issue 7): the server side sees the translated addresses
+# ==========================================================================
+NAT4 = R_S4                                # the router's server-side address (masquerade)
+NAT6 = R_S6
+VIP4 = "10.96.0.10"                        # a Kubernetes-style service address (DNAT)
+POOL_PICK = {"10.1.0.1": "10.2.0.101", "10.1.0.2": "10.2.0.103"}  # jhash2 pick of the pool
+
+
+class NatTcp(Tcp):
+    """A TCP connection through NAT: `ends` gives, per side, (src, dst, sport, dport) as
+    the packets of that side look on their own wire."""
+
+    def __init__(self, scn, cend, send_, **kw):
+        Tcp.__init__(self, scn, **kw)
+        self.ends = {"c": cend, "s": send_}
+
+    def build(self, side, flags, data=b"", seq=None, ack=None, win=None, options=None, ttl=64):
+        o = "s" if side == "c" else "c"
+        f = flagval(flags)
+        if seq is None:
+            seq = self.nxt[side]
+        if ack is None:
+            ack = self.nxt[o] if f & 0x10 else 0
+        if win is None:
+            win = self.win[side]
+        if options is None:
+            options = self.synopts[side] if f & 0x02 else []
+        src, dst, sport, dport = self.ends[side]
+        t = TCP(sport=sport, dport=dport, seq=seq & M32, ack=ack & M32, flags=f, window=win,
+                options=options)
+        p = ip(src, dst, ttl) / t
+        if data:
+            p = p / Raw(data)
+        return p, seq, f
+
+
+def _nat_tcp_session(s, c, sv, nat, cport, sport=80, nat_port=None):
+    t = NatTcp(s, (c, sv, cport, sport), (sv, nat, sport, nat_port or cport), cport=cport,
+               sport=sport, v6=is6(c))
+    t.handshake()
+    t.c("PA", EST, "data", data=payload(60))
+    t.s("PA", EST, "answer to the translated address", data=payload(80, 1))
+    t.c("FA", EST, "FIN_WAIT")
+    t.s("FA", EST, "LAST_ACK")
+    t.c("A", EST, "TIME_WAIT")
+    return t
+
+
+@scenario("NAT: masquerade of a client network (TCP, UDP, ICMP echo, UDP over IPv6).",
+          ["nat", "tcp", "udp", "icmp", "ipv4", "ipv6"],
+          "For masquerade.nft with --addr server=10.2.0.254 --addr server=2001:db8:2::fe. Every "
+          "flow from 10.1.0.1 leaves as 10.2.0.254 with its port kept (identity is free); the "
+          "server answers the router's address and the reply is un-NATed to the client.")
+def nat_masquerade(s):
+    _nat_tcp_session(s, C4, S4, NAT4, 40000)
+    s.add("c", udp(C4, S4, 5001, 53, b"query"), NEW, "masqueraded to 10.2.0.254:5001")
+    s.add("s", udp(S4, NAT4, 53, 5001, b"answer"), EST, "un-NATed to 10.1.0.1:5001")
+    s.add("c", icmp(C4, S4, 8, id=0x4242, seq=1), NEW, "echo, id kept")
+    s.add("s", icmp(S4, NAT4, 0, id=0x4242, seq=1), EST, "echo reply to the router")
+    s.add("c", udp(C6, S6, 5002, 53, b"query6"), NEW, "masqueraded to 2001:db8:2::fe")
+    s.add("s", udp(S6, NAT6, 53, 5002, b"answer6"), EST, "un-NATed")
+
+
+@scenario("NAT: SNAT to a 4-address pool with a port range 20000-20099.",
+          ["nat", "tcp", "ipv4"],
+          "For snat_pool.nft. A source port inside the range is kept; the address is the "
+          "kernel's jhash2 pick over the pool (deterministic: 10.1.0.1 -> 10.2.0.101, "
+          "10.1.0.2 -> 10.2.0.103). A source port outside the range gets a random port of the "
+          "range: only its original-direction packets are in the capture.")
+def nat_snat_pool(s):
+    _nat_tcp_session(s, C4, S4, POOL_PICK[C4], 20050)
+    t = NatTcp(s, ("10.1.0.2", S4, 20051, 80), (S4, POOL_PICK["10.1.0.2"], 80, 20051),
+               cport=20051)
+    t.handshake()
+    s.add("c", TCP_SYN(C4, S4, 40000, 80), NEW, "port outside the range: random pick")
+    s.add("c", TCP_SYN(C4, S4, 40000, 80), NEW, "retransmitted SYN: same entry")
+    s.add("c", udp(C4, S4, 20060, 53, b"query"), NEW, "UDP, port kept")
+    s.add("s", udp(S4, POOL_PICK[C4], 53, 20060, b"answer"), EST, "un-NATed")
+
+
+def TCP_SYN(src, dst, sport, dport, seq=3_000_000):
+    return ip(src, dst) / TCP(sport=sport, dport=dport, seq=seq, flags="S", window=64240,
+                              options=[("MSS", 1460)])
+
+
+@scenario("NAT: DNAT port forward to a server (Docker -p 8080:80).",
+          ["nat", "tcp", "ipv4"],
+          "For dnat_port_forward.nft: the client connects to the router's client-side address "
+          "10.1.0.254:8080, the router forwards to 10.2.0.1:80; the server's answers are "
+          "un-DNATed. A UDP datagram to another port is not forwarded by the rule.")
+def nat_dnat_port_forward(s):
+    t = NatTcp(s, (C4, R_C4, 40000, 8080), (S4, C4, 80, 40000), cport=40000)
+    t.handshake()
+    t.c("PA", EST, "data", data=payload(60))
+    t.s("PA", EST, "answer", data=payload(80, 1))
+    t.c("FA", EST, "FIN_WAIT")
+    t.s("FA", EST, "LAST_ACK")
+    t.c("A", EST, "TIME_WAIT")
+    s.add("c", udp(C4, S4, 5003, 53, b"query"), NEW, "not forwarded by the rule: plain")
+    s.add("s", udp(S4, C4, 53, 5003, b"answer"), EST, "")
+
+
+@scenario("NAT: redirect to a local port.", ["nat", "tcp", "udp", "ipv4"],
+          "For redirect.nft: TCP to port 80 and UDP to port 53 are redirected to the router's "
+          "client-side address 10.1.0.254 (ports 8080 and 5353) and delivered locally; the "
+          "router's own answers are dropped in raw output (the capture has none).")
+def nat_redirect(s):
+    s.add("c", TCP_SYN(C4, S4, 40010, 80), NEW, "redirected to 10.1.0.254:8080")
+    s.add("c", TCP_SYN(C4, S4, 40010, 80), NEW, "retransmitted")
+    s.add("c", udp(C4, S4, 5004, 53, b"query"), NEW, "redirected to 10.1.0.254:5353")
+    s.add("c", udp(C4, S4, 5004, 53, b"query again"), NEW, "same entry")
+    s.add("c", TCP_SYN(C4, S4, 40011, 443), NEW, "port 443: forwarded, not redirected")
+
+
+@scenario("NAT: SNAT where the original port is taken (remap).",
+          ["nat", "tcp", "udp", "ipv4"],
+          "For snat_port_taken.nft (snat to 10.2.0.254). 10.1.0.1 uses ports 40000, 5001, 700 "
+          "and 500 first and keeps them; 10.1.0.2 then uses the same ports to the same server: "
+          "its source port is taken and is remapped at random inside the class of the original "
+          "port ([1024,65535], [600,1023], [1,511]); only original-direction packets of the "
+          "remapped flows are in the capture.")
+def nat_snat_port_taken(s):
+    t = NatTcp(s, (C4, S4, 40000, 80), (S4, NAT4, 80, 40000), cport=40000)
+    t.handshake()
+    s.add("c", TCP_SYN("10.1.0.2", S4, 40000, 80), NEW, "port taken: remapped")
+    s.add("c", TCP_SYN("10.1.0.2", S4, 40000, 80), NEW, "retransmitted: same remapped entry")
+    s.add("c", udp(C4, S4, 5001, 53, b"query"), NEW, "identity")
+    s.add("s", udp(S4, NAT4, 53, 5001, b"answer"), EST, "un-NATed")
+    s.add("c", udp("10.1.0.2", S4, 5001, 53, b"query"), NEW, "remapped in [1024,65535]")
+    s.add("c", TCP_SYN(C4, S4, 700, 80), NEW, "identity")
+    s.add("c", TCP_SYN("10.1.0.2", S4, 700, 80), NEW, "remapped in [600,1023]")
+    s.add("c", udp(C4, S4, 500, 500, b"ike"), NEW, "identity")
+    s.add("c", udp("10.1.0.2", S4, 500, 500, b"ike"), NEW, "remapped in [1,511]")
+
+
+@scenario("NAT: masquerade with ct state invalid drop.", ["nat", "tcp", "ipv4", "invalid"],
+          "For masquerade_invalid_drop.nft. Invalid segments of a masqueraded connection are "
+          "dropped (not forwarded) and change nothing; the connection then closes normally.")
+def nat_masquerade_invalid(s):
+    t = NatTcp(s, (C4, S4, 40020, 80), (S4, NAT4, 80, 40020), cport=40020)
+    t.handshake()
+    t.c("PA", EST, "data", data=payload(60))
+    t.s("A", INV, "SEQ over the upper bound: dropped", seq=t.nxt["s"] + 1_000_000_000)
+    t.c("SFA", INV, "invalid flags: dropped")
+    t.s("PA", EST, "answer", data=payload(80, 1))
+    t.c("FA", EST, "FIN_WAIT")
+    t.s("FA", EST, "LAST_ACK")
+    t.c("A", EST, "TIME_WAIT")
+
+
+@scenario("NAT: ICMP errors through masquerade.", ["nat", "icmp", "udp", "tcp", "ipv4", "related"],
+          "For masquerade.nft. Errors sent to the router's address about masqueraded packets "
+          "are RELATED; the embedded packet and the outer destination are un-NATed to the "
+          "client. An error from the client about the server's (un-NATed) answer is RELATED in "
+          "the original direction and is masqueraded.")
+def nat_icmp_errors(s):
+    s.add("c", udp(C4, S4, 5010, 53, b"query"), NEW, "masqueraded")
+    q = udp(NAT4, S4, 5010, 53, b"query")
+    q.id = s.next_ip_id - 1
+    s.add("s", icmp_err(S4, NAT4, q, 3, 3), REL, "port unreachable about the NAT'd datagram")
+    s.add("c", TCP_SYN(C4, S4, 40030, 80), NEW, "masqueraded")
+    sq = TCP_SYN(NAT4, S4, 40030, 80)
+    sq.id = s.next_ip_id - 1
+    s.add("s", icmp_err("10.2.0.99", NAT4, sq, 11, 0, quote=28), REL,
+          "time exceeded from a router on the way")
+    s.add("c", udp(C4, S4, 5011, 53, b"query"), NEW, "masqueraded")
+    r = s.add("s", udp(S4, NAT4, 53, 5011, b"answer"), EST, "un-NATed")
+    r2 = udp(S4, C4, 53, 5011, b"answer")
+    r2.id = r.id
+    r2.ttl = 63
+    s.add("c", icmp_err(C4, S4, r2, 3, 3), REL, "port unreachable from the client: masqueraded")
+
+
+@scenario("NAT: two DNS queries from one socket through DNAT (A and AAAA).",
+          ["nat", "udp", "ipv4", "dns"],
+          "For dnat_dns.nft: the client sends the A and AAAA queries of one lookup from one "
+          "socket to the service address 10.96.0.10:53, DNATed to 10.2.0.1:53; both answers "
+          "come back un-DNATed. The second query finds the first's entry.")
+def nat_dns_race(s):
+    s.add("c", udp(C4, VIP4, 5353, 53, b"a"), NEW, "DNAT to 10.2.0.1")
+    s.add("c", udp(C4, VIP4, 5353, 53, b"aaaa"), NEW, "same entry", gap=0.0001)
+    s.add("s", udp(S4, C4, 53, 5353, b"a"), EST, "un-DNATed")
+    s.add("s", udp(S4, C4, 53, 5353, b"aaaa"), EST, "")
+    s.add("c", udp("10.1.0.2", VIP4, 5353, 53, b"a"), NEW, "another client")
+    s.add("c", udp("10.1.0.2", VIP4, 5353, 53, b"aaaa"), NEW, "", gap=0.0001)
+    s.add("s", udp(S4, "10.1.0.2", 53, 5353, b"aaaa"), EST, "answers in the other order")
+    s.add("s", udp(S4, "10.1.0.2", 53, 5353, b"a"), EST, "")
+
+
+# ==========================================================================
 # Output
 # ==========================================================================
 def pcap_bytes(records):

@@ -91,6 +91,32 @@ fn parse_addr_range(s: &str) -> Result<(Family, Addr, Addr), String> {
     Ok((fa, lo, hi))
 }
 
+/// `ADDR/LEN` as `FIRST-LAST` (`None` if the address or length is invalid).
+fn prefix_range(addr: &str, len: u64) -> Option<String> {
+    match addr.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) => {
+            let host = u32::MAX.checked_shr(u32::try_from(len).ok().filter(|&l| l <= 32)?);
+            let host = host.unwrap_or(0);
+            let lo = u32::from(a) & !host;
+            Some(format!(
+                "{}-{}",
+                std::net::Ipv4Addr::from(lo),
+                std::net::Ipv4Addr::from(lo | host)
+            ))
+        }
+        std::net::IpAddr::V6(a) => {
+            let host = u128::MAX.checked_shr(u32::try_from(len).ok().filter(|&l| l <= 128)?);
+            let host = host.unwrap_or(0);
+            let lo = u128::from(a) & !host;
+            Some(format!(
+                "[{}]-[{}]",
+                std::net::Ipv6Addr::from(lo),
+                std::net::Ipv6Addr::from(lo | host)
+            ))
+        }
+    }
+}
+
 /// Split `ADDR[-ADDR][:PORTS]` into the address part and the port part.
 fn split_target(s: &str) -> (&str, Option<&str>) {
     if let Some(rest) = s.strip_prefix('[') {
@@ -211,7 +237,10 @@ impl NatStmt {
                 .or_else(|| x.as_u64().map(|n| n.to_string()))
         };
         let range_of = |x: &J| -> Option<String> {
-            if let Some(r) = x.get("range").and_then(J::as_array) {
+            if let Some(p) = x.get("prefix") {
+                // nft -j writes an aligned address range as a prefix.
+                prefix_range(p.get("addr")?.as_str()?, p.get("len")?.as_u64()?)
+            } else if let Some(r) = x.get("range").and_then(J::as_array) {
                 Some(format!("{}-{}", scalar(r.first()?)?, scalar(r.get(1)?)?))
             } else {
                 scalar(x)
@@ -303,5 +332,22 @@ mod tests {
         .unwrap();
         assert_eq!(j.range.max_addr, Addr::v4([10, 0, 0, 2]));
         assert_eq!(j.range.flags & flags::PERSISTENT, flags::PERSISTENT);
+    }
+
+    #[test]
+    fn json_prefix_addresses() {
+        // nft -j writes 10.2.0.100-10.2.0.103 as a /30 prefix.
+        let j = NatStmt::parse(
+            NatKind::Snat,
+            r#"{"addr": {"prefix": {"addr": "10.2.0.100", "len": 30}}, "port": {"range": [20000, 20099]}}"#,
+        )
+        .unwrap();
+        assert_eq!(j.range.min_addr, Addr::v4([10, 2, 0, 100]));
+        assert_eq!(j.range.max_addr, Addr::v4([10, 2, 0, 103]));
+        assert_eq!(
+            prefix_range("2001:db8::5", 126).as_deref(),
+            Some("[2001:db8::4]-[2001:db8::7]")
+        );
+        assert_eq!(prefix_range("10.0.0.1", 33), None);
     }
 }

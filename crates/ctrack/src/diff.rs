@@ -25,7 +25,8 @@ pub struct KnownDifference {
     /// Packet index, or none for every packet of the capture.
     #[serde(default)]
     pub index: Option<u64>,
-    /// Field: ctstate, direction, fate, reason, counters, table, proc, events, stats, or `*`.
+    /// Field: ctstate, direction, fate, reason, counters, table, proc, events, stats,
+    /// nat_unique, or `*`.
     pub field: String,
     /// Why it differs, and what will remove the difference.
     pub reason: String,
@@ -490,6 +491,28 @@ pub fn compare(
             run.proc_table.clone(),
         )
     };
+    // NAT: a randomly remapped source port compares by its class; no two entries of
+    // one table may share a reply tuple (crate::natcmp).
+    for (side, table) in [("ours", &our_table), ("kernel", &run.table)] {
+        for dup in crate::natcmp::duplicate_reply_tuples(table) {
+            let (a, b) = if side == "ours" {
+                (dup, String::from("-"))
+            } else {
+                (String::from("-"), dup)
+            };
+            res.differences.push(Difference {
+                index: None,
+                field: "nat_unique",
+                ours: a,
+                kernel: b,
+                detail: String::new(),
+                known: is_known(None, "nat_unique"),
+            });
+        }
+    }
+    let norm = crate::natcmp::normalise_all;
+    let (tab_ours, tab_kernel) = (norm(&tab_ours), norm(&tab_kernel));
+    let (proc_ours, proc_kernel) = (norm(&proc_ours), norm(&proc_kernel));
     for (field, pairs) in [
         ("table", compare_tables(&tab_ours, &tab_kernel)),
         ("proc", compare_lines(&proc_ours, &proc_kernel, 4)),
@@ -513,7 +536,7 @@ pub fn compare(
     }
     if !run.events.is_empty() || !our_events.is_empty() {
         let kernel_events: Vec<String> = run.events.iter().map(|e| e.line.clone()).collect();
-        for (a, b) in compare_events(&our_events, &kernel_events) {
+        for (a, b) in compare_events(&norm(&our_events), &norm(&kernel_events)) {
             res.differences.push(Difference {
                 index: None,
                 field: "events",

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod input;
 pub mod kernel;
 pub mod listing;
+pub mod natcmp;
 pub mod output;
 pub mod replay;
 pub mod report;

@@ -16,6 +16,7 @@ use ctrack::diff::{self, DiffResult, KnownDifference};
 use ctrack::input;
 use ctrack::kernel::KernelOptions;
 use ctrack::replay::{Replay, ReplayOptions};
+use ctrack_core::topology::{Cidr, Side};
 use ctrack_core::Sysctls;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -49,6 +50,44 @@ struct Entry {
     scenarios: Vec<String>,
     #[serde(default)]
     corpus: Vec<String>,
+    /// The router's interface addresses, `client=ADDR` / `server=ADDR` (NAT: the source
+    /// of masquerade, the target of redirect): `--addr` and the oracle's `fw_addrs`.
+    #[serde(default)]
+    addrs: Vec<String>,
+    /// `--client-net` prefixes: with NAT, a reply addressed to the NAT address must
+    /// still enter on the server side.
+    #[serde(default)]
+    client_nets: Vec<String>,
+}
+
+impl Entry {
+    fn addrs(&self) -> Vec<(Side, std::net::IpAddr)> {
+        self.addrs
+            .iter()
+            .map(|kv| {
+                let (side, a) = kv
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("{}: addrs: {kv}", self.ruleset));
+                let side = match side {
+                    "client" => Side::Client,
+                    "server" => Side::Server,
+                    _ => panic!("{}: addrs: {kv}", self.ruleset),
+                };
+                (
+                    side,
+                    a.parse()
+                        .unwrap_or_else(|_| panic!("{}: {kv}", self.ruleset)),
+                )
+            })
+            .collect()
+    }
+
+    fn nets(&self) -> Vec<Cidr> {
+        self.client_nets
+            .iter()
+            .map(|c| Cidr::parse(c).unwrap_or_else(|e| panic!("{}: {e}", self.ruleset)))
+            .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -104,7 +143,7 @@ fn captures(e: &Entry) -> Vec<Capture> {
     out
 }
 
-fn ropts(pairs: &[(String, String)], ruleset: &Path) -> ReplayOptions {
+fn ropts(pairs: &[(String, String)], ruleset: &Path, e: &Entry) -> ReplayOptions {
     let mut sysctls = Sysctls::default();
     for (k, v) in pairs {
         sysctls.set(k, v).expect("sysctl");
@@ -112,6 +151,7 @@ fn ropts(pairs: &[(String, String)], ruleset: &Path) -> ReplayOptions {
     ReplayOptions {
         sysctls,
         ruleset: Some(ctrack_rules::load_file(ruleset).unwrap_or_else(|e| panic!("{e}"))),
+        addrs: e.addrs(),
         ..ReplayOptions::default()
     }
 }
@@ -150,18 +190,20 @@ fn rulesets_match_the_kernel() {
                 eprintln!("SKIPPED: {} (corpus not found)", path.display());
                 continue;
             }
-            let loaded = input::load(&path, &[]).unwrap_or_else(|err| panic!("{label}: {err}"));
+            let loaded =
+                input::load(&path, &e.nets()).unwrap_or_else(|err| panic!("{label}: {err}"));
             let kopts = KernelOptions {
                 sysctls: pairs.clone(),
                 max_gap: gap,
                 ruleset: Some(rpath.clone()),
+                addrs: e.addrs(),
                 ..KernelOptions::default()
             };
             let file = path
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let r = diff::diff(&file, &loaded, &kopts, &ropts(&pairs, &rpath), &known)
+            let r = diff::diff(&file, &loaded, &kopts, &ropts(&pairs, &rpath, &e), &known)
                 .unwrap_or_else(|err| panic!("{} on {label}: kernel run failed: {err}", e.ruleset));
             results.push((format!("{} on {label}", e.ruleset), r));
         }
@@ -228,10 +270,10 @@ fn json_export_replays_like_the_text() {
         std::fs::write(&jpath, &json).expect("write json");
         let from_json = ctrack_rules::load_file(&jpath).unwrap_or_else(|err| panic!("{err}"));
         for (label, path, pairs, _) in captures(e) {
-            let Ok(loaded) = input::load(&path, &[]) else {
+            let Ok(loaded) = input::load(&path, &e.nets()) else {
                 continue;
             };
-            let a = ropts(&pairs, &text);
+            let a = ropts(&pairs, &text, e);
             let mut b = a.clone();
             b.ruleset = Some(from_json.clone());
             let (mut ra, mut rb) = (Replay::new(&a), Replay::new(&b));
