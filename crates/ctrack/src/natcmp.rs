@@ -90,12 +90,14 @@ pub fn duplicate_reply_tuples(lines: &[String]) -> Vec<String> {
             continue;
         };
         let mut key = toks[reply.0..reply.1].join(" ");
-        // The protocol name and the zone are part of the tuple's identity.
-        if let Some(p) = toks
+        // The protocol (name and number: every protocol without a tracker is named
+        // `unknown`) and the zone are part of the tuple's identity.
+        if let Some(i) = toks
             .iter()
-            .find(|t| t.chars().all(|c| c.is_ascii_lowercase()))
+            .position(|t| t.chars().all(|c| c.is_ascii_lowercase()))
         {
-            key = format!("{p} {key}");
+            let num = toks.get(i + 1).copied().unwrap_or("");
+            key = format!("{} {num} {key}", toks[i]);
         }
         if let Some(z) = toks.iter().find(|t| t.starts_with("zone=")) {
             key.push(' ');
@@ -135,6 +137,17 @@ mod tests {
         assert_eq!(normalise(dnat), dnat);
         let icmp = "icmp     1 29 src=10.1.0.1 dst=10.2.0.1 type=8 code=0 id=7 src=10.2.0.1 dst=10.2.0.254 type=0 code=0 id=9 mark=0 use=1";
         assert!(normalise(icmp).ends_with("id=~ mark=0 use=1"));
+    }
+
+    #[test]
+    fn generic_protocols_differ_by_number() {
+        let a = "unknown  253 599 src=10.1.0.1 dst=10.2.0.1 src=10.2.0.1 dst=10.1.0.1 mark=0 use=1";
+        let b = "unknown  99 599 src=10.1.0.1 dst=10.2.0.1 src=10.2.0.1 dst=10.1.0.1 mark=0 use=1";
+        assert!(duplicate_reply_tuples(&[a.to_string(), b.to_string()]).is_empty());
+        assert_eq!(
+            duplicate_reply_tuples(&[a.to_string(), a.to_string()]).len(),
+            1
+        );
     }
 
     #[test]
