@@ -91,6 +91,12 @@ struct ReplayArgs {
     /// this pcap file (raw IP, nanosecond timestamps).
     #[arg(long, value_name = "OUT.pcap")]
     write: Option<PathBuf>,
+    /// With `--write`: one wire's view instead — every packet arriving from this side
+    /// as it arrived (before NAT, whatever its fate), and every packet forwarded to
+    /// this side as it left (NAT applied). The written capture is consistent, so it
+    /// can be replayed again (e.g. into the kernel).
+    #[arg(long = "write-side", value_name = "client|server", requires = "write")]
+    write_side: Option<WriteSide>,
     /// Print the expectation table as `conntrack -L expect` (empty until helpers exist).
     #[arg(long)]
     expect: bool,
@@ -105,6 +111,24 @@ struct ReplayArgs {
     /// e.g. `-- -L -p tcp --dport 80 -o save` (see README).
     #[arg(last = true, value_name = "CONNTRACK-ARGS")]
     conntrack: Vec<String>,
+}
+
+/// The wire `--write-side` records.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WriteSide {
+    /// The client side's wire.
+    Client,
+    /// The server side's wire.
+    Server,
+}
+
+impl WriteSide {
+    fn side(self) -> ctrack_core::topology::Side {
+        match self {
+            WriteSide::Client => ctrack_core::topology::Side::Client,
+            WriteSide::Server => ctrack_core::topology::Side::Server,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -248,7 +272,8 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         ifnames: Some(parse_ifnames(&a.common.ifnames)?),
         addrs: parse_addrs(&a.common.addrs)?,
     };
-    let need_side = a.packets || a.ruleset.is_some();
+    let need_side = a.packets || a.ruleset.is_some() || a.write_side.is_some();
+    let wire = a.write_side.map(WriteSide::side);
     let mut r = Replay::new(&opts);
     let mut writer = match &a.write {
         Some(p) => Some(ctrack::write::PcapWriter::new(io::BufWriter::new(
@@ -305,10 +330,17 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
                 ctrack_core::topology::Side::Client
             };
             let rep = r.packet(rec.index, rec.ts_ns, l3, side);
-            if let (Some(w), false, ctrack::report::Fate::Forwarded) =
-                (writer.as_mut(), rep.drop, rep.fate)
-            {
-                w.packet(rec.ts_ns, r.last_packet())?;
+            if let Some(w) = writer.as_mut() {
+                let forwarded = !rep.drop && rep.fate == ctrack::report::Fate::Forwarded;
+                match wire {
+                    // Every packet as it leaves, on whichever side.
+                    None if forwarded => w.packet(rec.ts_ns, r.last_packet())?,
+                    None => {}
+                    // One wire: what arrived from it, and what was forwarded onto it.
+                    Some(wire) if side == wire => w.packet(rec.ts_ns, l3)?,
+                    Some(_) if forwarded => w.packet(rec.ts_ns, r.last_packet())?,
+                    Some(_) => {}
+                }
             }
             if let Some(c) = capacity.as_mut() {
                 c.observe(&r.ct, r.now);
