@@ -2,7 +2,9 @@
 //! to chain indices, base chains sorted by hook and priority, counters numbered. Only a
 //! compiled ruleset can run; it never changes (rule counters live in the pipeline).
 
-use crate::ast::{self, ChainType, HookName, Item, Key, Op, Policy, Stmt, TableFamily, Value};
+use crate::ast::{
+    self, ChainType, HookName, Item, Key, Match, Op, Policy, Stmt, TableFamily, Value,
+};
 use crate::error::{Error, Pos};
 use crate::expr::{prefix_range, CMatch, Test, ValueType};
 
@@ -269,11 +271,28 @@ pub fn compile(file: &str, f: &ast::File) -> Result<Ruleset, Error> {
                     rule: r,
                 };
                 let mut items = Vec::with_capacity(r.items.len());
+                // Whether a transport protocol is known at this point of the rule (nft's
+                // protocol context): a NAT port mapping needs one.
+                let mut l4_known = false;
                 for it in &r.items {
                     items.push(match it {
-                        Item::Match(m) => CItem::Match(compile_match(&cx, m)?),
+                        Item::Match(m) => {
+                            l4_known |= names_transport(m);
+                            CItem::Match(compile_match(&cx, m)?)
+                        }
                         Item::Stmt(s, pos) => {
-                            compile_stmt(&cx, s, *pos, ti, &index, &mut rs, ci, ri as u32)?
+                            let c = compile_stmt(&cx, s, *pos, ti, &index, &mut rs, ci, ri as u32)?;
+                            if let CItem::Nat(st) = &c {
+                                if st.range.flags & ctrack_core::nat::flags::PROTO_SPECIFIED != 0
+                                    && !l4_known
+                                {
+                                    return Err(cx.err(
+                                        *pos,
+                                        "transport protocol mapping is only valid after transport protocol match",
+                                    ));
+                                }
+                            }
+                            c
                         }
                     });
                 }
@@ -291,6 +310,20 @@ pub fn compile(file: &str, f: &ast::File) -> Result<Ruleset, Error> {
         h.sort_by_key(|c| c.priority);
     }
     Ok(rs)
+}
+
+/// Whether a match fixes the transport protocol, as nft's protocol context sees it: an
+/// equality on `ip protocol`, `ip6 nexthdr` or `meta l4proto`, or any field of a named
+/// transport header (`tcp dport`, `udp sport`, `tcp flags`; not `th`).
+fn names_transport(m: &Match) -> bool {
+    match m.key {
+        Key::IpProtocol | Key::Ip6Nexthdr | Key::L4proto => {
+            matches!(m.op, Op::Implicit | Op::Eq | Op::In) && m.mask.is_none()
+        }
+        Key::Sport(p) | Key::Dport(p) => p != 0,
+        Key::TcpFlags => true,
+        _ => false,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -162,3 +162,55 @@ fn nat_and_helpers_are_refused_with_a_position() {
     load_str("h.nft", "table ip h { ct helper x { type \"ftp\" protocol tcp; } chain c { type filter hook prerouting priority raw; tcp dport 21 ct helper set \"x\"; } }")
         .expect("ftp helper");
 }
+
+#[test]
+fn nat_port_mapping_needs_a_transport_protocol_match() {
+    // (rule, accepted): each checked against `nft -c -f` below when nft can run.
+    let cases = [
+        (
+            "ip saddr 10.0.0.0/8 snat to 1.2.3.4-1.2.3.5:1000-2000",
+            false,
+        ),
+        ("masquerade to :1000-2000", false),
+        ("ip protocol tcp masquerade to :1000-2000", true),
+        ("ip protocol != tcp masquerade to :1000-2000", false),
+        ("tcp dport 80 snat to 1.2.3.4:8080", true),
+        ("th dport 80 snat to 1.2.3.4:8080", false),
+        ("ip saddr 10.0.0.0/8 snat to 1.2.3.4", true),
+        ("meta l4proto { tcp, udp } snat to 1.2.3.4:1000-2000", true),
+        ("udp sport 53 snat to 1.2.3.4:1000", true),
+        ("masquerade random", true),
+    ];
+    let nft_ok = std::process::Command::new("nft")
+        .args(["-c", "-f", "/dev/null"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    for (rule, accepted) in cases {
+        let text = format!(
+            "table ip t {{\n chain p {{\n  type nat hook postrouting priority srcnat;\n  {rule}\n }}\n}}\n"
+        );
+        let ours = load_str("t.nft", &text);
+        assert_eq!(ours.is_ok(), accepted, "{rule}: {:?}", ours.err());
+        if let Err(e) = ours {
+            assert!(
+                e.to_string().contains(
+                    "Error: transport protocol mapping is only valid after transport protocol match"
+                ),
+                "{rule}: {e}"
+            );
+        }
+        if nft_ok {
+            let path =
+                std::env::temp_dir().join(format!("ctrack-natcheck-{}.nft", std::process::id()));
+            std::fs::write(&path, &text).expect("temp file");
+            let st = std::process::Command::new("nft")
+                .arg("-c")
+                .arg("-f")
+                .arg(&path)
+                .output()
+                .expect("nft runs");
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(st.status.success(), accepted, "nft -c disagrees on {rule}");
+        }
+    }
+}
