@@ -58,6 +58,53 @@ struct Entry {
     /// still enter on the server side.
     #[serde(default)]
     client_nets: Vec<String>,
+    /// An SNAT rule's explicit range, `ADDR-ADDR:PORT-PORT`: every source-NATed entry of
+    /// both tables (ours and the kernel's) must have its reply destination inside it,
+    /// whatever port the kernel picked at random.
+    #[serde(default)]
+    snat_range: Option<String>,
+}
+
+/// Source-NATed lines of a `conntrack -L` table whose reply destination (address, port)
+/// falls outside `range` (`A-B:P-Q`, IPv4); returns them with the reason.
+fn outside_snat_range(range: &str, table: &[String]) -> Vec<String> {
+    let (addrs, ports) = range
+        .split_once(':')
+        .expect("snat_range ADDR-ADDR:PORT-PORT");
+    let (a0, a1) = addrs.split_once('-').unwrap_or((addrs, addrs));
+    let (p0, p1) = ports.split_once('-').unwrap_or((ports, ports));
+    let a: std::ops::RangeInclusive<std::net::Ipv4Addr> =
+        a0.parse().expect("address")..=a1.parse().expect("address");
+    let p: std::ops::RangeInclusive<u16> = p0.parse().expect("port")..=p1.parse().expect("port");
+    let mut bad = Vec::new();
+    for line in table {
+        let toks: Vec<&str> = line.split(' ').collect();
+        let starts: Vec<usize> = (0..toks.len())
+            .filter(|&i| toks[i].starts_with("src="))
+            .collect();
+        let (Some(&o), Some(&r)) = (starts.first(), starts.get(1)) else {
+            continue;
+        };
+        let get = |from: usize, to: usize, k: &str| {
+            toks[from..to]
+                .iter()
+                .find_map(|t| t.strip_prefix(k))
+                .unwrap_or("")
+        };
+        let (osrc, rdst) = (get(o, r, "src="), get(r, toks.len(), "dst="));
+        if osrc == rdst {
+            continue; // not source-NATed
+        }
+        let addr_ok = rdst
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|x| a.contains(&x));
+        let rport = get(r, toks.len(), "dport=");
+        let port_ok = rport.is_empty() || rport.parse::<u16>().is_ok_and(|x| p.contains(&x));
+        if !addr_ok || !port_ok {
+            bad.push(format!("outside {range}: {line}"));
+        }
+    }
+    bad
 }
 
 impl Entry {
@@ -205,6 +252,19 @@ fn rulesets_match_the_kernel() {
                 .unwrap_or_default();
             let r = diff::diff(&file, &loaded, &kopts, &ropts(&pairs, &rpath, &e), &known)
                 .unwrap_or_else(|err| panic!("{} on {label}: kernel run failed: {err}", e.ruleset));
+            if let Some(range) = &e.snat_range {
+                let mut checked = 0;
+                for (who, table) in [("kernel", &r.kernel_table), ("ctrack", &r.our_table)] {
+                    let bad = outside_snat_range(range, table);
+                    assert!(bad.is_empty(), "{} on {label}, {who}: {bad:#?}", e.ruleset);
+                    checked += table.len();
+                }
+                assert!(checked > 0, "{} on {label}: empty tables", e.ruleset);
+                println!(
+                    "{} on {label}: every SNATed entry of both tables inside {range}",
+                    e.ruleset
+                );
+            }
             results.push((format!("{} on {label}", e.ruleset), r));
         }
     }
