@@ -119,11 +119,34 @@ impl NatRange {
 /// Key of the bysource index: original source address, key, protocol, zone.
 type SrcKey = (Addr, u16, u8, u16);
 
+/// The entries of one bysource key: nearly always one, so no allocation then.
+#[derive(Debug, Clone)]
+enum SrcIds {
+    One(EntryId),
+    Many(Vec<EntryId>),
+}
+
+impl SrcIds {
+    fn as_slice(&self) -> &[EntryId] {
+        match self {
+            SrcIds::One(id) => std::slice::from_ref(id),
+            SrcIds::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, id: EntryId) {
+        match self {
+            SrcIds::One(first) => *self = SrcIds::Many(vec![*first, id]),
+            SrcIds::Many(v) => v.push(id),
+        }
+    }
+}
+
 /// The engine's NAT state: the bysource index (kernel `nf_nat_bysource`) and the random
 /// source of port searches.
 #[derive(Debug, Clone, Default)]
 pub struct NatState {
-    bysource: HashMap<SrcKey, Vec<EntryId>>,
+    bysource: HashMap<SrcKey, SrcIds>,
     rng: u64,
 }
 
@@ -270,28 +293,45 @@ impl alloc::TupleSpace for Space<'_> {
                     && e.zone == key.3
             })
         };
-        let live: Vec<EntryId> = ids.iter().copied().filter(valid).collect();
+        let mapping = |id: EntryId| {
+            let e = table.get(id)?;
+            let r = &e.tuples[1];
+            Some(Tuple {
+                src: r.dst,
+                src_u: r.dst_u,
+                dst: t.dst,
+                dst_u: t.dst_u,
+                family: t.family,
+                proto: t.proto,
+            })
+        };
+        // Stale ids (entries gone or reused) are pruned as the kernel's hlist is.
+        let all = ids.as_slice();
+        if all.iter().all(valid) {
+            return all
+                .iter()
+                .rev()
+                .filter(|&&id| id != self.id)
+                .filter_map(|&id| mapping(id))
+                .collect();
+        }
+        let live: Vec<EntryId> = all.iter().copied().filter(valid).collect();
         let out = live
             .iter()
             .rev()
             .filter(|&&id| id != self.id)
-            .filter_map(|&id| {
-                let e = table.get(id)?;
-                let r = &e.tuples[1];
-                Some(Tuple {
-                    src: r.dst,
-                    src_u: r.dst_u,
-                    dst: t.dst,
-                    dst_u: t.dst_u,
-                    family: t.family,
-                    proto: t.proto,
-                })
-            })
+            .filter_map(|&id| mapping(id))
             .collect();
-        if live.is_empty() {
-            self.ct.nat.bysource.remove(&key);
-        } else if let Some(v) = self.ct.nat.bysource.get_mut(&key) {
-            *v = live;
+        match live.len() {
+            0 => {
+                self.ct.nat.bysource.remove(&key);
+            }
+            1 => {
+                self.ct.nat.bysource.insert(key, SrcIds::One(live[0]));
+            }
+            _ => {
+                self.ct.nat.bysource.insert(key, SrcIds::Many(live));
+            }
         }
         out
     }
@@ -355,9 +395,15 @@ impl Conntrack {
         e.status.set(manip.done_bit());
         if manip == Manip::Src {
             let key = (orig.src, orig.src_u, orig.proto, zone);
-            let ids = self.nat.bysource.entry(key).or_default();
-            if !ids.contains(&id) {
-                ids.push(id);
+            match self.nat.bysource.entry(key) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(SrcIds::One(id));
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    if !o.get().as_slice().contains(&id) {
+                        o.get_mut().push(id);
+                    }
+                }
             }
         }
         true
