@@ -130,6 +130,10 @@ pub enum Confirmed {
     Inserted,
     /// A clash with an identical entry was resolved by merging into it.
     Merged(EntryId),
+    /// A clash on the original tuple only (a NAT race whose bindings differ): the entry
+    /// was inserted under its reply tuple only, NAT_CLASH, expiring in 1 s, unlisted
+    /// and with no NEW event (kernel `nf_ct_resolve_clash_harder`).
+    ReplyOnly,
     /// Confirm failed: the packet is dropped (`insert_failed`).
     Failed(InvalidReason),
 }
@@ -241,12 +245,14 @@ impl Conntrack {
         std::mem::take(&mut self.events)
     }
 
-    /// The confirmed, unexpired entries, in creation order.
+    /// The confirmed, unexpired entries, in creation order, as `conntrack -L` lists
+    /// them (a NAT clash loser linked under its reply tuple only is not listed).
     pub fn entries(&self, now: Instant) -> Vec<&Entry> {
         let mut v: Vec<&Entry> = self
             .table
             .linked_ids()
             .into_iter()
+            .filter(|&id| self.table.is_listed(id))
             .filter_map(|id| self.table.get(id))
             .filter(|e| !e.expired(now))
             .collect();
@@ -587,16 +593,33 @@ impl Conntrack {
             return Confirmed::Failed(InvalidReason::InsertClash);
         }
         if let Some((other, _)) = clash0.or(clash1) {
+            // Clash resolution (kernel `nf_ct_resolve_clash`): only protocols that
+            // allow it; first merge into an identical entry, then (`..._harder`) an
+            // entry whose original tuple alone clashes goes in under its reply tuple.
             let allows = matches!(orig.proto, proto::UDP | proto::UDPLITE | proto::GRE)
                 || !is_known_proto(orig.proto);
-            let identical = self.table.get(other).is_some_and(|o| {
-                (o.tuples[0] == orig && o.tuples[1] == reply)
-                    || (o.tuples[0] == reply && o.tuples[1] == orig)
-            });
-            if allows && identical {
-                self.stats.clash_resolve += 1;
-                self.table.free(id);
-                return Confirmed::Merged(other);
+            if allows {
+                if self.can_merge(other, &orig, &reply) {
+                    return self.merge_clash(id, other, ci.dir());
+                }
+                match clash1 {
+                    Some((r, _)) if self.can_merge(r, &orig, &reply) => {
+                        return self.merge_clash(id, r, ci.dir());
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(e) = self.table.get_mut(id) {
+                            e.deadline = now + crate::time::secs(1);
+                            e.status.set(Status::FIXED_TIMEOUT | Status::NAT_CLASH);
+                            e.status.set(Status::CONFIRMED);
+                            // No NEW event: the kernel caches none for the loser.
+                            e.ecache = 0;
+                        }
+                        self.table.link_reply_only(id, h1);
+                        self.stats.clash_resolve += 1;
+                        return Confirmed::ReplyOnly;
+                    }
+                }
             }
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
@@ -617,6 +640,41 @@ impl Conntrack {
         }
         self.deliver(id, now, EventKind::New);
         Confirmed::Inserted
+    }
+
+    /// Whether the linked entry `other` has the tuples `orig`/`reply`, the same or
+    /// exactly reversed (kernel `nf_ct_can_merge`).
+    fn can_merge(&self, other: EntryId, orig: &Tuple, reply: &Tuple) -> bool {
+        self.table.get(other).is_some_and(|o| {
+            (o.tuples[0] == *orig && o.tuples[1] == *reply)
+                || (o.tuples[0] == *reply && o.tuples[1] == *orig)
+        })
+    }
+
+    /// Drop the unconfirmed `loser` in favour of `winner` (kernel
+    /// `__nf_ct_resolve_clash`): with accounting, the winner gets one packet and the
+    /// loser's bytes in the packet's direction (`nf_ct_acct_merge`).
+    fn merge_clash(&mut self, loser: EntryId, winner: EntryId, dir: Dir) -> Confirmed {
+        let bytes = self
+            .table
+            .get(loser)
+            .and_then(|e| e.ext.as_ref())
+            .and_then(|x| x.acct)
+            .map(|a| a[dir.index()].bytes);
+        if let Some(bytes) = bytes {
+            if let Some(a) = self
+                .table
+                .get_mut(winner)
+                .and_then(|e| e.ext.as_mut())
+                .and_then(|x| x.acct.as_mut())
+            {
+                a[dir.index()].packets += 1;
+                a[dir.index()].bytes += bytes;
+            }
+        }
+        self.stats.clash_resolve += 1;
+        self.table.free(loser);
+        Confirmed::Merged(winner)
     }
 
     /// The packet was dropped before the confirm hook: an unconfirmed entry it created is

@@ -75,6 +75,10 @@ fn tag_of(h: u64) -> u32 {
     h as u32 | 1
 }
 
+/// The original-direction tag of a reply-only entry ([`Table::link_reply_only`]):
+/// non-zero (linked) but even, so no real tag equals it.
+const FAKE_TAG: u32 = 2;
+
 /// The table's keyed flow hash (kernel `hash_conntrack_raw`): SipHash-1-3 with a
 /// 128-bit key derived from the table's seed, over the tuple packed into 64-bit words
 /// (IPv4: 2 words; IPv6: 5 words), the zone included. Keyed SipHash resists hash
@@ -319,6 +323,31 @@ impl Table {
         }
     }
 
+    /// Link only the reply tuple of `id` (hash `h_reply`); the original node is a fake
+    /// that no chain holds (kernel `hlist_nulls_add_fake`), so original-direction
+    /// lookups keep finding the entry already there and listings skip this one: the
+    /// loser of a NAT clash (`nf_ct_resolve_clash_harder`). It still counts as linked
+    /// (confirmed), the GC sees it, and it expires.
+    pub fn link_reply_only(&mut self, id: EntryId, h_reply: u64) {
+        if self.get(id).is_none() {
+            return;
+        }
+        let b = self.bucket_of_hash(h_reply) as usize;
+        let head = self.heads[b];
+        let slot = &mut self.slots[id as usize];
+        slot.next = [NIL, head];
+        slot.tag = [FAKE_TAG, tag_of(h_reply)];
+        self.heads[b] = id * 2 + 1;
+    }
+
+    /// Whether `id` is linked under its original tuple (not a reply-only clash entry):
+    /// what `conntrack -L` and /proc list.
+    pub fn is_listed(&self, id: EntryId) -> bool {
+        self.slots
+            .get(id as usize)
+            .is_some_and(|s| s.tag[0] & 1 == 1)
+    }
+
     /// Remove both nodes of `id` from their chains.
     pub fn unlink(&mut self, id: EntryId) {
         let Some(slot) = self.slots.get(id as usize) else {
@@ -332,7 +361,11 @@ impl Table {
             self.bucket(&e.tuples[0], e.zone),
             self.bucket(&e.tuples[1], e.zone),
         ];
+        let fake_orig = slot.tag[0] == FAKE_TAG;
         for (dir, &bucket) in b.iter().enumerate() {
+            if dir == 0 && fake_orig {
+                continue;
+            }
             let node = id * 2 + dir as u32;
             let mut cur = self.heads[bucket as usize];
             let mut prev = NIL;

@@ -145,7 +145,7 @@ impl Conntrack {
         let r = self.confirm(now, t);
         if let Some((id, _, seq)) = target {
             match r {
-                Confirmed::Inserted => {
+                Confirmed::Inserted | Confirmed::ReplyOnly => {
                     let master = self
                         .table
                         .get(id)

@@ -175,3 +175,104 @@ fn racing_udp_queries_through_dnat_merge() {
     assert_eq!(c.stats().clash_resolve, 1);
     assert_eq!(c.stats().insert_failed, 0);
 }
+
+#[test]
+fn racing_queries_to_different_backends_insert_the_loser_reply_only() {
+    // The Kubernetes case with two backends: both queries of one socket miss the table,
+    // the service DNAT picks a different backend for each, so only their original
+    // tuples clash. The loser goes in under its reply tuple alone (NAT_CLASH, 1 s,
+    // unlisted, no NEW event) and the second backend's answer is still un-NATed.
+    let mut c = Conntrack::new(Config {
+        seed: 7,
+        events: true,
+        ..Config::default()
+    });
+    let now = Instant::from_nanos(1_000_000_000);
+    let (client, service) = ([10, 244, 1, 5], [10, 96, 0, 10]);
+    let q = udp4(client, 43000, service, 53);
+    let t1 = c.track(now, &q, Hook::PreRouting, 0);
+    let t2 = c.track(now, &q, Hook::PreRouting, 0);
+    let (i1, i2) = (t1.entry.unwrap(), t2.entry.unwrap());
+    let backend = |b: [u8; 4]| NatRange {
+        flags: flags::MAP_IPS,
+        min_addr: Addr::v4(b),
+        max_addr: Addr::v4(b),
+        ..NatRange::default()
+    };
+    let (b1, b2) = ([10, 244, 2, 7], [10, 244, 3, 9]);
+    for (id, b) in [(i1, b1), (i2, b2)] {
+        assert!(c.nat_setup(now, id, &backend(b), Manip::Dst));
+        assert!(c.nat_null_binding(now, id, Manip::Src));
+    }
+    assert_eq!(c.confirm(now, &t1), crate::conntrack::Confirmed::Inserted);
+    assert_eq!(c.confirm(now, &t2), crate::conntrack::Confirmed::ReplyOnly);
+    assert_eq!(c.stats().clash_resolve, 1);
+    assert_eq!((c.stats().insert_failed, c.stats().drop), (0, 0));
+    // Both count; only the winner is listed, and only its NEW event was sent.
+    assert_eq!(c.count(), 2);
+    let listed = c.entries(now);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].tuples[1].src, Addr::v4(b1));
+    let news = c
+        .drain_events()
+        .iter()
+        .filter(|e| e.kind == crate::event::EventKind::New)
+        .count();
+    assert_eq!(news, 1);
+    let loser = c.table.get(i2).unwrap();
+    assert!(loser.status.has(Status::NAT_CLASH) && loser.status.has(Status::FIXED_TIMEOUT));
+    assert_eq!(loser.deadline, now + crate::time::secs(1));
+    // A third query in the original direction still finds the winner (still NEW: no
+    // reply seen yet).
+    let t3 = c.track(now, &q, Hook::PreRouting, 0);
+    assert_eq!((t3.entry, t3.ctinfo), (Some(i1), Some(CtInfo::New)));
+    assert!(c.table.is_linked(i1));
+    // The second backend's answer finds the loser and is un-NATed to the service.
+    let later = now + crate::time::secs(0);
+    let ans = udp4(b2, 53, client, 43000);
+    let t4 = c.track(later, &ans, Hook::PreRouting, 0);
+    assert_eq!(
+        (t4.entry, t4.ctinfo),
+        (Some(i2), Some(CtInfo::EstablishedReply))
+    );
+    let mut buf = ans.clone();
+    assert!(c.nat_packet(i2, Dir::Reply, Manip::Src, &mut buf));
+    assert_eq!(&buf[12..16], &service);
+    assert!(crate::packet::checksum::verify(&buf[..20]));
+    // Never ASSURED, and gone after its fixed second.
+    assert!(!c.table.get(i2).unwrap().status.has(Status::ASSURED));
+    assert_eq!(
+        c.expire(now + crate::time::secs(3)),
+        1,
+        "the loser only: the winner has 30 s"
+    );
+    assert!(c.table.get(i2).is_none());
+    assert_eq!(c.count(), 1);
+}
+
+#[test]
+fn a_clash_on_the_reply_tuple_too_is_dropped() {
+    // The loser's reply tuple matches an entry that is not identical: insert_failed.
+    let mut c = ct();
+    let now = Instant::from_nanos(1_000_000_000);
+    let q = udp4([10, 244, 1, 5], 43000, [10, 96, 0, 10], 53);
+    let t1 = c.track(now, &q, Hook::PreRouting, 0);
+    let t2 = c.track(now, &q, Hook::PreRouting, 0);
+    // The winner keeps its tuples; the loser's reply is made to equal the reply of an
+    // unrelated confirmed flow from the backend's side.
+    let other = udp4([10, 244, 9, 9], 53, [10, 244, 1, 5], 43000);
+    let t0 = c.track(now, &other, Hook::PreRouting, 0);
+    assert_eq!(c.confirm(now, &t0), crate::conntrack::Confirmed::Inserted);
+    assert!(c.nat_null_binding(now, t1.entry.unwrap(), Manip::Dst));
+    // The NAT search would avoid the taken tuple; set the loser's reply directly, as a
+    // racing CPU could have left it.
+    let i2 = t2.entry.unwrap();
+    c.table.get_mut(i2).unwrap().tuples[1] = c.table.get(t0.entry.unwrap()).unwrap().tuples[0];
+    assert_eq!(c.confirm(now, &t1), crate::conntrack::Confirmed::Inserted);
+    assert!(matches!(
+        c.confirm(now, &t2),
+        crate::conntrack::Confirmed::Failed(_)
+    ));
+    assert_eq!((c.stats().insert_failed, c.stats().drop), (1, 1));
+    assert_eq!(c.stats().clash_resolve, 0);
+}
