@@ -326,6 +326,28 @@ impl Tally {
 /// Run `pkts` through `ct` in batches of `batch`: track, then confirm (or discard a
 /// dropped packet's entry), as the replay pipeline does. Time advances 1 µs a packet.
 fn drive(ct: &mut Conntrack, pkts: &Packets, batch: usize, t0: u64, tally: &mut Tally) -> u64 {
+    drive_with(ct, pkts, batch, t0, tally, |_, t, _, _| {
+        if t.verdict == Verdict::Drop {
+            Next::Discard
+        } else {
+            Next::Confirm
+        }
+    })
+}
+
+/// [`drive`] with the caller's `pipeline` between each packet's track and confirm: it
+/// gets the packet, what `track` gave it, the engine and the batch's time.
+fn drive_with<F>(
+    ct: &mut Conntrack,
+    pkts: &Packets,
+    batch: usize,
+    t0: u64,
+    tally: &mut Tally,
+    mut pipeline: F,
+) -> u64
+where
+    F: FnMut(&[u8], &Tracked, &mut Conntrack, Instant) -> Next,
+{
     let mut now_ns = t0;
     let mut out: Vec<BatchResult> = Vec::with_capacity(batch);
     let mut refs: Vec<&[u8]> = Vec::with_capacity(batch);
@@ -337,12 +359,8 @@ fn drive(ct: &mut Conntrack, pkts: &Packets, batch: usize, t0: u64, tally: &mut 
         refs.extend((i..end).map(|k| pkts.get(k)));
         let now = Instant::from_nanos(now_ns);
         out.clear();
-        ct.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |_, t, _| {
-            if t.verdict == Verdict::Drop {
-                Next::Discard
-            } else {
-                Next::Confirm
-            }
+        ct.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |k, t, ct| {
+            pipeline(refs[k], t, ct, now)
         });
         for r in &out {
             tally.add(&r.tracked);
@@ -599,52 +617,33 @@ fn drive_nat(
 ) -> u64 {
     use ctrack_core::nat::Manip;
     use ctrack_core::tuple::Dir;
-    let mut now_ns = t0;
-    let mut out: Vec<BatchResult> = Vec::with_capacity(batch);
-    let mut refs: Vec<&[u8]> = Vec::with_capacity(batch);
     let mut scratch = [0u8; 2048];
-    let n = pkts.len();
-    let mut i = 0;
-    while i < n {
-        let end = (i + batch).min(n);
-        refs.clear();
-        refs.extend((i..end).map(|k| pkts.get(k)));
-        let now = Instant::from_nanos(now_ns);
-        out.clear();
-        ct.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |k, t, ct| {
-            if t.verdict == Verdict::Drop {
-                return Next::Discard;
-            }
-            let (Some(id), Some(ci)) = (t.entry, t.ctinfo) else {
-                return Next::Confirm;
-            };
-            let bound = ct.nat_initialized(id, Manip::Src)
-                || (ct.nat_null_binding(now, id, Manip::Dst)
-                    && ct.nat_setup(now, id, range, Manip::Src));
-            if !bound {
-                return Next::Discard;
-            }
-            let p = refs[k];
-            let buf = &mut scratch[..p.len()];
-            buf.copy_from_slice(p);
-            let manip = if ci.dir() == Dir::Original {
-                Manip::Src
-            } else {
-                Manip::Dst
-            };
-            if !ct.nat_packet(id, ci.dir(), manip, buf) {
-                return Next::Discard;
-            }
-            std::hint::black_box(&buf);
-            Next::Confirm
-        });
-        for r in &out {
-            tally.add(&r.tracked);
+    drive_with(ct, pkts, batch, t0, tally, |p, t, ct, now| {
+        if t.verdict == Verdict::Drop {
+            return Next::Discard;
         }
-        now_ns += 1000 * (end - i) as u64;
-        i = end;
-    }
-    now_ns
+        let (Some(id), Some(ci)) = (t.entry, t.ctinfo) else {
+            return Next::Confirm;
+        };
+        let bound = ct.nat_initialized(id, Manip::Src)
+            || (ct.nat_null_binding(now, id, Manip::Dst)
+                && ct.nat_setup(now, id, range, Manip::Src));
+        if !bound {
+            return Next::Discard;
+        }
+        let buf = &mut scratch[..p.len()];
+        buf.copy_from_slice(p);
+        let manip = if ci.dir() == Dir::Original {
+            Manip::Src
+        } else {
+            Manip::Dst
+        };
+        if !ct.nat_packet(id, ci.dir(), manip, buf) {
+            return Next::Discard;
+        }
+        std::hint::black_box(&buf);
+        Next::Confirm
+    })
 }
 
 /// `flows` new UDP flows through SNAT to a 4-address pool (creation + binding +
