@@ -2060,6 +2060,223 @@ def nat_dns_race(s):
 
 
 # ==========================================================================
+# FTP and TFTP through NAT (issue 8)
+# ==========================================================================
+class NatFtpTcp(NatTcp):
+    """An FTP control connection through NAT whose commands the router rewrites.
+
+    `off[x]` is what the router has added so far to side x's sequence numbers: side x's
+    own packets keep its own numbers (they are captured on its wire, before the
+    router), and the other side acknowledges x's data as it arrived, rewritten.
+    """
+
+    def __init__(self, scn, cend, send_, **kw):
+        NatTcp.__init__(self, scn, cend, send_, **kw)
+        self.off = {"c": 0, "s": 0}
+
+    def build(self, side, flags, data=b"", seq=None, ack=None, **kw):
+        o = "s" if side == "c" else "c"
+        if ack is None and flagval(flags) & 0x10:
+            ack = self.nxt[o] + self.off[o]
+        return NatTcp.build(self, side, flags, data, seq=seq, ack=ack, **kw)
+
+    def line(self, side, text, grow=0, note="", expect=EST):
+        """Send one command or answer line; the router changes its length by `grow`."""
+        r = self.send(side, "PA", expect, note, data=text)
+        self.off[side] += grow
+        return r
+
+    def login(self):
+        self.handshake()
+        self.line("s", b"220 ctrack FTP ready\r\n", note="banner: never parsed")
+        self.line("c", b"USER anonymous\r\n", note="first client line: never parsed")
+        self.line("s", b"331 Password required\r\n")
+        self.line("c", b"PASS guest\r\n")
+        self.line("s", b"230 Logged in\r\n")
+
+    def close(self):
+        self.line("c", b"QUIT\r\n")
+        self.line("s", b"221 Goodbye\r\n")
+        self.c("FA", EST, "FIN_WAIT")
+        self.s("FA", EST, "LAST_ACK")
+        self.c("A", EST, "TIME_WAIT")
+
+
+def _ftp_data(s, cend, send_, first, note, n=120, seed=2):
+    """A data connection through NAT, opened by side `first`, carrying n bytes from the
+    server side."""
+    t = NatTcp(s, cend, send_, cport=cend[2], sport=cend[3], cisn=5_000_000, sisn=6_000_000,
+               v6=is6(cend[0]))
+    o = "c" if first == "s" else "s"
+    t.send(first, "S", REL, note)
+    t.send(o, "SA", EST, "")
+    t.send(first, "A", EST, "")
+    t.s("PA", EST, "file data", data=payload(n, seed))
+    t.c("A", EST, "")
+    t.s("FA", EST, "")
+    t.c("FA", EST, "")
+    t.s("A", EST, "")
+    return t
+
+
+@scenario("NAT: active and passive FTP through masquerade; PORT/EPRT rewritten with a length "
+          "change (growth and shrink), sequence numbers adjusted.",
+          ["nat", "ftp", "helper", "tcp", "ipv4", "ipv6"],
+          "For ftp_snat.nft (--addr server=10.2.0.254 --addr server=2001:db8:2::fe). Each "
+          "side's packets are as on its own wire: the server sees the router's address and "
+          "acknowledges the rewritten lengths. 10.1.0.1: PORT 10,1,0,1,... becomes "
+          "10,2,0,254,... (+2 bytes, twice), the data connections come to 10.2.0.254 and are "
+          "DNATed back to the client (follow master); a 227 answer is rewritten to the same "
+          "text. 10.1.200.100: PORT 10,1,200,100,... becomes 10,2,0,254,... (-2 bytes). "
+          "IPv6: EPRT |2|2001:db8:1::1|...| becomes |2|2001:0db8:0002:...:00fe|...| (+26), then "
+          "EPSV.")
+def ftp_nat_snat(s):
+    ctl = NatFtpTcp(s, (C4, S4, 40021, 21), (S4, NAT4, 21, 40021), cport=40021, sport=21)
+    ctl.login()
+    ctl.line("c", b"PORT 10,1,0,1,156,65\r\n", grow=2,
+             note="rewritten to PORT 10,2,0,254,156,65: expect 10.2.0.1 -> 10.2.0.254:40001")
+    ctl.line("s", b"200 PORT command successful\r\n", note="acks the rewritten length")
+    ctl.line("c", b"RETR a.txt\r\n", note="seq shifted by 2 on the server wire")
+    ctl.line("s", b"150 Opening data connection\r\n")
+    _ftp_data(s, (C4, S4, 40001, 20), (S4, NAT4, 20, 40001), "s",
+              "data connection to 10.2.0.254:40001: RELATED, DNATed to 10.1.0.1:40001")
+    ctl.line("s", b"226 Transfer complete\r\n")
+    ctl.line("c", b"PORT 10,1,0,1,156,66\r\n", grow=2,
+             note="second rewrite: offset 4 after it, 2 before")
+    ctl.line("s", b"200 PORT command successful\r\n")
+    ctl.line("c", b"LIST\r\n")
+    ctl.line("s", b"150 Here comes the listing\r\n")
+    _ftp_data(s, (C4, S4, 40002, 20), (S4, NAT4, 20, 40002), "s",
+              "second data connection, RELATED", n=60, seed=3)
+    ctl.line("s", b"226 Directory send OK\r\n")
+    ctl.line("c", b"PASV\r\n")
+    ctl.line("s", b"227 Entering Passive Mode (10,2,0,1,195,80).\r\n",
+             note="rewritten to the same text: expect 10.1.0.1 -> 10.2.0.1:50000")
+    ctl.line("c", b"STOR b.txt\r\n")
+    _ftp_data(s, (C4, S4, 40003, 50000), (S4, NAT4, 50000, 40003), "c",
+              "passive data connection: RELATED, masqueraded (follow master)", n=40, seed=4)
+    ctl.line("s", b"226 Transfer complete\r\n")
+    ctl.close()
+
+    c2 = "10.1.200.100"
+    ctl = NatFtpTcp(s, (c2, S4, 40022, 21), (S4, NAT4, 21, 40022), cport=40022, sport=21,
+                    cisn=1_500_000, sisn=2_500_000)
+    ctl.login()
+    ctl.line("c", b"PORT 10,1,200,100,156,75\r\n", grow=-2,
+             note="rewritten to PORT 10,2,0,254,156,75: 2 bytes shorter")
+    ctl.line("s", b"200 PORT command successful\r\n")
+    ctl.line("c", b"RETR c.txt\r\n")
+    _ftp_data(s, (c2, S4, 40011, 20), (S4, NAT4, 20, 40011), "s",
+              "data connection to 10.2.0.254:40011: RELATED", n=30, seed=5)
+    ctl.line("s", b"226 Transfer complete\r\n")
+    ctl.line("c", b"PORT 10,1,200,100,156,76\r\n", grow=-2,
+             note="rewritten again (-4 in all); its expectation stays listed")
+    ctl.line("s", b"200 PORT command successful\r\n")
+    ctl.close()
+
+    ctl = NatFtpTcp(s, (C6, S6, 40023, 21), (S6, NAT6, 21, 40023), cport=40023, sport=21,
+                    v6=True, cisn=1_700_000, sisn=2_700_000)
+    ctl.login()
+    ctl.line("c", b"EPRT |2|2001:db8:1::1|40012|\r\n", grow=26,
+             note="rewritten with the router's address in full: 26 bytes longer")
+    ctl.line("s", b"200 EPRT command successful\r\n")
+    ctl.line("c", b"RETR d.txt\r\n")
+    _ftp_data(s, (C6, S6, 40012, 20), (S6, NAT6, 20, 40012), "s",
+              "IPv6 data connection to the router: RELATED, DNATed to the client", n=50, seed=6)
+    ctl.line("s", b"226 Transfer complete\r\n")
+    ctl.line("c", b"EPSV\r\n")
+    ctl.line("s", b"229 Entering Extended Passive Mode (|||50001|)\r\n",
+             note="rewritten to |||50001|: same length")
+    ctl.line("c", b"LIST\r\n")
+    _ftp_data(s, (C6, S6, 40013, 50001), (S6, NAT6, 50001, 40013), "c",
+              "passive IPv6 data connection: RELATED", n=20, seed=7)
+    ctl.line("c", b"EPRT |2|2001:db8:1::1|40014|\r\n", grow=26,
+             note="rewritten again; its expectation stays listed")
+    ctl.line("s", b"200 EPRT command successful\r\n")
+    ctl.close()
+
+
+@scenario("NAT: FTP to a server behind a DNAT port forward; 227 rewritten to the public "
+          "address (+2 bytes), active PORT kept, and one client also masqueraded (both "
+          "directions rewritten).",
+          ["nat", "ftp", "helper", "tcp", "ipv4"],
+          "For ftp_dnat.nft (--addr client=10.1.0.254 --addr server=10.2.0.254): "
+          "10.1.0.254:21 is forwarded to 10.2.0.1:21. 10.1.0.1: the server's 227 "
+          "(10,2,0,1,...) becomes 10,1,0,254,... twice (reply direction +2, +4), the client "
+          "connects to 10.1.0.254 and is DNATed to the server; its PORT is rewritten to the "
+          "same text and the server's data connection is SNATed to 10.1.0.254 (follow "
+          "master). 10.1.0.2 is also masqueraded: PORT grows by 2 and 227 by 2 in one "
+          "connection.")
+def ftp_nat_dnat(s):
+    ctl = NatFtpTcp(s, (C4, R_C4, 40031, 21), (S4, C4, 21, 40031), cport=40031, sport=21)
+    ctl.login()
+    ctl.line("c", b"PASV\r\n")
+    ctl.line("s", b"227 Entering Passive Mode (10,2,0,1,195,81).\r\n", grow=2,
+             note="rewritten to (10,1,0,254,195,81): expect 10.1.0.1 -> 10.1.0.254:50001")
+    ctl.line("c", b"RETR a.txt\r\n", note="acks the rewritten length")
+    ctl.line("s", b"150 Opening data connection\r\n", note="seq shifted by 2 on the client wire")
+    _ftp_data(s, (C4, R_C4, 40032, 50001), (S4, C4, 50001, 40032), "c",
+              "data connection to 10.1.0.254:50001: RELATED, DNATed to 10.2.0.1 (follow master)")
+    ctl.line("s", b"226 Transfer complete\r\n")
+    ctl.line("c", b"PASV\r\n")
+    ctl.line("s", b"227 Entering Passive Mode (10,2,0,1,195,82).\r\n", grow=2,
+             note="second rewrite in the reply direction")
+    ctl.line("c", b"LIST\r\n")
+    _ftp_data(s, (C4, R_C4, 40033, 50002), (S4, C4, 50002, 40033), "c",
+              "second passive data connection", n=30, seed=3)
+    ctl.line("s", b"226 Directory send OK\r\n")
+    ctl.line("c", b"PORT 10,1,0,1,156,70\r\n",
+             note="rewritten to the same text: expect 10.2.0.1 -> 10.1.0.1:40006")
+    ctl.line("s", b"200 PORT command successful\r\n")
+    ctl.line("c", b"RETR b.txt\r\n")
+    _ftp_data(s, (C4, R_C4, 40006, 20), (S4, C4, 20, 40006), "s",
+              "active data connection: RELATED, SNATed to 10.1.0.254 (follow master)", n=40,
+              seed=4)
+    ctl.line("s", b"226 Transfer complete\r\n")
+    ctl.close()
+
+    c2 = "10.1.0.2"
+    ctl = NatFtpTcp(s, (c2, R_C4, 40041, 21), (S4, NAT4, 21, 40041), cport=40041, sport=21,
+                    cisn=1_500_000, sisn=2_500_000)
+    ctl.login()
+    ctl.line("c", b"PORT 10,1,0,2,156,80\r\n", grow=2,
+             note="rewritten to PORT 10,2,0,254,156,80")
+    ctl.line("s", b"200 PORT command successful\r\n")
+    ctl.line("c", b"PASV\r\n")
+    ctl.line("s", b"227 Entering Passive Mode (10,2,0,1,195,83).\r\n", grow=2,
+             note="rewritten to (10,1,0,254,195,83): offsets in both directions")
+    ctl.line("c", b"RETR c.txt\r\n")
+    _ftp_data(s, (c2, R_C4, 40042, 50003), (S4, NAT4, 50003, 40042), "c",
+              "passive data connection: DNATed to the server and masqueraded", n=30, seed=5)
+    ctl.line("s", b"226 Transfer complete\r\n")
+    ctl.line("c", b"PASV\r\n")
+    ctl.line("s", b"227 Entering Passive Mode (10,2,0,1,195,84).\r\n", grow=2,
+             note="rewritten; its expectation stays listed")
+    ctl.close()
+
+
+@scenario("NAT: TFTP read and write requests through masquerade.",
+          ["nat", "tftp", "helper", "udp", "ipv4"],
+          "For tftp_snat.nft (--addr server=10.2.0.254): the request leaves as 10.2.0.254 with "
+          "its port kept; the server answers the router's address from a new port: RELATED, "
+          "DNATed back to the client's port (follow master).")
+def tftp_nat_snat(s):
+    s.add("c", udp(C4, S4, 50069, 69, b"\x00\x01a.txt\x00octet\x00"), NEW,
+          "RRQ, masqueraded: expect 10.2.0.1 -> 10.2.0.254:50069")
+    s.add("s", udp(S4, NAT4, 3445, 50069, b"\x00\x03\x00\x01" + payload(512)), REL,
+          "DATA 1 from a new port: RELATED")
+    s.add("c", udp(C4, S4, 50069, 3445, b"\x00\x04\x00\x01"), EST, "ACK 1")
+    s.add("s", udp(S4, NAT4, 3445, 50069, b"\x00\x03\x00\x02" + payload(10, 1)), EST, "DATA 2")
+    s.add("c", udp(C4, S4, 50069, 3445, b"\x00\x04\x00\x02"), EST, "ACK 2")
+    s.add("c", udp("10.1.0.2", S4, 50070, 69, b"\x00\x02b.txt\x00octet\x00"), NEW, "WRQ")
+    s.add("s", udp(S4, NAT4, 2087, 50070, b"\x00\x04\x00\x00"), REL, "ACK 0 from a new port")
+    s.add("c", udp("10.1.0.2", S4, 50070, 2087, b"\x00\x03\x00\x01" + payload(20, 2)), EST,
+          "DATA 1")
+    s.add("c", udp(C4, S4, 50071, 69, b"\x00\x01c.txt\x00octet\x00"), NEW,
+          "RRQ never answered: its expectation stays listed")
+
+
+# ==========================================================================
 # Output
 # ==========================================================================
 def pcap_bytes(records):

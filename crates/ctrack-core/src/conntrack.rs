@@ -16,6 +16,7 @@ use crate::time::{Duration, Instant};
 use crate::tuple::{proto, Addr, Dir, Family, Tuple};
 
 mod helpers;
+mod nat_helpers;
 
 /// A packet parsed ahead by the batch path: its view, tuple and keyed hash. Only for
 /// packets that take the plain lookup path (not ICMP/ICMPv6, whose errors look up the
@@ -437,6 +438,7 @@ impl Conntrack {
                 status,
                 unconfirmed,
                 remaining: e.remaining(now),
+                seqadj: e.ext.as_ref().and_then(|x| x.seqadj),
             };
             let cx = Cx {
                 now,
@@ -788,8 +790,12 @@ impl Conntrack {
             ecache: 0,
         };
         self.next_seq += 1;
-        self.init_expected(now, &mut entry);
-        Some(self.table.alloc(entry))
+        let follow = self.init_expected(now, &mut entry);
+        let id = self.table.alloc(entry);
+        if let Some((master, nat)) = follow {
+            self.follow_master(now, id, master, nat);
+        }
+        Some(id)
     }
 
     /// `early_drop`: up to 8 buckets from the new tuple's bucket; in the first bucket that

@@ -31,6 +31,10 @@ pub struct Extensions {
     /// Confirmed entries created from this one's expectations that still exist: each
     /// holds a reference on its master (`use=` in listings is one more).
     pub children: u32,
+    /// TCP sequence adjustment of a NATed entry with a helper (kernel seqadj
+    /// extension): allocated with the NAT binding or the helper, whichever comes
+    /// second.
+    pub seqadj: Option<crate::seqadj::SeqAdj>,
 }
 
 /// A conntrack entry.

@@ -39,6 +39,20 @@ pub mod flags {
     pub const USERSPACE: u8 = 0x4;
 }
 
+/// The NAT part of an expectation registered by a NAT helper (kernel `exp->dir`,
+/// `exp->saved_proto`, `exp->expectfn = nf_nat_follow_master`): the connection it lets
+/// in gets the master's NAT mapping when it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectNat {
+    /// The master's direction the expected connection goes in: its source is mapped to
+    /// the master's tuple of the *other* direction's destination, its destination to
+    /// that tuple's source.
+    pub dir: crate::tuple::Dir,
+    /// The port the command announced (before the NAT helper moved it): the expected
+    /// connection's destination port is mapped back to it.
+    pub saved_port: u16,
+}
+
 /// One expectation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
@@ -66,6 +80,8 @@ pub struct Expectation {
     pub zone: u16,
     /// Insertion number (listing order).
     pub seq: u64,
+    /// Set by a NAT helper: the follow-master mapping of the expected connection.
+    pub nat: Option<ExpectNat>,
 }
 
 impl Expectation {
@@ -108,6 +124,7 @@ impl Expectation {
             deadline: Instant::from_nanos(0),
             zone,
             seq: 0,
+            nat: None,
         }
     }
 
@@ -496,6 +513,25 @@ impl ExpectTable {
             return Some(e.clone());
         }
         Some(self.unlink(i, now, stats))
+    }
+
+    /// Withdraw the expectation of `master` (creation number `seq`) with exactly this
+    /// tuple (kernel `nf_ct_unexpect_related`); `expect_delete`++ when found.
+    pub fn unexpect(
+        &mut self,
+        master: EntryId,
+        seq: u64,
+        tuple: &Tuple,
+        now: Instant,
+        stats: &mut Stats,
+    ) {
+        if let Some(i) = self
+            .list
+            .iter()
+            .position(|e| e.master == master && e.master_seq == seq && e.tuple == *tuple)
+        {
+            self.unlink(i, now, stats);
+        }
     }
 
     /// Remove every expectation of a master (it is being deleted).

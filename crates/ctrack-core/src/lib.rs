@@ -25,6 +25,7 @@ pub mod invalid;
 pub mod nat;
 pub mod packet;
 pub mod proto;
+pub mod seqadj;
 pub mod shard;
 pub mod stats;
 pub mod status;

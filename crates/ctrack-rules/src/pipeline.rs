@@ -589,7 +589,6 @@ impl Pipeline {
                 p = q;
             }
         }
-        let data: &[u8] = buf;
 
         // Confirm at INT_MAX (POSTROUTING or LOCAL_IN).
         out.fate = if out.path == Path::Input {
@@ -599,7 +598,8 @@ impl Pipeline {
         };
         out.rule = st.accepted_by;
         if let Some(t) = tracked {
-            match ct.help_and_confirm(now, &t, data) {
+            // Helpers (NAT: payload rewrite) and sequence adjustment rewrite `buf`.
+            match ct.help_and_confirm(now, &t, buf) {
                 Ok(Confirmed::Failed(r)) => {
                     out.drop = true;
                     out.fate = Fate::Dropped;

@@ -51,6 +51,10 @@ impl Conntrack {
             return false;
         }
         ext.helper = Some(HelperState::new(kind));
+        // kernel nft_ct_helper_obj_eval: a NATed entry gets its seqadj extension now.
+        if e.status.0 & (Status::SRC_NAT | Status::DST_NAT) != 0 {
+            ext.seqadj.get_or_insert_with(Default::default);
+        }
         true
     }
 
@@ -67,10 +71,15 @@ impl Conntrack {
 
     /// A new entry is being created: if an expectation waits for its original tuple,
     /// it becomes EXPECTED, takes its master's mark and a link to its master
-    /// (`expect_new`), and the expectation is removed.
-    pub(super) fn init_expected(&mut self, now: Instant, e: &mut Entry) {
+    /// (`expect_new`), and the expectation is removed. Returns the master and the
+    /// expectation's NAT part, for [`Conntrack::follow_master`] once the entry exists.
+    pub(super) fn init_expected(
+        &mut self,
+        now: Instant,
+        e: &mut Entry,
+    ) -> Option<(EntryId, crate::expect::ExpectNat)> {
         if self.helpers.expect.is_empty() {
-            return;
+            return None;
         }
         let table = &self.table;
         let live = |id: EntryId, seq: u64| {
@@ -79,13 +88,10 @@ impl Conntrack {
                     .get(id)
                     .is_some_and(|m| m.seq == seq && !m.status.has(Status::DYING))
         };
-        let Some(exp) = self
+        let exp = self
             .helpers
             .expect
-            .find(&e.tuples[0], e.zone, now, live, &mut self.stats)
-        else {
-            return;
-        };
+            .find(&e.tuples[0], e.zone, now, live, &mut self.stats)?;
         e.status.set(Status::EXPECTED);
         if let Some(m) = self.table.get(exp.master) {
             e.mark = m.mark;
@@ -93,6 +99,7 @@ impl Conntrack {
         let ext = e.ext.get_or_insert_with(|| Box::new(Extensions::default()));
         ext.master = Some((exp.master, exp.master_seq));
         self.stats.expect_new += 1;
+        exp.nat.map(|n| (exp.master, n))
     }
 
     /// An entry is being deleted: its expectations go with it, and its master loses a
@@ -117,14 +124,17 @@ impl Conntrack {
 
     /// The confirm hook with the helper in front of it (kernel `nf_confirm`): the
     /// entry's helper, if any, sees the packet (not RELATED_REPLY ones) and may register
-    /// an expectation or drop the packet; then [`Conntrack::confirm`]. `data` is the
-    /// packet (after defrag), the one given to [`Conntrack::track`]. On a helper drop
-    /// the caller discards the packet as for any drop before confirm.
+    /// an expectation, rewrite the payload (NAT) or drop the packet; then an entry with
+    /// SEQ_ADJUST has the packet's seq/ack corrected ([`crate::seqadj`]); then
+    /// [`Conntrack::confirm`]. `pkt` is the packet as it reached the hook (after defrag
+    /// and NAT): helpers and sequence adjustment rewrite it in place, so after the call
+    /// it holds the packet as it leaves. On a drop the caller discards the packet as
+    /// for any drop before confirm.
     pub fn help_and_confirm(
         &mut self,
         now: Instant,
         t: &Tracked,
-        data: &[u8],
+        pkt: &mut Vec<u8>,
     ) -> Result<Confirmed, HelperDrop> {
         let target = match (t.entry, t.ctinfo) {
             (Some(id), Some(ci)) => self.table.get(id).map(|e| (id, ci, e.seq)),
@@ -132,7 +142,10 @@ impl Conntrack {
         };
         if let Some((id, ci, seq)) = target {
             if ci != CtInfo::RelatedReply {
-                if let Err(d) = self.run_helper(now, id, ci, data) {
+                let r = self
+                    .run_helper(now, id, ci, pkt)
+                    .and_then(|()| self.seq_adjust(id, ci, pkt));
+                if let Err(d) = r {
                     if !self.table.is_linked(id) {
                         self.helpers
                             .expect
@@ -177,7 +190,7 @@ impl Conntrack {
         now: Instant,
         id: EntryId,
         ctinfo: CtInfo,
-        data: &[u8],
+        pkt: &mut Vec<u8>,
     ) -> Result<(), HelperDrop> {
         let Some(mut hs) = self
             .table
@@ -188,35 +201,58 @@ impl Conntrack {
             return Ok(());
         };
         let kind = hs.kind;
-        let outcome = match (Packet::parse(data), self.table.get(id)) {
-            (Ok(pkt), Some(e)) => {
+        let outcome = match (Packet::parse(pkt), self.table.get(id)) {
+            (Ok(p), Some(e)) => {
                 let cx = HelpCx {
-                    pkt: &pkt,
+                    pkt: &p,
                     ctinfo,
                     entry: e,
                     loose: self.helpers.ftp_loose,
                 };
-                Some((kind.imp().help(&mut hs, &cx), e.seq, e.tuples[0], e.zone))
+                Some((
+                    kind.imp().help(&mut hs, &cx),
+                    e.seq,
+                    e.tuples[0],
+                    e.zone,
+                    e.status,
+                ))
             }
             _ => None,
         };
         if let Some(x) = self.table.get_mut(id).and_then(|e| e.ext.as_mut()) {
             x.helper = Some(hs);
         }
-        let Some((out, seq, orig, zone)) = outcome else {
+        let Some((out, seq, orig, zone, status)) = outcome else {
             return Ok(());
         };
         if let Some(d) = out.drop {
             return Err(d);
         }
-        if let Some(req) = out.expect {
-            let exp = Expectation::from_request(&req, kind, id, seq, orig, zone);
-            let max = self.sysctls.nf_conntrack_expect_max;
-            self.helpers
-                .expect
-                .insert(exp, kind.policy(req.class), max, now, &mut self.stats)
-                .map_err(|_| HelperDrop::CannotExpect { helper: kind })?;
+        let Some(req) = out.expect else {
+            return Ok(());
+        };
+        let exp = Expectation::from_request(&req, kind, id, seq, orig, zone);
+        let natted = status.0 & (Status::SRC_NAT | Status::DST_NAT) != 0;
+        match (natted, kind, out.ftp) {
+            (true, HelperKind::Ftp, Some(cmd)) => self.nat_ftp(now, id, ctinfo, exp, &cmd, pkt),
+            (true, HelperKind::Tftp, _) => self.nat_tftp(now, exp),
+            _ => self
+                .expect_related(now, exp)
+                .map_err(|_| HelperDrop::CannotExpect { helper: kind }),
         }
-        Ok(())
+    }
+
+    /// Register an expectation under its helper's policy (kernel
+    /// `nf_ct_expect_related`).
+    pub(super) fn expect_related(
+        &mut self,
+        now: Instant,
+        exp: Expectation,
+    ) -> Result<(), crate::expect::ExpectError> {
+        let max = self.sysctls.nf_conntrack_expect_max;
+        let policy = exp.helper.policy(exp.class);
+        self.helpers
+            .expect
+            .insert(exp, policy, max, now, &mut self.stats)
     }
 }

@@ -374,6 +374,7 @@ impl Helper for Ftp {
                         dst,
                         dst_port: cmd.port,
                     });
+                    out.ftp = Some(cmd);
                 }
             }
         }

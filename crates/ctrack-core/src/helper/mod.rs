@@ -11,6 +11,7 @@
 //! expectation policy. One file per helper: [`ftp`], [`tftp`].
 
 pub mod ftp;
+pub mod nat_ftp;
 pub mod tftp;
 
 use crate::entry::Entry;
@@ -156,6 +157,21 @@ pub enum HelperDrop {
         /// The helper.
         helper: HelperKind,
     },
+    /// NAT: no port could be found for the expectation of a rewritten command
+    /// (`nf_nat_exp_find_port` failed).
+    AllPortsInUse {
+        /// The helper.
+        helper: HelperKind,
+    },
+    /// NAT: the payload could not be rewritten (it would exceed 65535 bytes); the
+    /// expectation is withdrawn.
+    CannotMangle {
+        /// The helper.
+        helper: HelperKind,
+    },
+    /// Sequence adjustment failed on a malformed TCP option or a short header (kernel
+    /// `nf_ct_seq_adjust` returning 0 in `nf_confirm`; counts `drop`).
+    SeqAdjust,
 }
 
 impl fmt::Display for HelperDrop {
@@ -170,6 +186,15 @@ impl fmt::Display for HelperDrop {
             HelperDrop::CannotExpect { helper } => {
                 write!(f, "nf_ct_{helper}: dropping packet: cannot add expectation")
             }
+            HelperDrop::AllPortsInUse { helper } => {
+                write!(f, "nf_ct_{helper}: dropping packet: all ports in use")
+            }
+            HelperDrop::CannotMangle { helper } => {
+                write!(f, "nf_ct_{helper}: dropping packet: cannot mangle packet")
+            }
+            HelperDrop::SeqAdjust => {
+                f.write_str("sequence adjustment failed (malformed TCP option)")
+            }
         }
     }
 }
@@ -181,6 +206,8 @@ pub struct HelpOutcome {
     pub drop: Option<HelperDrop>,
     /// Register this expectation (a failure drops the packet).
     pub expect: Option<ExpectRequest>,
+    /// FTP: the command the expectation comes from (where NAT rewrites the payload).
+    pub ftp: Option<ftp::FtpCommand>,
 }
 
 /// One helper (kernel `nf_conntrack_helper.help`).

@@ -43,6 +43,10 @@ pub struct EntryCx {
     pub unconfirmed: bool,
     /// Time left before the entry expires (before this packet's refresh).
     pub remaining: Duration,
+    /// The entry's NAT sequence adjustment, if it has one: the TCP window check takes
+    /// the other direction's offset out of the ack (kernel `nf_ct_seq_offset` in
+    /// `tcp_in_window`).
+    pub seqadj: Option<crate::seqadj::SeqAdj>,
 }
 
 /// The result of a tracker's `packet` (kernel: NF_ACCEPT, -NF_ACCEPT, NF_DROP, -NF_REPEAT

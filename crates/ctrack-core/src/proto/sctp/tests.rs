@@ -200,6 +200,7 @@ impl Assoc {
                     status: Status::default(),
                     unconfirmed: true,
                     remaining: Duration::ZERO,
+                    seqadj: None,
                 };
                 let r = conn.packet(&p, O, &ecx, &cx);
                 if matches!(r, TrackerResult::Accept(_)) {
@@ -214,6 +215,7 @@ impl Assoc {
                     status: self.status,
                     unconfirmed: false,
                     remaining: secs(5),
+                    seqadj: None,
                 };
                 conn.packet(&p, dir, &ecx, &cx)
             }
@@ -1798,6 +1800,7 @@ fn sctp_unconfirmed_packet_rerun_is_idempotent() {
         status: Status::default(),
         unconfirmed: true,
         remaining: Duration::ZERO,
+        seqadj: None,
     };
     let mut from_new = SctpConn::new(&p, &cx).expect("new");
     let mut from_default = SctpConn::default();

@@ -634,7 +634,7 @@ impl TcpConn {
 
         if !skip_window {
             let liberal = sys.nf_conntrack_tcp_be_liberal != 0;
-            match window::tcp_in_window(self, dir, index, &seg, liberal) {
+            match window::tcp_in_window(self, dir, index, &seg, liberal, ecx.seqadj.as_ref()) {
                 Verdict::Accept => {}
                 Verdict::Ignore(reason) => {
                     return TrackerResult::Accept(Accepted::ignore(reason.into()));

@@ -239,6 +239,7 @@ impl Sim {
             status: self.status,
             unconfirmed,
             remaining: self.remaining,
+            seqadj: None,
         };
         let Some(conn) = self.conn.as_mut() else {
             unreachable!()
@@ -2023,6 +2024,7 @@ fn tcp_packet_on_short_header_is_invalid_not_panic() {
         status: f.sim.status,
         unconfirmed: false,
         remaining: Duration::from_secs(1),
+        seqadj: None,
     };
     let Some(conn) = f.sim.conn.as_mut() else {
         unreachable!()

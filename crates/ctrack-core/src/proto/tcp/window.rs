@@ -21,7 +21,9 @@
 //!
 //! in that order (the kernel tests I, III, II, IV). `be_liberal` (sysctl or the
 //! sender's BE_LIBERAL flag) turns any failure into an ACCEPT *without* the updates.
-//! NAT sequence adjustment (`nf_ct_seq_offset`) is not modelled: offset 0.
+//! NAT sequence adjustment: the ack and SACK lose the other direction's offset
+//! (`nf_ct_seq_offset(ct, !dir, ack - 1)`) before the checks, so both directions are
+//! compared in the sender's own sequence space.
 
 use super::options::{apply_syn_options, highest_sack};
 use super::table::PacketIndex;
@@ -94,6 +96,7 @@ pub(super) fn tcp_in_window(
     index: PacketIndex,
     seg: &Segment<'_>,
     liberal_sysctl: bool,
+    seqadj: Option<&crate::seqadj::SeqAdj>,
 ) -> Verdict {
     let state = conn.state;
     let [orig, reply] = &mut conn.seen;
@@ -113,7 +116,12 @@ pub(super) fn tcp_in_window(
     if receiver.flags & DIR_FLAG_SACK_PERM != 0 {
         sack = highest_sack(seg.opts, sack);
     }
-    // kernel: ack -= nf_ct_seq_offset(ct, !dir, ack - 1) — NAT seqadj, not modelled (0).
+    // kernel: take NAT sequence mangling into account.
+    if let Some(sa) = seqadj {
+        let off = sa.offset(dir.opposite(), ack.wrapping_sub(1)) as u32;
+        ack = ack.wrapping_sub(off);
+        sack = sack.wrapping_sub(off);
+    }
 
     if sender.td_maxwin == 0 {
         // First packet seen from this direction.
