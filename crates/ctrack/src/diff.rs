@@ -182,10 +182,13 @@ pub fn engine_on_kernel_timeline(
         expect_events,
         table,
         proc_table: table_lines(&r.ct, now, proc_fmt),
+        // What `conntrack -L expect` shows: IPv4 only (the harness reads it without
+        // `-f`); /proc below lists both families.
         expect_table: r
             .ct
             .expectations()
             .live(now)
+            .filter(|e| e.tuple.family == ctrack_core::Family::V4)
             .map(|e| e.list_line(now))
             .collect(),
         expect_proc: r

@@ -258,8 +258,18 @@ impl Session {
     /// Print the table (`-L`), and close the XML document.
     pub fn table(&mut self, ct: &Conntrack, now: Instant, out: &mut dyn Write) -> io::Result<()> {
         if self.listing.table == Table::Expect {
-            // `conntrack -L expect`: the unexpired expectations, text format.
-            for x in ct.expectations().live(now) {
+            // `conntrack -L expect`: the unexpired expectations of one family (`-f`,
+            // IPv4 when none is given, as conntrack-tools dumps), text format.
+            let family = self
+                .listing
+                .filter
+                .family
+                .unwrap_or(ctrack_core::Family::V4);
+            for x in ct
+                .expectations()
+                .live(now)
+                .filter(|x| x.tuple.family == family)
+            {
                 writeln!(out, "{}", x.list_line(now))?;
                 self.shown += 1;
             }
