@@ -185,6 +185,7 @@ impl Conntrack {
             gc: crate::gc::GcWorker::new(),
             helpers: crate::helper::Helpers {
                 expect: crate::expect::ExpectTable::new(cfg.events),
+                rng: cfg.seed ^ 0x6865_6c70_6572_7321,
                 ..Default::default()
             },
         }

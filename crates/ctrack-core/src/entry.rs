@@ -32,8 +32,7 @@ pub struct Extensions {
     /// holds a reference on its master (`use=` in listings is one more).
     pub children: u32,
     /// TCP sequence adjustment of a NATed entry with a helper (kernel seqadj
-    /// extension): allocated with the NAT binding or the helper, whichever comes
-    /// second.
+    /// extension): created when a NAT helper first changes a payload's length.
     pub seqadj: Option<crate::seqadj::SeqAdj>,
 }
 

@@ -16,9 +16,11 @@
 //! packet as the sender wrote it: it takes the other direction's offset out of `ack`
 //! and SACK before its checks (`tcp_in_window`, [`SeqAdj::offset`]).
 //!
-//! The state lives in the entry's extensions; it is allocated as the kernel allocates
-//! its seqadj extension: when an entry with a helper gets a NAT binding that changes a
-//! tuple, or when a helper is attached to an entry that already has one.
+//! The state lives in the entry's extensions. The kernel allocates its seqadj
+//! extension when an entry has both a helper and a NAT binding that changed a tuple
+//! (`nf_nat_setup_info`, `nft_ct_helper_obj_eval`), which is exactly when a NAT helper
+//! can change a length; here it is created by the first change (all offsets zero
+//! before it, so no state and a zero state behave alike).
 
 use crate::nat::rewrite::csum_replace;
 use crate::tuple::Dir;

@@ -51,10 +51,6 @@ impl Conntrack {
             return false;
         }
         ext.helper = Some(HelperState::new(kind));
-        // kernel nft_ct_helper_obj_eval: a NATed entry gets its seqadj extension now.
-        if e.status.0 & (Status::SRC_NAT | Status::DST_NAT) != 0 {
-            ext.seqadj.get_or_insert_with(Default::default);
-        }
         true
     }
 

@@ -17,8 +17,8 @@
 use super::Conntrack;
 use crate::expect::{ExpectError, ExpectNat, Expectation};
 use crate::helper::ftp::FtpCommand;
-use crate::helper::{nat_ftp, HelperDrop, HelperKind};
-use crate::nat::{flags, mangle, Manip, NatRange};
+use crate::helper::{mangle, nat_ftp, HelperDrop, HelperKind};
+use crate::nat::{flags, Manip, NatRange};
 use crate::packet::Packet;
 use crate::status::{CtInfo, Status};
 use crate::table::EntryId;
@@ -69,14 +69,17 @@ impl Conntrack {
                 .unexpect(id, mseq, &exp.tuple, now, &mut self.stats);
             return Err(HelperDrop::CannotMangle { helper });
         };
-        if let (Some(seq), Some(e)) = (seq, self.table.get_mut(id)) {
-            // kernel nf_ct_seqadj_set: without the extension nothing is recorded.
-            let recorded = e
-                .ext
-                .as_mut()
-                .and_then(|x| x.seqadj.as_mut())
-                .is_some_and(|s| s.set(dir, seq, delta));
-            if recorded {
+        if let (Some(seq), Some(e), true) = (seq, self.table.get_mut(id), delta != 0) {
+            // kernel nf_ct_seqadj_set. The kernel allocates the seqadj extension when
+            // an entry has both a helper and a NAT binding, which is always the case
+            // here; the state is created on the first length change (zero offsets
+            // before it are the same as no state).
+            let ext = e.ext.get_or_insert_with(Default::default);
+            if ext
+                .seqadj
+                .get_or_insert_with(Default::default)
+                .set(dir, seq, delta)
+            {
                 e.status.set(Status::SEQ_ADJUST);
             }
         }
@@ -103,11 +106,7 @@ impl Conntrack {
                 }
                 Err(_) => return None,
             }
-            let r = if range == 0 {
-                0
-            } else {
-                (self.nat.next() % u64::from(range)) as u32
-            };
+            let r = self.helpers.random_below(range);
             port = (u32::from(min) + r) as u16;
         }
     }

@@ -11,6 +11,7 @@
 //! expectation policy. One file per helper: [`ftp`], [`tftp`].
 
 pub mod ftp;
+pub mod mangle;
 pub mod nat_ftp;
 pub mod tftp;
 
@@ -225,4 +226,24 @@ pub struct Helpers {
     /// The FTP module parameter `loose` (default 0): with 1, a command naming another
     /// address than its sender's still creates an expectation, to that address.
     pub ftp_loose: bool,
+    /// State of the random source of NAT helpers' port searches (the kernel's
+    /// `get_random_u32_below` in `nf_nat_exp_find_port`), seeded from the engine's
+    /// seed so that a replay is deterministic.
+    pub rng: u64,
+}
+
+impl Helpers {
+    /// A random number below `n` (0 when `n` is 0): splitmix64 over [`Helpers::rng`].
+    pub fn random_below(&mut self, n: u32) -> u32 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        if n == 0 {
+            0
+        } else {
+            (z % u64::from(n)) as u32
+        }
+    }
 }

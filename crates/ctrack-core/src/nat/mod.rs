@@ -22,7 +22,6 @@
 //! range is a plain `jhash2` and is reproduced exactly).
 
 pub mod alloc;
-pub mod mangle;
 pub mod rewrite;
 
 use crate::conntrack::{invert, Conntrack};
@@ -161,7 +160,7 @@ impl NatState {
     }
 
     /// splitmix64.
-    pub(crate) fn next(&mut self) -> u64 {
+    fn next(&mut self) -> u64 {
         self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.rng;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -391,10 +390,6 @@ impl Conntrack {
             if let Some(reply) = invert(&new) {
                 e.tuples[1] = reply;
                 e.status.set(manip.nat_bit());
-                // kernel: an entry with a helper gets its seqadj extension here.
-                if let Some(x) = e.ext.as_mut().filter(|x| x.helper.is_some()) {
-                    x.seqadj.get_or_insert_with(Default::default);
-                }
             }
         }
         e.status.set(manip.done_bit());

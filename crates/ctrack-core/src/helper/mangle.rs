@@ -8,6 +8,9 @@
 //! packet on as CHECKSUM_PARTIAL and the checksum is completed on transmit: the bytes on
 //! the wire carry the full checksum computed here). The caller records the length change
 //! in the entry's sequence adjustment ([`crate::seqadj`]).
+//!
+//! (The kernel's `nf_nat_helper.c` belongs to NAT; here it sits with the helpers, its
+//! only users.)
 
 use crate::packet::checksum;
 use crate::tuple::{proto, Addr, Family};
