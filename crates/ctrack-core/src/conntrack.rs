@@ -17,6 +17,7 @@ use crate::tuple::{proto, Addr, Dir, Family, Tuple};
 
 mod helpers;
 mod nat_helpers;
+pub mod seqadj;
 
 /// A packet parsed ahead by the batch path: its view, tuple and keyed hash. Only for
 /// packets that take the plain lookup path (not ICMP/ICMPv6, whose errors look up the

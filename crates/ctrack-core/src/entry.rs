@@ -33,7 +33,7 @@ pub struct Extensions {
     pub children: u32,
     /// TCP sequence adjustment of a NATed entry with a helper (kernel seqadj
     /// extension): created when a NAT helper first changes a payload's length.
-    pub seqadj: Option<crate::seqadj::SeqAdj>,
+    pub seqadj: Option<crate::conntrack::seqadj::SeqAdj>,
 }
 
 /// A conntrack entry.

@@ -25,7 +25,6 @@ pub mod invalid;
 pub mod nat;
 pub mod packet;
 pub mod proto;
-pub mod seqadj;
 pub mod shard;
 pub mod stats;
 pub mod status;

@@ -121,7 +121,7 @@ impl Conntrack {
     /// The confirm hook with the helper in front of it (kernel `nf_confirm`): the
     /// entry's helper, if any, sees the packet (not RELATED_REPLY ones) and may register
     /// an expectation, rewrite the payload (NAT) or drop the packet; then an entry with
-    /// SEQ_ADJUST has the packet's seq/ack corrected ([`crate::seqadj`]); then
+    /// SEQ_ADJUST has the packet's seq/ack corrected ([`crate::conntrack::seqadj`]); then
     /// [`Conntrack::confirm`]. `pkt` is the packet as it reached the hook (after defrag
     /// and NAT): helpers and sequence adjustment rewrite it in place, so after the call
     /// it holds the packet as it leaves. On a drop the caller discards the packet as

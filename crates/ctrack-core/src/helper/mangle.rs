@@ -7,7 +7,7 @@
 //! the TCP checksum is computed over the new segment from scratch (the kernel hands the
 //! packet on as CHECKSUM_PARTIAL and the checksum is completed on transmit: the bytes on
 //! the wire carry the full checksum computed here). The caller records the length change
-//! in the entry's sequence adjustment ([`crate::seqadj`]).
+//! in the entry's sequence adjustment ([`crate::conntrack::seqadj`]).
 //!
 //! (The kernel's `nf_nat_helper.c` belongs to NAT; here it sits with the helpers, its
 //! only users.)

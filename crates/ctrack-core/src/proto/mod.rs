@@ -46,7 +46,7 @@ pub struct EntryCx {
     /// The entry's NAT sequence adjustment, if it has one: the TCP window check takes
     /// the other direction's offset out of the ack (kernel `nf_ct_seq_offset` in
     /// `tcp_in_window`).
-    pub seqadj: Option<crate::seqadj::SeqAdj>,
+    pub seqadj: Option<crate::conntrack::seqadj::SeqAdj>,
 }
 
 /// The result of a tracker's `packet` (kernel: NF_ACCEPT, -NF_ACCEPT, NF_DROP, -NF_REPEAT

@@ -96,7 +96,7 @@ pub(super) fn tcp_in_window(
     index: PacketIndex,
     seg: &Segment<'_>,
     liberal_sysctl: bool,
-    seqadj: Option<&crate::seqadj::SeqAdj>,
+    seqadj: Option<&crate::conntrack::seqadj::SeqAdj>,
 ) -> Verdict {
     let state = conn.state;
     let [orig, reply] = &mut conn.seen;
