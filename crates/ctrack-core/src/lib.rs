@@ -22,6 +22,7 @@ pub mod format;
 pub mod gc;
 pub mod helper;
 pub mod invalid;
+pub mod lookahead;
 pub mod nat;
 pub mod packet;
 pub mod proto;

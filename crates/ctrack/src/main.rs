@@ -304,7 +304,23 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let mut since_tick = 0u32;
-        while let Some(rec) = recs.next_record() {
+        // The next packets' buckets are prefetched while one is processed.
+        let mut window = ctrack_core::lookahead::Lookahead::default();
+        let mut more = true;
+        loop {
+            while more && !window.is_full() {
+                match recs.next_record() {
+                    Some(rec) => {
+                        let l3 = rec.as_ref().ok().and_then(|r| r.payload.l3());
+                        more = rec.is_ok();
+                        window.push(&r.ct, rec, l3);
+                    }
+                    None => more = false,
+                }
+            }
+            let Some(rec) = window.pop(&r.ct) else {
+                break;
+            };
             since_tick += 1;
             if since_tick == 65536 {
                 since_tick = 0;
@@ -329,9 +345,17 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             } else {
                 ctrack_core::topology::Side::Client
             };
-            let rep = r.packet(rec.index, rec.ts_ns, l3, side);
+            // The full report only when a line is printed for the packet.
+            let (rep, drop, fate) = if a.packets {
+                let rep = r.packet(rec.index, rec.ts_ns, l3, side);
+                let (drop, fate) = (rep.drop, rep.fate);
+                (Some(rep), drop, fate)
+            } else {
+                let o = r.packet_outcome(rec.ts_ns, l3, side);
+                (None, o.drop, ctrack::report::Fate::from(o.fate))
+            };
             if let Some(w) = writer.as_mut() {
-                let forwarded = !rep.drop && rep.fate == ctrack::report::Fate::Forwarded;
+                let forwarded = !drop && fate == ctrack::report::Fate::Forwarded;
                 match wire {
                     // Every packet as it leaves, on whichever side.
                     None if forwarded => w.packet(rec.ts_ns, r.last_packet())?,
@@ -345,7 +369,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             if let Some(c) = capacity.as_mut() {
                 c.observe(&r.ct, r.now);
             }
-            if a.packets {
+            if let Some(rep) = rep {
                 let line = if fmt.json { rep.json() } else { rep.human() };
                 writeln!(out, "{line}")?;
             }

@@ -9,7 +9,7 @@ use ctrack_core::conntrack::{Config, Conntrack};
 use ctrack_core::defrag::Defrag;
 use ctrack_core::topology::Side;
 use ctrack_core::{Instant, Stats, Sysctls};
-use ctrack_rules::{Fate as PFate, Pipeline, Reason, Ruleset};
+use ctrack_rules::{Pipeline, Reason, Ruleset};
 
 /// Replay settings.
 #[derive(Debug, Clone, Default)]
@@ -111,13 +111,7 @@ impl Replay {
             drop: o.drop,
             reason,
             side,
-            fate: match o.fate {
-                PFate::NotSeen => Fate::NotSeen,
-                PFate::Held => Fate::Held,
-                PFate::Forwarded => Fate::Forwarded,
-                PFate::Local => Fate::Local,
-                PFate::Dropped => Fate::Dropped,
-            },
+            fate: Fate::from(o.fate),
             counters: stats_delta(&before, &self.ct.stats()),
             rule,
             log: self.pipeline.logs().map(str::to_string).collect(),
@@ -126,6 +120,16 @@ impl Replay {
 }
 
 impl Replay {
+    /// [`Replay::packet`] without the report: what the pipeline decided, for callers
+    /// that print no per-packet line (`ctrack replay` without `--packets`), so the
+    /// counter deltas, log lines and rule descriptions are not built.
+    pub fn packet_outcome(&mut self, ts_ns: u64, l3: &[u8], side: Side) -> ctrack_rules::Outcome {
+        let now = Instant::from_nanos(ts_ns);
+        self.advance(now);
+        self.pipeline
+            .packet(&mut self.ct, &mut self.defrag, now, l3, side)
+    }
+
     /// The last packet as it left the router (NAT applied); meaningful when its report
     /// says it was forwarded (`--write`).
     pub fn last_packet(&self) -> &[u8] {

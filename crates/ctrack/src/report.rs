@@ -21,6 +21,18 @@ pub enum Fate {
     Dropped,
 }
 
+impl From<ctrack_rules::Fate> for Fate {
+    fn from(f: ctrack_rules::Fate) -> Fate {
+        match f {
+            ctrack_rules::Fate::NotSeen => Fate::NotSeen,
+            ctrack_rules::Fate::Held => Fate::Held,
+            ctrack_rules::Fate::Forwarded => Fate::Forwarded,
+            ctrack_rules::Fate::Local => Fate::Local,
+            ctrack_rules::Fate::Dropped => Fate::Dropped,
+        }
+    }
+}
+
 impl Fate {
     /// The JSON word.
     pub fn name(self) -> &'static str {
