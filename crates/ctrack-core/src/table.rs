@@ -83,7 +83,7 @@ const FAKE_TAG: u32 = 2;
 /// 128-bit key derived from the table's seed, over the tuple packed into 64-bit words
 /// (IPv4: 2 words; IPv6: 5 words), the zone included. Keyed SipHash resists hash
 /// flooding as the kernel's does; feeding it whole words instead of a 38-byte buffer
-/// through `Hasher::write` makes it about 4× cheaper (see `benches/hash.rs` and
+/// through `Hasher::write` makes it about 4× cheaper (see `benches/core.rs` and
 /// BENCHMARKS.md for the candidates measured).
 #[derive(Debug, Clone, Copy)]
 pub struct FlowHasher {
