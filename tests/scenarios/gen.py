@@ -1132,6 +1132,25 @@ def udp_request_reply_v6(s):
     _udp_rr(s, C6, S6)
 
 
+@scenario("UDP flows for zones per direction: the same tuple twice, replies, other flows.",
+          ["udp", "ipv4", "zones"],
+          "A query and its answer, the same query again (65 bytes long, 5 more), a second flow "
+          "answered twice, two more client flows. Without rules every later packet of a flow "
+          "finds its entry; tests/rulesets/zones_per_direction.nft puts the longer copy in "
+          "another original-direction zone, so it becomes a new flow that clashes with the "
+          "first one's reply tuple (default zone in both) and is dropped at confirm.")
+def zone_overlap_udp(s):
+    s.add("c", udp(C4, S4, 5300, 53, b"q1"), NEW, "30 s, [UNREPLIED]")
+    s.add("s", udp(S4, C4, 53, 5300, b"a1"), EST, "+SEEN_REPLY")
+    s.add("c", udp(C4, S4, 5300, 53, b"q1 copy"), EST, "same flow")
+    s.add("c", udp(C4, S4, 5301, 54, b"q2"), NEW, "30 s, [UNREPLIED]")
+    s.add("s", udp(S4, C4, 54, 5301, b"a2"), EST, "+SEEN_REPLY")
+    s.add("c", udp(C4, S4, 5301, 54, b"q2 again"), EST, "")
+    s.add("c", udp(C4, S4, 5302, 55, b"q3"), NEW, "30 s, [UNREPLIED]")
+    s.add("c", udp(C4, S4, 5303, 56, b"q4"), NEW, "30 s, [UNREPLIED]")
+    s.add("s", udp(S4, C4, 54, 5301, b"a2 again"), EST, "")
+
+
 @scenario("UDP stream: a packet more than 2 s after creation, with a reply seen, sets ASSURED.",
           ["udp", "ipv4", "timing", "assured"],
           "Request, reply, 2.5 s gap, another request: 120 s (udp_timeout_stream) and ASSURED. "

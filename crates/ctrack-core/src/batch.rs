@@ -9,7 +9,8 @@
 
 use crate::conntrack::{invert, Confirmed, Conntrack, Hook, Parsed, Tracked};
 use crate::time::Instant;
-use crate::tuple::Tuple;
+use crate::tuple::{Dir, Tuple};
+use crate::zone::Zone;
 
 /// What the pipeline decided for a tracked packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,8 @@ pub struct BatchResult {
 const ROUND: usize = 16;
 
 impl Conntrack {
-    /// Track a batch of IP packets that share one `now`, hook and zone. For each packet,
+    /// Track a batch of IP packets that share one `now`, hook and template zone (a plain
+    /// `u16` is that zone in both directions). For each packet,
     /// in order: `track`, then `pipeline(index, &tracked, self)` (rules, routing), then
     /// `confirm` or `discard` as it says; one [`BatchResult`] per packet is appended to
     /// `out`.
@@ -61,12 +63,16 @@ impl Conntrack {
         now: Instant,
         pkts: &[&[u8]],
         hook: Hook,
-        zone: u16,
+        zone: impl Into<Zone>,
         out: &mut Vec<BatchResult>,
         mut pipeline: F,
     ) where
         F: FnMut(usize, &Tracked, &mut Conntrack) -> Next,
     {
+        let zone: Zone = zone.into();
+        // Packets are hashed with the zone's original-direction id (their own tuple is
+        // looked up as an original tuple first), predicted replies with its reply id.
+        let (zid, rzid) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));
         out.reserve(pkts.len());
         let mut pre: [Option<Parsed<'_>>; ROUND] = [None; ROUND];
         // Reply tuples (and their hashes) of the packets predicted to miss.
@@ -75,10 +81,10 @@ impl Conntrack {
         for (r, round) in pkts.chunks(ROUND).enumerate() {
             for (slot, p) in pre.iter_mut().zip(round) {
                 let table = &self.table;
-                let key = HashMemo::key(p, zone);
+                let key = HashMemo::key(p, zid);
                 *slot = Parsed::new_with(p, |t| match key {
-                    Some(k) => memo.hash(k, || table.hash(t, zone)),
-                    None => table.hash(t, zone),
+                    Some(k) => memo.hash(k, || table.hash(t, zid)),
+                    None => table.hash(t, zid),
                 });
                 if let Some(x) = slot {
                     self.table().prefetch(x.hash());
@@ -106,7 +112,7 @@ impl Conntrack {
                         continue;
                     }
                     if let Some(t) = invert(x.tuple()) {
-                        let h = self.table().hash(&t, zone);
+                        let h = self.table().hash(&t, rzid);
                         self.table().prefetch(h);
                         *rep = Some((t, h));
                     }
@@ -133,10 +139,10 @@ impl Conntrack {
                         (Some(x), Some((t, h))) => self.confirm_hinted(
                             now,
                             &tracked,
-                            &[(zone, x.tuple(), x.hash()), (zone, t, *h)],
+                            &[(zid, x.tuple(), x.hash()), (rzid, t, *h)],
                         ),
                         (Some(x), None) => {
-                            self.confirm_hinted(now, &tracked, &[(zone, x.tuple(), x.hash())])
+                            self.confirm_hinted(now, &tracked, &[(zid, x.tuple(), x.hash())])
                         }
                         (None, _) => self.confirm(now, &tracked),
                     }),

@@ -14,6 +14,7 @@ use crate::sysctl::Sysctls;
 use crate::table::{EntryId, Table};
 use crate::time::{Duration, Instant};
 use crate::tuple::{proto, Addr, Dir, Family, Tuple};
+use crate::zone::Zone;
 
 mod helpers;
 mod nat_helpers;
@@ -243,6 +244,22 @@ impl Conntrack {
         }
     }
 
+    /// `ct label set` (kernel `nf_connlabels_replace` with mask = data): add the label
+    /// bits; when that changes them, cache an `IPCT_LABEL` event (delivered at confirm,
+    /// as an UPDATE, or with NEW for an unconfirmed entry). The labels live in the
+    /// entry's extension box, allocated on first use: the kernel adds the extension to
+    /// every entry created while a ruleset sets labels, and a replayed ruleset is loaded
+    /// before the first packet, so the two agree.
+    pub fn set_labels(&mut self, id: EntryId, add: u128) {
+        if let Some(e) = self.table.get_mut(id) {
+            let x = e.ext.get_or_insert_with(Box::default);
+            if x.labels | add != x.labels {
+                x.labels |= add;
+                e.ecache |= bits::LABEL;
+            }
+        }
+    }
+
     /// Take the delivered events.
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
@@ -327,18 +344,28 @@ impl Conntrack {
     /// create its entry, run its L4 tracker, give it a ctinfo. A new entry is unconfirmed
     /// until [`Conntrack::confirm`]; call [`Conntrack::discard`] if the packet is dropped
     /// before reaching the confirm hook.
-    pub fn track(&mut self, now: Instant, data: &[u8], hook: Hook, zone: u16) -> Tracked {
-        self.track_hinted(now, data, hook, zone, None)
+    ///
+    /// `zone` is the packet's template zone (`ct zone set` in raw; a plain `u16` is that
+    /// zone in both directions).
+    pub fn track(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        hook: Hook,
+        zone: impl Into<Zone>,
+    ) -> Tracked {
+        self.track_hinted(now, data, hook, zone.into(), None)
     }
 
     /// [`Conntrack::track`] with the packet already parsed by the batch path (`pre` must
-    /// come from [`Parsed::new_with`] on this packet with this table).
+    /// come from [`Parsed::new_with`] on this packet with this table, hashed with the
+    /// zone's original-direction id).
     pub(crate) fn track_hinted(
         &mut self,
         now: Instant,
         data: &[u8],
         hook: Hook,
-        zone: u16,
+        zone: Zone,
         pre: Option<&Parsed<'_>>,
     ) -> Tracked {
         let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
@@ -396,7 +423,7 @@ impl Conntrack {
                         return Tracked::invalid(r);
                     }
                 };
-                let hash = self.table.hash(&tuple, zone);
+                let hash = self.table.hash(&tuple, zone.id_for(Dir::Original));
                 parsed = Parsed { pkt, tuple, hash };
                 &parsed
             }
@@ -554,7 +581,7 @@ impl Conntrack {
     }
 
     /// [`Conntrack::confirm`] with some tuples' hashes already known: each hint is
-    /// (zone, tuple, [`Table::hash`] of it), used when it matches one of the entry's
+    /// (zone id, tuple, [`Table::hash`] of it), used when it matches one of the entry's
     /// tuples (the batch path computes the packet's and, for predicted misses, its
     /// reply's); a tuple without a hint is hashed here.
     pub(crate) fn confirm_hinted(
@@ -579,13 +606,15 @@ impl Conntrack {
         let (orig, reply, zone, seq) = (e.tuples[0], e.tuples[1], e.zone, e.seq);
         // Chain limit: 50 + random(0..29) in the kernel; a per-entry pseudo-random value here.
         let max_chain = 50 + (seq % 30) as usize;
-        let hash = |t: &Tuple| {
+        // kernel: the orig tuple hashed with the zone's orig id, the reply with its reply id.
+        let hash = |t: &Tuple, d: Dir| {
+            let zid = zone.id_for(d);
             hints
                 .iter()
-                .find(|(z, x, _)| *z == zone && *x == t)
-                .map_or_else(|| self.table.hash(t, zone), |&(_, _, h)| h)
+                .find(|(z, x, _)| *z == zid && *x == t)
+                .map_or_else(|| self.table.hash(t, zid), |&(_, _, h)| h)
         };
-        let (h0, h1) = (hash(&orig), hash(&reply));
+        let (h0, h1) = (hash(&orig, Dir::Original), hash(&reply, Dir::Reply));
         // One walk per bucket: its chain length and the clash search together.
         let (n0, clash0) = self.table.probe(&orig, zone, h0, now);
         let (n1, clash1) = self.table.probe(&reply, zone, h1, now);
@@ -603,11 +632,11 @@ impl Conntrack {
             let allows = matches!(orig.proto, proto::UDP | proto::UDPLITE | proto::GRE)
                 || !is_known_proto(orig.proto);
             if allows {
-                if self.can_merge(other, &orig, &reply) {
+                if self.can_merge(other, &orig, &reply, zone) {
                     return self.merge_clash(id, other, ci.dir());
                 }
                 match clash1 {
-                    Some((r, _)) if self.can_merge(r, &orig, &reply) => {
+                    Some((r, _)) if self.can_merge(r, &orig, &reply, zone) => {
                         return self.merge_clash(id, r, ci.dir());
                     }
                     Some(_) => {}
@@ -646,12 +675,15 @@ impl Conntrack {
         Confirmed::Inserted
     }
 
-    /// Whether the linked entry `other` has the tuples `orig`/`reply`, the same or
-    /// exactly reversed (kernel `nf_ct_can_merge`).
-    fn can_merge(&self, other: EntryId, orig: &Tuple, reply: &Tuple) -> bool {
+    /// Whether the linked entry `other` has the tuples `orig`/`reply` and the zone ids of
+    /// `zone`, the same or exactly reversed (kernel `nf_ct_can_merge`: `nf_ct_match` /
+    /// `nf_ct_match_reverse`).
+    fn can_merge(&self, other: EntryId, orig: &Tuple, reply: &Tuple, zone: Zone) -> bool {
+        let (zo, zr) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));
         self.table.get(other).is_some_and(|o| {
-            (o.tuples[0] == *orig && o.tuples[1] == *reply)
-                || (o.tuples[0] == *reply && o.tuples[1] == *orig)
+            let (oo, or) = (o.zone.id_for(Dir::Original), o.zone.id_for(Dir::Reply));
+            (o.tuples[0] == *orig && o.tuples[1] == *reply && oo == zo && or == zr)
+                || (o.tuples[0] == *reply && o.tuples[1] == *orig && oo == zr && or == zo)
         })
     }
 
@@ -733,15 +765,34 @@ impl Conntrack {
         }
     }
 
-    fn lookup(&mut self, t: &Tuple, zone: u16, now: Instant) -> Option<(EntryId, Dir)> {
-        let h = self.table.hash(t, zone);
+    fn lookup(&mut self, t: &Tuple, zone: Zone, now: Instant) -> Option<(EntryId, Dir)> {
+        let h = self.table.hash(t, zone.id_for(Dir::Original));
         self.lookup_hashed(t, zone, h, now)
     }
 
+    /// Kernel `resolve_normal_ct`'s lookup: the tuple hashed with the zone's orig id
+    /// (`h`), then, on a miss and when the zone's reply id differs, hashed with that.
     fn lookup_hashed(
         &mut self,
         t: &Tuple,
-        zone: u16,
+        zone: Zone,
+        h: u64,
+        now: Instant,
+    ) -> Option<(EntryId, Dir)> {
+        let found = self.lookup_one(t, zone, h, now);
+        let (id0, id1) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));
+        if found.is_some() || id0 == id1 {
+            return found;
+        }
+        let h1 = self.table.hash(t, id1);
+        self.lookup_one(t, zone, h1, now)
+    }
+
+    /// One bucket's walk of a lookup; expired entries met are deleted.
+    fn lookup_one(
+        &mut self,
+        t: &Tuple,
+        zone: Zone,
         h: u64,
         now: Instant,
     ) -> Option<(EntryId, Dir)> {
@@ -761,7 +812,7 @@ impl Conntrack {
     }
 
     /// Allocate an unconfirmed entry; on a full table run early drop (§11.4).
-    fn alloc(&mut self, now: Instant, orig: Tuple, reply: Tuple, zone: u16) -> Option<EntryId> {
+    fn alloc(&mut self, now: Instant, orig: Tuple, reply: Tuple, zone: Zone) -> Option<EntryId> {
         let max = self.sysctls.nf_conntrack_max;
         if max != 0 && self.table.count() >= max && !self.early_drop(now, &orig, zone) {
             // The GC worker's early-eviction mode (§11.5).
@@ -802,9 +853,10 @@ impl Conntrack {
 
     /// `early_drop`: up to 8 buckets from the new tuple's bucket; in the first bucket that
     /// has any, delete every confirmed, non-ASSURED, non-dying entry.
-    fn early_drop(&mut self, now: Instant, t: &Tuple, zone: u16) -> bool {
+    /// `zone` is the new entry's: the scan starts at the bucket of its original tuple.
+    fn early_drop(&mut self, now: Instant, t: &Tuple, zone: Zone) -> bool {
         let n = self.table.buckets();
-        let mut bucket = self.table.bucket(t, zone);
+        let mut bucket = self.table.bucket(t, zone.id_for(Dir::Original));
         for i in 0..8 {
             if i > 0 {
                 bucket = (bucket + 1) % n;
@@ -848,7 +900,7 @@ impl Conntrack {
         now: Instant,
         pkt: &Packet<'_>,
         inner_off: usize,
-        zone: u16,
+        zone: Zone,
     ) -> Tracked {
         let fail = |s: &mut Self, r: IcmpReason| {
             s.stats.error += 1;

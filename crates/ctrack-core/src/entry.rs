@@ -34,6 +34,9 @@ pub struct Extensions {
     /// TCP sequence adjustment of a NATed entry with a helper (kernel seqadj
     /// extension): created when a NAT helper first changes a payload's length.
     pub seqadj: Option<crate::conntrack::seqadj::SeqAdj>,
+    /// Connection labels (kernel `nf_conn_labels`, 128 bits; bit N = label N), set by
+    /// `ct label set`. 0 = none (dumps then omit them, as ctnetlink does).
+    pub labels: u128,
 }
 
 /// A conntrack entry.
@@ -43,8 +46,8 @@ pub struct Entry {
     pub tuples: [Tuple; 2],
     /// Status bits.
     pub status: Status,
-    /// Zone id (both directions).
-    pub zone: u16,
+    /// Zone: id and the directions it covers (kernel `ct->zone`).
+    pub zone: crate::zone::Zone,
     /// `ct mark`.
     pub mark: u32,
     /// Expiry deadline (absolute).
@@ -65,6 +68,12 @@ impl Entry {
     #[inline]
     pub fn tuple(&self, dir: Dir) -> &Tuple {
         &self.tuples[dir.index()]
+    }
+
+    /// The connection labels (0 when none were set).
+    #[inline]
+    pub fn labels(&self) -> u128 {
+        self.ext.as_ref().map_or(0, |x| x.labels)
     }
 
     /// L4 protocol number.

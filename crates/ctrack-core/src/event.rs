@@ -23,6 +23,8 @@ pub mod bits {
     pub const HELPER: u16 = 1 << 6;
     /// Mark changed.
     pub const MARK: u16 = 1 << 7;
+    /// Labels changed (`IPCT_LABEL`): the event carries the labels.
+    pub const LABEL: u16 = 1 << 10;
 }
 
 /// The message type `conntrack -E` prints.

@@ -7,6 +7,7 @@ use crate::stats::Stats;
 use crate::status::Status;
 use crate::time::Instant;
 use crate::tuple::{proto, Addr, Dir, Family, Tuple};
+use crate::zone::Zone;
 use std::fmt::Write;
 
 /// Options of the `conntrack -L` text (`-o extended,id`).
@@ -133,6 +134,22 @@ fn tuple_text_as(out: &mut String, t: &Tuple, expanded: bool, userspace: bool) {
     }
 }
 
+/// The zone at one of its three places (after the original tuple, after the reply
+/// tuple, after `mark=`): printed there only when the zone's direction mask is exactly
+/// `place`. /proc (kernel `ct_show_zone`) prints it even for id 0; ctnetlink
+/// (`ctnetlink_dump_zone_id`, what `conntrack -L`/`-E` print) omits id 0.
+fn zone_text(out: &mut String, e: &Entry, place: u8, proc: bool) {
+    if e.zone.dir != place || (!proc && e.zone.id == 0) {
+        return;
+    }
+    let name = match place {
+        Zone::ORIG => "zone-orig",
+        Zone::REPLY => "zone-reply",
+        _ => "zone",
+    };
+    let _ = write!(out, "{name}={} ", e.zone.id);
+}
+
 fn counters(out: &mut String, e: &Entry, dir: Dir) {
     if let Some(c) = e.ext.as_ref().and_then(|x| x.acct) {
         let c = c[dir.index()];
@@ -167,9 +184,7 @@ pub fn conntrack_line(e: &Entry, now: Instant, opts: ListOptions) -> String {
         true,
     );
     let _ = write!(out, "mark={} ", e.mark);
-    if e.zone != 0 {
-        let _ = write!(out, "zone={} ", e.zone);
-    }
+    zone_text(&mut out, e, Zone::BOTH, false);
     if let Some(d) = delta_time_userspace(e, now) {
         let _ = write!(out, "delta-time={d} ");
     }
@@ -200,11 +215,13 @@ fn body(out: &mut String, e: &Entry, extended: bool, timeout: Option<u64>, state
         }
     }
     tuple_text_as(out, t0, false, true);
+    zone_text(out, e, Zone::ORIG, false);
     counters(out, e, Dir::Original);
     if !e.status.has(Status::SEEN_REPLY) {
         out.push_str("[UNREPLIED] ");
     }
     tuple_text_as(out, e.tuple(Dir::Reply), false, true);
+    zone_text(out, e, Zone::REPLY, false);
     counters(out, e, Dir::Reply);
     if e.status.has(Status::ASSURED) {
         out.push_str("[ASSURED] ");
@@ -227,9 +244,7 @@ pub fn event_body(e: &Entry, now: Instant, mask: u16, destroy: bool) -> String {
     if e.mark != 0 {
         let _ = write!(out, "mark={} ", e.mark);
     }
-    if e.zone != 0 {
-        let _ = write!(out, "zone={} ", e.zone);
-    }
+    zone_text(&mut out, e, Zone::BOTH, false);
     if destroy {
         if let Some(d) = delta_time_userspace(e, now) {
             let _ = write!(out, "delta-time={d} ");
@@ -265,16 +280,19 @@ pub fn proc_line(e: &Entry, now: Instant) -> String {
         );
     }
     tuple_text(&mut out, t0, true);
+    zone_text(&mut out, e, Zone::ORIG, true);
     counters(&mut out, e, Dir::Original);
     if !e.status.has(Status::SEEN_REPLY) {
         out.push_str("[UNREPLIED] ");
     }
     tuple_text(&mut out, e.tuple(Dir::Reply), true);
+    zone_text(&mut out, e, Zone::REPLY, true);
     counters(&mut out, e, Dir::Reply);
     if e.status.has(Status::ASSURED) {
         out.push_str("[ASSURED] ");
     }
-    let _ = write!(out, "mark={} zone={} ", e.mark, e.zone);
+    let _ = write!(out, "mark={} ", e.mark);
+    zone_text(&mut out, e, Zone::BOTH, true);
     if let Some(d) = delta_time(e, now) {
         let _ = write!(out, "delta-time={d} ");
     }

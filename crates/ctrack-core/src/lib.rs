@@ -34,6 +34,7 @@ pub mod table;
 pub mod time;
 pub mod topology;
 pub mod tuple;
+pub mod zone;
 
 pub use conntrack::{Config, Confirmed, Conntrack, Hook, Tracked, Verdict};
 pub use entry::Entry;
@@ -43,3 +44,4 @@ pub use status::{CtInfo, CtState, Status};
 pub use sysctl::Sysctls;
 pub use time::{Duration, Instant};
 pub use tuple::{Addr, Dir, Family, Tuple};
+pub use zone::Zone;

@@ -12,8 +12,12 @@
 use crate::entry::Entry;
 use crate::time::Instant;
 use crate::tuple::{Dir, Family, Tuple};
+use crate::zone::Zone;
 
 const NIL: u32 = u32::MAX;
+
+/// Node direction by its low bit.
+const DIRS: [Dir; 2] = [Dir::Original, Dir::Reply];
 
 /// The most entries [`Table::with_capacity`] reserves ahead (768 MiB of address space):
 /// beyond that the slab grows on demand.
@@ -100,7 +104,8 @@ impl FlowHasher {
         }
     }
 
-    /// The 64-bit keyed hash of a tuple in a zone.
+    /// The 64-bit keyed hash of a tuple with a zone id (the zone's id for the tuple's
+    /// direction, kernel `hash_conntrack_raw(tuple, nf_ct_zone_id(zone, dir))`).
     #[inline]
     pub fn hash(&self, t: &Tuple, zone: u16) -> u64 {
         let misc = u64::from(t.src_u)
@@ -300,14 +305,15 @@ impl Table {
     pub fn link(&mut self, id: EntryId) {
         let Some(e) = self.get(id) else { return };
         let h = [
-            self.hash(&e.tuples[0], e.zone),
-            self.hash(&e.tuples[1], e.zone),
+            self.hash(&e.tuples[0], e.zone.id_for(Dir::Original)),
+            self.hash(&e.tuples[1], e.zone.id_for(Dir::Reply)),
         ];
         self.link_hashed(id, h);
     }
 
     /// Link both tuples of `id` with their hashes already computed (`h[dir]` must be
-    /// [`Table::hash`] of the entry's tuple of that direction in its zone).
+    /// [`Table::hash`] of the entry's tuple of that direction with its zone's id for that
+    /// direction).
     pub fn link_hashed(&mut self, id: EntryId, h: [u64; 2]) {
         if self.get(id).is_none() {
             return;
@@ -358,8 +364,8 @@ impl Table {
         }
         let Some(e) = slot.entry.as_ref() else { return };
         let b = [
-            self.bucket(&e.tuples[0], e.zone),
-            self.bucket(&e.tuples[1], e.zone),
+            self.bucket(&e.tuples[0], e.zone.id_for(Dir::Original)),
+            self.bucket(&e.tuples[1], e.zone.id_for(Dir::Reply)),
         ];
         let fake_orig = slot.tag[0] == FAKE_TAG;
         for (dir, &bucket) in b.iter().enumerate() {
@@ -387,20 +393,32 @@ impl Table {
         self.slots[id as usize].next = [NIL; 2];
     }
 
-    /// Find a confirmed entry whose tuple of some direction equals `t` in `zone`.
+    /// Find a confirmed entry whose tuple of some direction equals `t` in `zone` (kernel
+    /// `nf_conntrack_find_get`): first in the bucket of `t` hashed with the zone's
+    /// original-direction id, then, if the zone's reply id differs, with that one. A
+    /// node matches when its tuple equals `t` and the zones give the same id for the
+    /// node's direction (kernel `nf_ct_key_equal`).
     /// Expired entries met on the way are not returned; their ids are pushed to `expired`
     /// so the caller can delete them (kernel: `nf_ct_gc_expired` during lookup).
     pub fn find(
         &self,
         t: &Tuple,
-        zone: u16,
+        zone: Zone,
         now: Instant,
         expired: &mut Vec<EntryId>,
     ) -> Option<(EntryId, Dir)> {
-        self.find_hashed(t, zone, self.hash(t, zone), now, expired)
+        let id0 = zone.id_for(Dir::Original);
+        let h = self.hash(t, id0);
+        let found = self.find_hashed(t, zone, h, now, expired);
+        let id1 = zone.id_for(Dir::Reply);
+        if found.is_some() || id1 == id0 {
+            return found;
+        }
+        self.find_hashed(t, zone, self.hash(t, id1), now, expired)
     }
 
-    /// The keyed hash of a tuple in a zone ([`FlowHasher::hash`] with this table's key).
+    /// The keyed hash of a tuple with a zone id ([`FlowHasher::hash`] with this table's
+    /// key).
     #[inline]
     pub fn hash(&self, t: &Tuple, zone: u16) -> u64 {
         self.hasher.hash(t, zone)
@@ -456,12 +474,13 @@ impl Table {
         }
     }
 
-    /// [`Table::find`] with the tuple's hash already computed (`h == self.hash(t, zone)`).
+    /// [`Table::find`] in the bucket of hash `h` (`self.hash(t, id)` where `id` is the
+    /// zone's id for the direction being tried).
     #[inline]
     pub fn find_hashed(
         &self,
         t: &Tuple,
-        zone: u16,
+        zone: Zone,
         h: u64,
         now: Instant,
         expired: &mut Vec<EntryId>,
@@ -480,8 +499,11 @@ impl Table {
                     if !expired.contains(&id) {
                         expired.push(id);
                     }
-                } else if slot.tag[d] == tag && e.zone == zone && same_tuple(&e.tuples[d], t) {
-                    return Some((id, if d == 0 { Dir::Original } else { Dir::Reply }));
+                } else if slot.tag[d] == tag
+                    && same_tuple(&e.tuples[d], t)
+                    && e.zone.same_for(zone, DIRS[d])
+                {
+                    return Some((id, DIRS[d]));
                 }
             }
             cur = slot.next[d];
@@ -496,7 +518,7 @@ impl Table {
     pub fn probe(
         &self,
         t: &Tuple,
-        zone: u16,
+        zone: Zone,
         h: u64,
         now: Instant,
     ) -> (usize, Option<(EntryId, Dir)>) {
@@ -511,8 +533,11 @@ impl Table {
             let slot = &self.slots[id as usize];
             if found.is_none() && slot.tag[d] == tag {
                 if let Some(e) = slot.entry.as_ref() {
-                    if !e.expired(now) && e.zone == zone && same_tuple(&e.tuples[d], t) {
-                        found = Some((id, if d == 0 { Dir::Original } else { Dir::Reply }));
+                    if !e.expired(now)
+                        && same_tuple(&e.tuples[d], t)
+                        && e.zone.same_for(zone, DIRS[d])
+                    {
+                        found = Some((id, DIRS[d]));
                     }
                 }
             }
@@ -698,7 +723,7 @@ mod tests {
             let id = t.alloc(Entry {
                 tuples: [o, r],
                 status: crate::status::Status::default(),
-                zone: 0,
+                zone: Zone::DEFAULT,
                 mark: 0,
                 deadline: Instant::from_nanos(1_000_000_000),
                 proto: crate::proto::ProtoState::Generic,
@@ -714,18 +739,27 @@ mod tests {
         let mut scratch = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
             let (o, r) = e(i as u8);
-            assert_eq!(t.find(&o, 0, now, &mut scratch), Some((id, Dir::Original)));
-            assert_eq!(t.find(&r, 0, now, &mut scratch), Some((id, Dir::Reply)));
+            let z = Zone::DEFAULT;
+            assert_eq!(t.find(&o, z, now, &mut scratch), Some((id, Dir::Original)));
+            assert_eq!(t.find(&r, z, now, &mut scratch), Some((id, Dir::Reply)));
             let h = t.hash(&r, 0);
             assert!(t.may_contain(h));
-            assert_eq!(t.probe(&r, 0, h, now).1, Some((id, Dir::Reply)));
-            assert_eq!(t.find(&o, 1, now, &mut scratch), None, "zone counts");
+            assert_eq!(t.probe(&r, z, h, now).1, Some((id, Dir::Reply)));
+            assert_eq!(
+                t.find(&o, Zone::new(1), now, &mut scratch),
+                None,
+                "zone counts"
+            );
+            // A zone for the reply direction only leaves the original tuple in zone 0.
+            let rz = Zone::one_way(1, Dir::Reply);
+            assert_eq!(t.find(&o, rz, now, &mut scratch), Some((id, Dir::Original)));
+            assert_eq!(t.find(&r, rz, now, &mut scratch), None);
         }
         assert!(scratch.is_empty());
         t.free(ids[0]);
         assert!(!t.is_linked(ids[0]));
         let (o, _) = e(0);
-        assert_eq!(t.find(&o, 0, now, &mut scratch), None);
+        assert_eq!(t.find(&o, Zone::DEFAULT, now, &mut scratch), None);
         assert!(!t.may_contain(t.hash(&o, 0)) || t.chain_len(t.bucket(&o, 0)) > 0);
     }
 

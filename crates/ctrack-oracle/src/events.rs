@@ -27,7 +27,8 @@ impl EventListener {
         if expect {
             cmd.args(["-E", "expect", "-o", "timestamp"]);
         } else {
-            cmd.args(["-E", "-o", "timestamp"]);
+            // `labels`: an event that changed labels carries them (`labels=`).
+            cmd.args(["-E", "-o", "timestamp,labels"]);
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -238,7 +238,8 @@ pub struct KernelPacket {
 pub struct KernelRun {
     /// One per [`InjectPacket`], same order.
     pub packets: Vec<KernelPacket>,
-    /// `conntrack -L` stdout lines, as printed.
+    /// `conntrack -L -o labels` stdout lines, as printed (plain `-L` plus `labels=` on
+    /// entries with labels, when /etc/xtables/connlabel.conf names them).
     pub table: Vec<String>,
     /// `conntrack -L -o extended` stdout lines.
     pub table_extended: Vec<String>,
@@ -257,7 +258,7 @@ pub struct KernelRun {
     pub count: u64,
     /// When the table was read, ns since the first injection.
     pub dump_offset_ns: u64,
-    /// `conntrack -E -o timestamp` lines, when [`OracleConfig::events`] was set.
+    /// `conntrack -E -o timestamp,labels` lines, when [`OracleConfig::events`] was set.
     pub events: Vec<KernelEvent>,
     /// `conntrack -E expect -o timestamp` lines, when [`OracleConfig::events`] was set.
     pub expect_events: Vec<KernelEvent>,

@@ -347,7 +347,10 @@ fn dump(
         Ok::<_, OracleError>((read("nf_conntrack")?, read("nf_conntrack_expect")?))
     })
     .map_err(|e| OracleError::io("entering the firewall namespace", e))??;
-    let table = conntrack(ns, &["-L"])?;
+    // `-o labels` adds `labels=` to entries that carry labels (names from
+    // /etc/xtables/connlabel.conf; without that file conntrack prints a warning on stderr
+    // and no labels); every other line is as plain `-L` prints it.
+    let table = conntrack(ns, &["-L", "-o", "labels"])?;
     let table_extended = conntrack(ns, &["-L", "-o", "extended"])?;
     let expect_table = conntrack(ns, &["-L", "expect"])?;
     let stats_text = conntrack(ns, &["-S"])?;

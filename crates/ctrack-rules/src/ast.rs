@@ -241,8 +241,11 @@ pub enum Key {
     CtDirection,
     /// `ct mark`.
     CtMark,
-    /// `ct zone`.
-    CtZone,
+    /// `ct [original|reply] zone`: `None` without a direction (the zone's id), else
+    /// `Some(reply?)` (the zone's id for that direction, 0 if it does not cover it).
+    CtZone(Option<bool>),
+    /// `ct label`: the 128 label bits.
+    CtLabel,
     /// `ct helper`.
     CtHelper,
     /// `ct l3proto`.
@@ -358,8 +361,10 @@ pub enum Stmt {
     },
     /// `notrack`.
     Notrack,
-    /// `ct zone set V`.
-    CtZoneSet(Value),
+    /// `ct [original|reply] zone set V`: the direction as in [`Key::CtZone`].
+    CtZoneSet(Option<bool>, Value),
+    /// `ct label set V`.
+    CtLabelSet(Value),
     /// `ct mark set V`.
     CtMarkSet(Value),
     /// `meta mark set V`.

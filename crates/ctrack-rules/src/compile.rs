@@ -44,8 +44,10 @@ pub enum CItem {
     Log(u32),
     /// `notrack`.
     Notrack,
-    /// `ct zone set`.
-    CtZoneSet(u16),
+    /// `ct [original|reply] zone set`: the template zone.
+    CtZoneSet(ctrack_core::Zone),
+    /// `ct label set`: the label bits to add.
+    CtLabelSet(u128),
     /// `ct mark set`.
     CtMarkSet(Src),
     /// `meta mark set`.
@@ -385,10 +387,27 @@ fn compile_stmt(
             CItem::Log(rs.log_prefix.len() as u32 - 1)
         }
         Stmt::Notrack => CItem::Notrack,
-        Stmt::CtZoneSet(v) => match src(v, 16)? {
-            Src::Const(z) => CItem::CtZoneSet(z as u16),
+        Stmt::CtZoneSet(dir, v) => match src(v, 16)? {
+            Src::Const(z) => {
+                let id = z as u16;
+                CItem::CtZoneSet(match dir {
+                    None => ctrack_core::Zone::new(id),
+                    Some(reply) => ctrack_core::Zone::one_way(
+                        id,
+                        if *reply {
+                            ctrack_core::Dir::Reply
+                        } else {
+                            ctrack_core::Dir::Original
+                        },
+                    ),
+                })
+            }
             _ => return Err(cx.err(pos, "ct zone set takes a constant here")),
         },
+        Stmt::CtLabelSet(v) => {
+            let (bits, _) = range_of(cx, ValueType::CtLabel, v)?;
+            CItem::CtLabelSet(bits)
+        }
         Stmt::CtMarkSet(v) => CItem::CtMarkSet(src(v, 32)?),
         Stmt::MetaMarkSet(v) => CItem::MetaMarkSet(src(v, 32)?),
         Stmt::CtHelperSet(name) => {
@@ -572,7 +591,9 @@ fn compile_match(cx: &Cx<'_>, m: &ast::Match) -> Result<CMatch, Error> {
             let flag_style = ty.is_flags()
                 && mask.is_none()
                 && !is_set
-                && matches!(m.op, Op::Implicit | Op::In | Op::Ne);
+                && (matches!(m.op, Op::Implicit | Op::In)
+                    // nft compares `ct label != x` as a whole value (cmp neq).
+                    || (m.op == Op::Ne && ty != ValueType::CtLabel));
             if flag_style {
                 Test::AnyBits {
                     bits: range_of(cx, ty, &m.value)?.0,

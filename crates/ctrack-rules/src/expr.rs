@@ -190,7 +190,12 @@ pub fn load(key: Key, p: &PacketCtx<'_>, ct: &Conntrack) -> Option<u128> {
         },
         Key::CtStatus => u128::from(entry()?.status.0),
         Key::CtMark => u128::from(entry()?.mark),
-        Key::CtZone => u128::from(entry()?.zone),
+        Key::CtZone(None) => u128::from(entry()?.zone.id),
+        Key::CtZone(Some(reply)) => {
+            let d = if reply { Dir::Reply } else { Dir::Original };
+            u128::from(entry()?.zone.id_for(d))
+        }
+        Key::CtLabel => entry()?.labels(),
         Key::CtL3proto => u128::from(entry()?.tuples[0].family.number()),
         Key::CtProtocol => u128::from(entry()?.tuples[0].proto),
         Key::CtAddr(reply, src, fam) => {
@@ -288,6 +293,8 @@ pub enum ValueType {
     Direction,
     /// Interface or helper names.
     Str,
+    /// `ct label`: one bit per label (a number 0..127 or a name from connlabel.conf).
+    CtLabel,
 }
 
 impl ValueType {
@@ -299,7 +306,8 @@ impl ValueType {
             Key::IpProtocol | Key::Ip6Nexthdr | Key::L4proto | Key::CtProtocol => ValueType::Proto,
             Key::Nfproto | Key::CtL3proto => ValueType::L3proto,
             Key::MetaMark | Key::CtMark | Key::Length => ValueType::Int(32),
-            Key::Sport(_) | Key::Dport(_) | Key::CtZone | Key::CtProto(..) => ValueType::Int(16),
+            Key::Sport(_) | Key::Dport(_) | Key::CtZone(_) | Key::CtProto(..) => ValueType::Int(16),
+            Key::CtLabel => ValueType::CtLabel,
             Key::TcpFlags => ValueType::TcpFlags,
             Key::IcmpType => ValueType::IcmpType,
             Key::IcmpCode => ValueType::IcmpCode,
@@ -316,7 +324,7 @@ impl ValueType {
     pub fn is_flags(self) -> bool {
         matches!(
             self,
-            ValueType::CtState | ValueType::CtStatus | ValueType::TcpFlags
+            ValueType::CtState | ValueType::CtStatus | ValueType::TcpFlags | ValueType::CtLabel
         )
     }
 
@@ -337,6 +345,7 @@ impl ValueType {
             ValueType::Icmpv6Code => "icmpv6 code",
             ValueType::Direction => "conntrack direction",
             ValueType::Str => "string",
+            ValueType::CtLabel => "conntrack label",
         }
     }
 
@@ -467,6 +476,7 @@ impl ValueType {
                 .parse::<std::net::Ipv6Addr>()
                 .map(u128::from)
                 .map_err(|_| format!("Could not resolve hostname: {w} (not an {})", self.name())),
+            ValueType::CtLabel => crate::connlabel::resolve(w).map(|b| 1u128 << b),
             _ => {
                 if let Some(v) = self.symbol(w) {
                     return Ok(v);

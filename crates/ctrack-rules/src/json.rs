@@ -182,7 +182,8 @@ fn key(left: &J) -> Result<Key, String> {
                 ("status", None) => Key::CtStatus,
                 ("direction", None) => Key::CtDirection,
                 ("mark", None) => Key::CtMark,
-                ("zone", _) => Key::CtZone,
+                ("zone", dir) => Key::CtZone(dir),
+                ("label", None) => Key::CtLabel,
                 ("helper", None) => Key::CtHelper,
                 ("l3proto", None) => Key::CtL3proto,
                 ("protocol", None) => Key::CtProtocol,
@@ -311,7 +312,8 @@ fn item(e: &J) -> Result<Item, String> {
             let v = value(body.get("value").ok_or("mangle without value")?)?;
             match k {
                 Key::CtMark => Stmt::CtMarkSet(v),
-                Key::CtZone => Stmt::CtZoneSet(v),
+                Key::CtZone(dir) => Stmt::CtZoneSet(dir, v),
+                Key::CtLabel => Stmt::CtLabelSet(v),
                 Key::MetaMark => Stmt::MetaMarkSet(v),
                 _ => return Err("this key cannot be set".into()),
             }

@@ -23,6 +23,7 @@
 
 pub mod ast;
 pub mod compile;
+pub mod connlabel;
 mod error;
 pub mod expr;
 pub mod json;

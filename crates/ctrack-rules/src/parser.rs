@@ -603,7 +603,8 @@ impl Parser<'_> {
                     "status" => Key::CtStatus,
                     "direction" => Key::CtDirection,
                     "mark" => Key::CtMark,
-                    "zone" => Key::CtZone,
+                    "zone" => Key::CtZone(None),
+                    "label" => Key::CtLabel,
                     "helper" => Key::CtHelper,
                     "l3proto" => Key::CtL3proto,
                     "protocol" => Key::CtProtocol,
@@ -621,7 +622,7 @@ impl Parser<'_> {
                             "daddr" => Key::CtAddr(reply, false, fam),
                             "proto-src" if fam == 0 => Key::CtProto(reply, true),
                             "proto-dst" if fam == 0 => Key::CtProto(reply, false),
-                            "zone" => Key::CtZone,
+                            "zone" => Key::CtZone(Some(reply)),
                             _ => return Err(self.err(gpos, format!("ct {f} {g} is not supported"))),
                         }
                     }
@@ -644,7 +645,8 @@ impl Parser<'_> {
                 let v = self.value(key)?;
                 let st = match key {
                     Key::CtMark => Stmt::CtMarkSet(v),
-                    Key::CtZone => Stmt::CtZoneSet(v),
+                    Key::CtZone(dir) => Stmt::CtZoneSet(dir, v),
+                    Key::CtLabel => Stmt::CtLabelSet(v),
                     Key::MetaMark => Stmt::MetaMarkSet(v),
                     Key::CtHelper => match v {
                         Value::Str(s, _) | Value::Word(s, _) => Stmt::CtHelperSet(s),
@@ -848,7 +850,7 @@ impl Parser<'_> {
                         return Err(p.unexpected("a value"));
                     }
                     if (w == "ct" || w == "meta")
-                        && matches!(key, Key::CtMark | Key::MetaMark | Key::CtZone)
+                        && matches!(key, Key::CtMark | Key::MetaMark | Key::CtZone(_))
                     {
                         if let Some(k) = p.key_after(&w, pos)? {
                             return Ok(Value::Key(k));

@@ -165,7 +165,10 @@ enum ChainResult {
 
 /// Per-packet state the rules change.
 struct PktState {
-    zone: u16,
+    /// The conntrack template a `ct zone set` attached before conntrack, if any.
+    template: Option<ctrack_core::Zone>,
+    /// Conntrack has not run yet (templates are only read by conntrack-in).
+    before_ct: bool,
     notrack: bool,
     accepted_by: Option<RuleRef>,
     now: Instant,
@@ -386,7 +389,8 @@ impl Pipeline {
         let (client, server) = (ifnames.0.as_str(), ifnames.1.as_str());
         let name = |s: Side| if s == Side::Client { client } else { server };
         let mut st = PktState {
-            zone: 0,
+            template: None,
+            before_ct: true,
             notrack: false,
             accepted_by: None,
             now,
@@ -418,6 +422,7 @@ impl Pipeline {
             }
         }
         let mut tracked: Option<Tracked> = None;
+        st.before_ct = false;
         if st.notrack {
             p.ct = CtCtx {
                 ctinfo: None,
@@ -426,7 +431,8 @@ impl Pipeline {
             };
             out.ctstate = Some(CtState::Untracked);
         } else {
-            let t = ct.track(now, data, ct_hook, st.zone);
+            let zone = st.template.unwrap_or_default();
+            let t = ct.track(now, data, ct_hook, zone);
             out.ctstate = t.ctstate();
             out.direction = t.direction();
             out.reason = t.reason.map(Reason::Ct);
@@ -601,8 +607,9 @@ impl Pipeline {
             // Helpers (NAT: payload rewrite) and sequence adjustment rewrite `buf`.
             match ct.help_and_confirm(now, &t, buf) {
                 Ok(Confirmed::Failed(r)) => {
+                    // Dropped at the confirm hook itself (clash, chain too long), after
+                    // POSTROUTING/INPUT: the fate stays, as for a helper drop there.
                     out.drop = true;
-                    out.fate = Fate::Dropped;
                     out.reason = Some(Reason::Confirm(r));
                 }
                 Ok(_) => {}
@@ -769,16 +776,34 @@ impl Eval<'_> {
                     }
                     CItem::Log(i) => logs.push(*i),
                     CItem::Notrack => {
-                        // kernel nft_notrack_eval: only a packet without a ct.
-                        if p.ct.entry.is_none() && p.ct.ctinfo.is_none() && !p.ct.untracked {
+                        // kernel nft_notrack_eval: only a packet without a ct (a
+                        // template counts as one).
+                        if p.ct.entry.is_none()
+                            && p.ct.ctinfo.is_none()
+                            && !p.ct.untracked
+                            && st.template.is_none()
+                        {
                             st.notrack = true;
                             p.ct.untracked = true;
                         }
                     }
                     CItem::CtZoneSet(z) => {
-                        // A template: only before conntrack attached an entry.
-                        if p.ct.ctinfo.is_none() && !p.ct.untracked {
-                            st.zone = *z;
+                        // kernel nft_ct_set_zone_eval: a template, only when the packet
+                        // has no ct yet — not even a template, so the first zone set
+                        // wins. `notrack` leaves no ct (only the UNTRACKED ctinfo), so a
+                        // later zone set replaces it and the packet is tracked.
+                        if st.before_ct && st.template.is_none() {
+                            if st.notrack {
+                                st.notrack = false;
+                                p.ct.untracked = false;
+                            }
+                            st.template = Some(*z);
+                        }
+                    }
+                    CItem::CtLabelSet(add) => {
+                        // kernel nft_ct_set_eval: a real ct only (not a template).
+                        if let Some(id) = p.ct.entry {
+                            ct.set_labels(id, *add);
                         }
                     }
                     CItem::CtMarkSet(src) => {

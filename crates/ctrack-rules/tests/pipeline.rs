@@ -214,3 +214,63 @@ fn nat_port_mapping_needs_a_transport_protocol_match() {
         }
     }
 }
+
+/// `ct original zone set` applies to one direction; the first zone set wins; `ct
+/// [original|reply] zone` read the zone per direction; `ct label set` with numbers
+/// (no connlabel.conf needed) is matched later; the JSON form compiles the same.
+#[test]
+fn zones_per_direction_and_labels() {
+    let rules = r#"
+table inet t {
+	chain raw {
+		type filter hook prerouting priority raw; policy accept;
+		iifname "lan" ct original zone set 3
+		iifname "lan" ct zone set 9
+	}
+	chain fwd {
+		type filter hook forward priority filter; policy accept;
+		ct state new ct label set 7
+		ct reply zone 3 drop
+		ct zone 9 drop
+		ct direction reply ct label != 7 drop
+		ct direction reply ct label 7 ct original zone 3 ct label set 100
+	}
+}
+"#;
+    let mut r = Router::new(rules);
+    let o = r.send(0, &udp4(C, S, 1000, 53), Side::Client);
+    assert_eq!((o.ctstate, o.fate), (Some(CtState::New), Fate::Forwarded));
+    let o = r.send(1, &udp4(S, C, 53, 1000), Side::Server);
+    assert_eq!(
+        (o.ctstate, o.fate),
+        (Some(CtState::Established), Fate::Forwarded)
+    );
+    let e = r.ct.entries(Instant::from_nanos(2_000_000));
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e[0].zone,
+        ctrack_core::Zone::one_way(3, ctrack_core::Dir::Original)
+    );
+    assert_eq!(e[0].labels(), 1 << 7 | 1 << 100);
+    for bad in ["ct label set 128", "ct original zone set"] {
+        let text =
+            format!("table ip t {{ chain c {{ type filter hook forward priority 0; {bad}; }} }}");
+        assert!(load_str("bad.nft", &text).is_err(), "{bad}");
+    }
+    let json = r#"{"nftables": [{"table": {"family": "inet", "name": "t"}},
+ {"chain": {"family": "inet", "table": "t", "name": "raw", "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}},
+ {"rule": {"family": "inet", "table": "t", "chain": "raw", "expr": [{"mangle": {"key": {"ct": {"key": "zone", "dir": "reply"}}, "value": 4}}]}},
+ {"chain": {"family": "inet", "table": "t", "name": "fwd", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
+ {"rule": {"family": "inet", "table": "t", "chain": "fwd", "expr": [{"mangle": {"key": {"ct": {"key": "label"}}, "value": 5}}]}},
+ {"rule": {"family": "inet", "table": "t", "chain": "fwd", "expr": [{"match": {"op": "in", "left": {"ct": {"key": "label"}}, "right": 5}}, {"match": {"op": "==", "left": {"ct": {"key": "zone", "dir": "reply"}}, "right": 4}}, {"drop": null}]}}]}"#;
+    let mut r = Router {
+        ct: Conntrack::new(Config::default()),
+        defrag: Defrag::new(),
+        p: Pipeline::new(
+            load_str("t.json", json).unwrap_or_else(|e| panic!("{e}")),
+            ("lan".into(), "wan".into()),
+        ),
+    };
+    let o = r.send(0, &udp4(C, S, 1000, 53), Side::Client);
+    assert_eq!((o.ctstate, o.fate), (Some(CtState::New), Fate::Dropped));
+}

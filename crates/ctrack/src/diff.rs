@@ -152,11 +152,23 @@ pub fn engine_on_kernel_timeline(
     let mut events = Vec::new();
     let mut expect_events = Vec::new();
     let fmt = OutputFormat::default();
+    // The kernel side lists with `-o labels` (names from conntrack's connlabel.conf).
+    let labels =
+        crate::listing::Labels::load(std::path::Path::new(crate::listing::Labels::PATH)).ok();
+    let line_of = |e: &ctrack_core::event::Event| {
+        let mut l = event_line(e, fmt);
+        if e.kind != ctrack_core::event::EventKind::Destroy
+            && e.mask & ctrack_core::event::bits::LABEL != 0
+        {
+            crate::listing::Labels::append_to(&mut l, e.entry.labels(), labels.as_ref());
+        }
+        l
+    };
     for (p, k) in loaded.packets.iter().zip(run.packets.iter()) {
         let mut rep = r.packet(p.index, base + k.inject_offset_ns, &p.l3, p.side);
         rep.ts_ns = p.ts_ns;
         reps.push(rep);
-        events.extend(r.ct.drain_events().iter().map(|e| event_line(e, fmt)));
+        events.extend(r.ct.drain_events().iter().map(line_of));
         expect_events.extend(
             r.ct.drain_expect_events()
                 .iter()
@@ -165,8 +177,11 @@ pub fn engine_on_kernel_timeline(
     }
     let now = Instant::from_nanos(base + run.dump_offset_ns);
     r.advance(now);
-    events.extend(r.ct.drain_events().iter().map(|e| event_line(e, fmt)));
-    let table = table_lines(&r.ct, now, OutputFormat::default());
+    events.extend(r.ct.drain_events().iter().map(line_of));
+    let mut table = table_lines(&r.ct, now, OutputFormat::default());
+    for (line, e) in table.iter_mut().zip(r.ct.entries(now)) {
+        crate::listing::Labels::append_to(line, e.labels(), labels.as_ref());
+    }
     let proc_fmt = OutputFormat {
         proc: true,
         ..OutputFormat::default()

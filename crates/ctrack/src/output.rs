@@ -138,7 +138,18 @@ pub fn entry_json(e: &Entry, now: Instant) -> String {
             let _ = write!(o, "\"{n}\"");
         }
     }
-    let _ = write!(o, "],\"mark\":{},\"zone\":{}", e.mark, e.zone);
+    let _ = write!(o, "],\"mark\":{},\"zone\":{}", e.mark, e.zone.id);
+    if let Some(d) = e.zone.one_direction() {
+        let _ = write!(o, ",\"zone_dir\":\"{}\"", d.name());
+    }
+    let labels = e.labels();
+    if labels != 0 {
+        let bits: Vec<String> = (0..128u32)
+            .filter(|b| labels & (1u128 << b) != 0)
+            .map(|b| b.to_string())
+            .collect();
+        let _ = write!(o, ",\"labels\":[{}]", bits.join(","));
+    }
     if let Some(c) = e.ext.as_ref().and_then(|x| x.acct) {
         let _ = write!(
             o,

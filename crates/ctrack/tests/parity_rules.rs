@@ -63,6 +63,11 @@ struct Entry {
     /// whatever port the kernel picked at random.
     #[serde(default)]
     snat_range: Option<String>,
+    /// A connlabel map (in tests/rulesets/) the ruleset's label names come from: installed
+    /// as /etc/connlabel.conf (nft, ctrack-rules) and /etc/xtables/connlabel.conf
+    /// (conntrack -o labels) while the tests run.
+    #[serde(default)]
+    connlabel: Option<String>,
 }
 
 /// Source-NATed lines of a `conntrack -L` table whose reply destination (address, port)
@@ -147,6 +152,88 @@ struct Scenario {
     global_sysctls: BTreeMap<String, String>,
 }
 
+/// Where nft and conntrack read label names.
+const CONNLABEL_PATHS: [&str; 2] = ["/etc/connlabel.conf", "/etc/xtables/connlabel.conf"];
+
+/// The files a [`Connlabel`] replaced: (path, previous content or `None` when absent,
+/// whether its directory was created).
+type Saved = Vec<(PathBuf, Option<Vec<u8>>, bool)>;
+
+/// Users of the installed connlabel map (tests of this binary run in parallel), and what
+/// the first one replaced.
+static CONNLABEL: std::sync::Mutex<(usize, Saved)> = std::sync::Mutex::new((0, Vec::new()));
+
+/// The manifest's connlabel map installed at [`CONNLABEL_PATHS`] while this guard lives;
+/// the last guard dropped restores what was there (or removes what was not).
+struct Connlabel;
+
+impl Connlabel {
+    /// Install `tests/rulesets/<name>`; `None` when that is impossible (not root).
+    fn install(name: &str) -> Option<Connlabel> {
+        let text = std::fs::read(root().join("tests/rulesets").join(name)).expect("connlabel map");
+        let mut g = CONNLABEL.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0 == 0 {
+            let mut saved = Vec::new();
+            for p in CONNLABEL_PATHS {
+                let p = PathBuf::from(p);
+                let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                let made_dir = !dir.exists();
+                let old = std::fs::read(&p).ok();
+                if std::fs::create_dir_all(&dir).is_err() || std::fs::write(&p, &text).is_err() {
+                    restore(&saved);
+                    return None;
+                }
+                saved.push((p, old, made_dir));
+            }
+            g.1 = saved;
+        }
+        g.0 += 1;
+        Some(Connlabel)
+    }
+}
+
+fn restore(saved: &Saved) {
+    for (p, old, made_dir) in saved {
+        match old {
+            Some(t) => {
+                let _ = std::fs::write(p, t);
+            }
+            None => {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        if *made_dir {
+            if let Some(d) = p.parent() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+impl Drop for Connlabel {
+    fn drop(&mut self) {
+        let mut g = CONNLABEL.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            restore(&g.1);
+            g.1.clear();
+        }
+    }
+}
+
+/// Install the connlabel maps the manifest names; with `required`, failing to is fatal.
+fn connlabels(m: &[Entry], required: bool) -> Vec<Connlabel> {
+    let mut out = Vec::new();
+    for name in m.iter().filter_map(|e| e.connlabel.as_deref()) {
+        match Connlabel::install(name) {
+            Some(g) => out.push(g),
+            None if required => panic!("cannot install {name} as {CONNLABEL_PATHS:?}"),
+            None => {}
+        }
+    }
+    out
+}
+
 fn manifest() -> Vec<Entry> {
     let p = root().join("tests/rulesets/manifest.json");
     serde_json::from_str(&std::fs::read_to_string(&p).expect("manifest.json"))
@@ -207,7 +294,21 @@ fn ropts(pairs: &[(String, String)], ruleset: &Path, e: &Entry) -> ReplayOptions
 fn every_ruleset_compiles_and_the_manifest_is_complete() {
     let m = manifest();
     assert!(m.len() >= 10, "{} rulesets in the manifest", m.len());
+    let maps = connlabels(&m, false);
     for e in &m {
+        if e.connlabel.is_some() && maps.is_empty() {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "{}: cannot install its connlabel map (needs root)",
+                    e.ruleset
+                );
+            }
+            eprintln!(
+                "SKIPPED: {} (its label names need /etc/connlabel.conf: root)",
+                e.ruleset
+            );
+            continue;
+        }
         let p = root().join("tests/rulesets").join(&e.ruleset);
         ctrack_rules::load_file(&p).unwrap_or_else(|err| panic!("{err}"));
         assert!(
@@ -227,7 +328,9 @@ fn rulesets_match_the_kernel() {
         diff::load_known(&root().join("tests/parity/known-differences.json")).expect("known");
     let corpus_present = root().join("../shared/corpus").is_dir();
     let mut results: Vec<(String, DiffResult)> = Vec::new();
-    for e in manifest() {
+    let m = manifest();
+    let _maps = connlabels(&m, true);
+    for e in m {
         let rpath = root().join("tests/rulesets").join(&e.ruleset);
         for (label, path, pairs, gap) in captures(&e) {
             if !path.exists() && !corpus_present {
@@ -323,7 +426,9 @@ fn json_export_replays_like_the_text() {
     let tmp = std::env::temp_dir().join(format!("ctrack-rt-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("tmp dir");
     let mut pairs_checked = 0;
-    for (i, e) in manifest().iter().enumerate() {
+    let m = manifest();
+    let _maps = connlabels(&m, true);
+    for (i, e) in m.iter().enumerate() {
         let text = root().join("tests/rulesets").join(&e.ruleset);
         let json = export_json(&text, &i.to_string());
         let jpath = tmp.join(format!("{}.json", e.ruleset));
@@ -377,6 +482,10 @@ fn json_export_replays_like_the_text() {
                 "{} on {label}: final tables",
                 e.ruleset
             );
+            let labels = |r: &Replay| -> Vec<u128> {
+                r.ct.entries(now).iter().map(|e| e.labels()).collect()
+            };
+            assert_eq!(labels(&ra), labels(&rb), "{} on {label}: labels", e.ruleset);
             assert_eq!(
                 ra.pipeline.counters(),
                 rb.pipeline.counters(),

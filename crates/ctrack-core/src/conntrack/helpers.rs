@@ -87,7 +87,7 @@ impl Conntrack {
         let exp = self
             .helpers
             .expect
-            .find(&e.tuples[0], e.zone, now, live, &mut self.stats)?;
+            .find(&e.tuples[0], e.zone.id, now, live, &mut self.stats)?;
         e.status.set(Status::EXPECTED);
         if let Some(m) = self.table.get(exp.master) {
             e.mark = m.mark;
@@ -209,7 +209,7 @@ impl Conntrack {
                     kind.imp().help(&mut hs, &cx),
                     e.seq,
                     e.tuples[0],
-                    e.zone,
+                    e.zone.id,
                     e.status,
                 ))
             }

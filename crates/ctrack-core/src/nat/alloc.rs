@@ -148,6 +148,7 @@ fn in_range(t: &Tuple, r: &NatRange) -> bool {
 }
 
 /// `find_best_ips_proto`: choose the address of the manipulated side.
+/// `zone` is the raw zone id (`zone->id`), whatever its directions.
 fn best_ips(t: &mut Tuple, r: &NatRange, manip: Manip, zone: u16) {
     if r.flags & flags::MAP_IPS == 0 {
         return;
@@ -299,7 +300,7 @@ pub fn unique_tuple(
     orig: &Tuple,
     r: &NatRange,
     manip: Manip,
-    zone: u16,
+    zone_id: u16,
     has_master: bool,
 ) -> Tuple {
     if manip == Manip::Src && r.flags & flags::RANDOM_ALL == 0 {
@@ -319,7 +320,7 @@ pub fn unique_tuple(
         }
     }
     let mut t = *orig;
-    best_ips(&mut t, r, manip, zone);
+    best_ips(&mut t, r, manip, zone_id);
     if r.flags & flags::RANDOM_ALL == 0 {
         if r.flags & flags::PROTO_SPECIFIED != 0 {
             if r.flags & flags::PROTO_OFFSET == 0

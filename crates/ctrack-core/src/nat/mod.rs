@@ -32,6 +32,7 @@ use crate::status::Status;
 use crate::table::EntryId;
 use crate::time::Instant;
 use crate::tuple::{proto, Addr, Dir, Family, Tuple};
+use crate::zone::Zone;
 use std::collections::HashMap;
 
 /// The NAT manipulation type of a hook (kernel `enum nf_nat_manip_type`).
@@ -116,7 +117,8 @@ impl NatRange {
     }
 }
 
-/// Key of the bysource index: original source address, key, protocol, zone.
+/// Key of the bysource index: original source address, key, protocol, and the zone's
+/// original-direction id.
 type SrcKey = (Addr, u16, u8, u16);
 
 /// The entries of one bysource key: nearly always one, so no allocation then.
@@ -178,7 +180,7 @@ struct Space<'a> {
     ct: &'a mut Conntrack,
     id: EntryId,
     now: Instant,
-    zone: u16,
+    zone: Zone,
     orig: Tuple,
     reply: Tuple,
     status: Status,
@@ -187,25 +189,31 @@ struct Space<'a> {
 }
 
 impl Space<'_> {
+    /// `nf_conntrack_find_get(zone, t)`: the orig zone id's bucket, then the reply id's.
     fn find(&self, t: &Tuple) -> Option<(EntryId, Dir)> {
-        let h = self.ct.table.hash(t, self.zone);
         let mut scratch = Vec::new();
         self.ct
             .table
-            .find_hashed(t, self.zone, h, self.now, &mut scratch)
+            .find(t, self.zone, self.now, &mut scratch)
             .filter(|(id, _)| *id != self.id)
     }
 
-    /// `nf_conntrack_tuple_taken(reply)`.
+    /// `nf_conntrack_tuple_taken(reply)`: one bucket, hashed with the zone's reply id.
     fn taken(&mut self, reply: &Tuple) -> bool {
-        let Some((other, _)) = self.find(reply) else {
-            return false;
-        };
-        let same_flow = self
+        let h = self.ct.table.hash(reply, self.zone.id_for(Dir::Reply));
+        let mut scratch = Vec::new();
+        let found = self
             .ct
             .table
-            .get(other)
-            .is_some_and(|o| o.tuples[0] == self.orig && o.zone == self.zone);
+            .find_hashed(reply, self.zone, h, self.now, &mut scratch)
+            .filter(|(id, _)| *id != self.id);
+        let Some((other, _)) = found else {
+            return false;
+        };
+        let same_flow =
+            self.ct.table.get(other).is_some_and(|o| {
+                o.tuples[0] == self.orig && o.zone.same_for(self.zone, Dir::Original)
+            });
         if same_flow {
             return false;
         }
@@ -279,7 +287,8 @@ impl alloc::TupleSpace for Space<'_> {
     }
 
     fn src_mappings(&mut self, t: &Tuple) -> Vec<Tuple> {
-        let key = (t.src, t.src_u, t.proto, self.zone);
+        // kernel find_appropriate_src: same source, zone equal in the orig direction.
+        let key = (t.src, t.src_u, t.proto, self.zone.id_for(Dir::Original));
         let Some(ids) = self.ct.nat.bysource.get(&key) else {
             return Vec::new();
         };
@@ -290,7 +299,7 @@ impl alloc::TupleSpace for Space<'_> {
                     && e.tuples[0].src == t.src
                     && e.tuples[0].src_u == t.src_u
                     && e.tuples[0].proto == t.proto
-                    && e.zone == key.3
+                    && e.zone.id_for(Dir::Original) == key.3
             })
         };
         let mapping = |id: EntryId| {
@@ -381,7 +390,7 @@ impl Conntrack {
             now,
         };
         let zone = space.zone;
-        let new = alloc::unique_tuple(&mut space, &curr, range, manip, zone, has_master);
+        let new = alloc::unique_tuple(&mut space, &curr, range, manip, zone.id, has_master);
         let orig = space.orig;
         let Some(e) = self.table.get_mut(id) else {
             return true;
@@ -394,7 +403,7 @@ impl Conntrack {
         }
         e.status.set(manip.done_bit());
         if manip == Manip::Src {
-            let key = (orig.src, orig.src_u, orig.proto, zone);
+            let key = (orig.src, orig.src_u, orig.proto, zone.id_for(Dir::Original));
             match self.nat.bysource.entry(key) {
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(SrcIds::One(id));

@@ -129,8 +129,9 @@ impl Flow {
         f.set_protoinfo(e);
         f.status = Some(u32::from(e.status.0));
         f.mark = Some(e.mark);
-        f.zone = (e.zone != 0).then_some(e.zone);
+        f.set_zone(e);
         f.set_extensions(e);
+        f.labels = Some(e.labels()).filter(|l| *l != 0);
         f.helper = Conntrack::helper_of(e).map(|h| h.name().to_string());
         f.use_count = Some(Conntrack::use_count(e));
         f.id = Some(e.seq);
@@ -166,8 +167,13 @@ impl Flow {
         }
         f.status = Some(u32::from(e.status.0));
         f.mark = (e.mark != 0 || ev.mask & bits::MARK != 0).then_some(e.mark);
-        f.zone = (e.zone != 0).then_some(e.zone);
+        f.set_zone(e);
         f.set_extensions(e);
+        // ctnetlink sends the labels with an event only when they changed (IPCT_LABEL),
+        // and then only when some are set.
+        if !destroy && ev.mask & bits::LABEL != 0 {
+            f.labels = Some(e.labels()).filter(|l| *l != 0);
+        }
         if !destroy {
             // Timestamps travel with DESTROY only; event_body prints delta-time only then.
             f.ts_start = None;
@@ -177,6 +183,18 @@ impl Flow {
         }
         f.id = Some(e.seq);
         f
+    }
+
+    /// `ctnetlink_dump_zone_id`: the zone goes in the attribute of its direction mask
+    /// (`CTA_TUPLE_ZONE` of the original or reply tuple, or `CTA_ZONE` for both), and
+    /// never when its id is 0.
+    fn set_zone(&mut self, e: &Entry) {
+        let id = Some(e.zone.id).filter(|z| *z != 0);
+        match e.zone.one_direction() {
+            Some(Dir::Original) => self.orig_zone = id,
+            Some(Dir::Reply) => self.reply_zone = id,
+            None => self.zone = id,
+        }
     }
 
     fn set_protoinfo(&mut self, e: &Entry) {

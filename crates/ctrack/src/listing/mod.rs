@@ -20,6 +20,8 @@ pub mod xml;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod zone_label_tests;
 
 pub use args::{parse, Command, CtError, Listing, OutputWords, Table};
 pub use flow::Flow;
@@ -83,6 +85,27 @@ impl Labels {
     /// The bit of a name.
     pub fn bit(&self, name: &str) -> Option<u8> {
         self.names.iter().find(|(_, n)| n == name).map(|(b, _)| *b)
+    }
+
+    /// The `labels=a,b` field of `-o labels`: libnetfilter_conntrack writes `labels=`,
+    /// then `name,` per named bit, then drops the last character, so when no set bit has
+    /// a name the field is a bare `labels` (checked against the kernel's conntrack).
+    pub fn field(&self, bits: u128) -> String {
+        let names = self.names_of(bits);
+        if names.is_empty() {
+            "labels".to_string()
+        } else {
+            format!("labels={}", names.join(","))
+        }
+    }
+
+    /// Append ` ` + [`Labels::field`] to a line (conntrack's `-o labels`) when `bits` is
+    /// non-zero and a map was loaded.
+    pub fn append_to(line: &mut String, bits: u128, map: Option<&Labels>) {
+        if let (Some(map), true) = (map, bits != 0) {
+            line.push(' ');
+            line.push_str(&map.field(bits));
+        }
     }
 
     /// The names of the set bits, in bit order (unnamed bits are skipped).

@@ -347,6 +347,18 @@ const ERRORS: &[(&str, u8, &str)] = &[
         "Illegal option `--timeout' with this command",
     ),
     ("-L -s", 2, "option `-s' requires an argument"),
+    ("-L -w", 2, "option `-w' requires an argument"),
+    (
+        "-L --orig-zone",
+        2,
+        "option `--orig-zone' requires an argument",
+    ),
+    (
+        "-L --reply-zone",
+        2,
+        "option `--reply-zone' requires an argument",
+    ),
+    ("-L -l", 2, "option `-l' requires an argument"),
     ("-L -m", 2, "option `-m' requires an argument"),
     (
         "-L -p icmp --icmp-type",
@@ -625,7 +637,7 @@ fn icmp_entry(seq: u64, acct: bool) -> Entry {
             tuple(Family::V4, proto::ICMP, b, a, 7, 0),
         ],
         status: Status(Status::CONFIRMED | Status::SEEN_REPLY),
-        zone: 0,
+        zone: ctrack_core::Zone::DEFAULT,
         mark: 0,
         deadline: Instant::from_secs(1_700_000_030),
         proto: ProtoState::Icmp,

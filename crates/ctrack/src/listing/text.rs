@@ -187,9 +187,7 @@ pub fn flow_text(f: &Flow, flags: TextFlags, labels: Option<&Labels>) -> String 
         }
     }
     if let (Some(map), Some(bits)) = (labels, f.labels) {
-        out.push_str("labels=");
-        let names = map.names_of(bits);
-        out.push_str(&names.join(","));
+        out.push_str(&map.field(bits));
         out.push(' ');
     }
     out.truncate(out.len().saturating_sub(1));
