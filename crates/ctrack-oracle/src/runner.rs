@@ -19,7 +19,7 @@ const COPY_RANGE: u32 = 64;
 /// Longest single wait, so signals are noticed quickly.
 const SLICE: Duration = Duration::from_millis(50);
 
-fn interrupted() -> Result<(), OracleError> {
+pub(crate) fn interrupted() -> Result<(), OracleError> {
     match signal::pending() {
         Some(sig) => Err(OracleError::Interrupted(sig)),
         None => Ok(()),
@@ -172,7 +172,7 @@ fn guarded(packets: &[InjectPacket], cfg: &OracleConfig) -> Result<KernelRun, Or
     Ok(run)
 }
 
-fn nonce() -> u32 {
+pub(crate) fn nonce() -> u32 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -180,15 +180,16 @@ fn nonce() -> u32 {
     t ^ std::process::id().rotate_left(16)
 }
 
-struct Replay<'a> {
-    inj: &'a mut Injector,
-    nflog: &'a mut NflogSocket,
-    stat: &'a mut StatFile,
-    nonce: u32,
-    cfg: &'a OracleConfig,
+/// The injecting side of a run: injection, barriers, logs and counters.
+pub(crate) struct Replay<'a> {
+    pub(crate) inj: &'a mut Injector,
+    pub(crate) nflog: &'a mut NflogSocket,
+    pub(crate) stat: &'a mut StatFile,
+    pub(crate) nonce: u32,
+    pub(crate) cfg: &'a OracleConfig,
 }
 
-fn stat_err(e: String) -> OracleError {
+pub(crate) fn stat_err(e: String) -> OracleError {
     OracleError::io(
         "reading /proc/net/stat/nf_conntrack",
         std::io::Error::other(e),
@@ -250,8 +251,20 @@ impl Replay<'_> {
                 index: p.index,
                 reason: format!("injecting {} bytes on the {side} side: {e}", p.l3.len()),
             })?;
+        self.sync(p.side, seq, p.index)
+    }
+
+    /// Sends barrier `seq` from `side` and returns the logs that came before it: once it
+    /// is back, everything injected earlier from that side (on this CPU) has been
+    /// handled. `index` names the packet in a timeout error.
+    pub(crate) fn sync(
+        &mut self,
+        side: crate::Side,
+        seq: u64,
+        index: u64,
+    ) -> Result<Vec<LogMsg>, OracleError> {
         self.inj
-            .send_barrier(p.side, seq)
+            .send_barrier(side, seq)
             .map_err(|e| OracleError::io(format!("sending barrier {seq}"), e))?;
         let deadline = Instant::now() + self.cfg.barrier_timeout;
         let mut logs = Vec::new();
@@ -267,7 +280,7 @@ impl Replay<'_> {
             interrupted()?;
             if Instant::now() >= deadline {
                 return Err(OracleError::BarrierTimeout {
-                    index: p.index,
+                    index,
                     seq,
                     timeout: self.cfg.barrier_timeout,
                 });
@@ -283,7 +296,7 @@ impl Replay<'_> {
 }
 
 /// Turns the logs one packet caused into its [`KernelPacket`] (counters left empty).
-fn assemble(index: u64, inject_offset_ns: u64, logs: &[LogMsg]) -> KernelPacket {
+pub(crate) fn assemble(index: u64, inject_offset_ns: u64, logs: &[LogMsg]) -> KernelPacket {
     let mut kp = KernelPacket {
         index,
         inject_offset_ns,
@@ -324,14 +337,14 @@ fn lines(text: &str) -> Vec<String> {
     text.lines().map(str::to_owned).collect()
 }
 
-fn conntrack(ns: &NetnsSet, args: &[&str]) -> Result<String, OracleError> {
+pub(crate) fn conntrack(ns: &NetnsSet, args: &[&str]) -> Result<String, OracleError> {
     let mut cmd = netns::command_in(ns.file(Ns::Fw), "conntrack");
     cmd.args(args);
     netns::run_command(cmd, None)
 }
 
 /// Reads the final state of the firewall namespace.
-fn dump(
+pub(crate) fn dump(
     ns: &NetnsSet,
     stat: &mut StatFile,
     packets: Vec<KernelPacket>,
