@@ -40,6 +40,15 @@
 //!
 //! Needs root, `ip`, `nft` and `conntrack` (see [`available`]).
 //!
+//! ## Races at confirm
+//! [`race::run`] makes the kernel show what sequential injection never does: several
+//! packets of one flow with their own unconfirmed conntracks (and NAT bindings) meeting
+//! at confirm. Each racer is held in an NFQUEUE ([`nfqueue`], a minimal client of our
+//! own over `NETLINK_NETFILTER`) at postrouting +200, then accepted in a chosen order;
+//! the run reports each packet (its `ct state`, the packet at postrouting +500 and as it
+//! left the firewall, its counters), the tables after the verdicts and after the
+//! replies, and the count after a linger time.
+//!
 //! ## Example
 //! ```no_run
 //! use ctrack_oracle::{craft, run, InjectPacket, OracleConfig, Side};

@@ -22,7 +22,7 @@
 //! Sequence of [`run`]:
 //! 1. every racer is injected from its side and synchronised with a barrier; the
 //!    kernel queues it (its `ct state` is logged at prerouting as usual);
-//! 2. the racers get [`Verdict`](crate::nfqueue::Verdict)s in order, each accepted
+//! 2. the racers get verdicts ([`Verdict`]) in order, each accepted
 //!    one completing its traversal, confirm included, inside the verdict call; each is
 //!    followed by barriers, and its counter deltas are read;
 //! 3. the tables are dumped ([`RaceRun::after_verdicts`]);

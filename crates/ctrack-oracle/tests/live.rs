@@ -326,3 +326,37 @@ fn parallel_runs_do_not_mix() {
         assert_eq!(k.count, 50);
     }
 }
+
+/// The NFQUEUE client against the kernel, in a private namespace: binding, an empty
+/// receive timing out, a verdict for an unknown packet refused, a second binder refused.
+/// (The race tests in crates/ctrack/tests/race_parity.rs queue real packets.)
+#[test]
+fn nfqueue_binds_times_out_and_reports_errors() {
+    use ctrack_oracle::nfqueue::{CopyMode, Queue, Verdict};
+    use std::time::{Duration, Instant};
+    if !oracle_here("nfqueue_binds_times_out_and_reports_errors") {
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: unshare only moves this short-lived thread into a new namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        let mut q = Queue::open(3, CopyMode::Packet(256)).expect("bind queue 3");
+        assert_eq!(q.num(), 3);
+        let t = Instant::now();
+        assert_eq!(q.recv(Duration::from_millis(100)).expect("recv"), None);
+        assert!(
+            t.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            t.elapsed()
+        );
+        let e = q
+            .verdict(12345, Verdict::Accept)
+            .expect_err("no such packet");
+        assert!(e.to_string().contains("verdict for packet 12345"), "{e}");
+        assert!(Queue::open(3, CopyMode::Meta).is_err(), "queue 3 is taken");
+        let other = Queue::open(4, CopyMode::Meta).expect("bind queue 4");
+        drop(other);
+    })
+    .join()
+    .expect("namespace thread");
+}
