@@ -211,17 +211,26 @@ pub fn load(key: Key, p: &PacketCtx<'_>, ct: &Conntrack) -> Option<u128> {
             let t = &entry()?.tuples[usize::from(reply)];
             u128::from(if src { t.src_u } else { t.dst_u })
         }
-        // Strings are read by `load_str`; the engine has no helpers yet.
+        // Strings are read by `load_str`.
         Key::Iifname | Key::Oifname | Key::CtHelper => return None,
     })
 }
 
-/// Read a string key.
-pub fn load_str<'a>(key: Key, p: &PacketCtx<'a>) -> Option<&'a str> {
+/// Read a string key. `ct helper` is, as in nft_ct, the kernel name (`ftp`, `tftp`) of
+/// the helper of the entry's **master**: it matches the connections a helper expected
+/// (the FTP data connections), not the helped connection itself (iptables' `-m helper`
+/// semantics); no master or no helper there, no match.
+pub fn load_str<'a>(key: Key, p: &PacketCtx<'a>, ct: &Conntrack) -> Option<&'a str> {
     match key {
         Key::Iifname => p.iif,
         Key::Oifname => p.oif,
-        // No entry carries a helper yet: `ct helper "x"` never matches.
+        Key::CtHelper => {
+            let e = p.ct.entry.and_then(|id| ct.entry(id))?;
+            let (mid, mseq) = e.ext.as_ref()?.master?;
+            let m = ct.entry(mid).filter(|m| m.seq == mseq)?;
+            let h = m.ext.as_ref()?.helper.as_ref()?;
+            Some(h.kind.name())
+        }
         _ => None,
     }
 }
@@ -230,7 +239,7 @@ impl CMatch {
     /// Whether the packet matches.
     pub fn matches(&self, p: &PacketCtx<'_>, ct: &Conntrack) -> bool {
         if let Test::Str { pats, neg } = &self.test {
-            let Some(s) = load_str(self.key, p) else {
+            let Some(s) = load_str(self.key, p, ct) else {
                 return false;
             };
             let hit = pats.iter().any(|(pat, prefix)| {
