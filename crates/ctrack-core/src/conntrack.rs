@@ -7,6 +7,7 @@ use crate::event::{bits, Event, EventKind};
 use crate::invalid::InvalidReason;
 use crate::packet::{Packet, ParseError};
 use crate::proto::icmp::{self, IcmpClass, IcmpReason};
+use crate::proto::gre_keymap::GreKeymap;
 use crate::proto::{gre, sctp, tcp, udp, Cx, EntryCx, ProtoState, TrackerResult};
 use crate::stats::Stats;
 use crate::status::{CtInfo, CtState, Status};
@@ -18,6 +19,7 @@ use crate::zone::Zone;
 
 mod helpers;
 mod nat_helpers;
+mod pptp;
 pub mod seqadj;
 
 /// A packet parsed ahead by the batch path: its view, tuple and keyed hash. Only for
@@ -38,7 +40,9 @@ impl<'a> Parsed<'a> {
     #[inline]
     pub(crate) fn new_with(data: &'a [u8], hash: impl FnOnce(&Tuple) -> u64) -> Option<Parsed<'a>> {
         let pkt = Packet::parse(data).ok()?;
-        if matches!(pkt.proto, proto::ICMP | proto::ICMPV6) {
+        // ICMP errors look up the quoted tuple; a GRE tuple may depend on the keymap,
+        // which an earlier packet of the batch may still change.
+        if matches!(pkt.proto, proto::ICMP | proto::ICMPV6 | proto::GRE) {
             return None;
         }
         let tuple = tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()).ok()?;
@@ -416,13 +420,15 @@ impl Conntrack {
                     Some(IcmpClass::Query) | None => {}
                 }
 
-                let tuple = match tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()) {
+                let mut tuple = match tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4())
+                {
                     Ok(t) => t,
                     Err(r) => {
                         self.stats.invalid += 1;
                         return Tracked::invalid(r);
                     }
                 };
+                self.gre_src_key(&mut tuple, pkt.l4());
                 let hash = self.table.hash(&tuple, zone.id_for(Dir::Original));
                 parsed = Parsed { pkt, tuple, hash };
                 &parsed
@@ -622,7 +628,8 @@ impl Conntrack {
             self.stats.chaintoolong += 1;
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
-            self.table.free(id);
+            let freed = self.table.free(id);
+            self.gre_child_freed(freed.as_ref());
             return Confirmed::Failed(InvalidReason::InsertClash);
         }
         if let Some((other, _)) = clash0.or(clash1) {
@@ -656,7 +663,8 @@ impl Conntrack {
             }
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
-            self.table.free(id);
+            let freed = self.table.free(id);
+            self.gre_child_freed(freed.as_ref());
             return Confirmed::Failed(InvalidReason::InsertClash);
         }
         self.table.link_hashed(id, [h0, h1]);
@@ -709,7 +717,8 @@ impl Conntrack {
             }
         }
         self.stats.clash_resolve += 1;
-        self.table.free(loser);
+        let freed = self.table.free(loser);
+        self.gre_child_freed(freed.as_ref());
         Confirmed::Merged(winner)
     }
 
@@ -718,7 +727,8 @@ impl Conntrack {
     pub fn discard(&mut self, t: &Tracked) {
         if let Some(id) = t.entry {
             if !self.table.is_linked(id) {
-                self.table.free(id);
+                let e = self.table.free(id);
+                self.gre_child_freed(e.as_ref());
             }
         }
     }
@@ -748,6 +758,27 @@ impl Conntrack {
     pub(crate) fn delete(&mut self, id: EntryId, now: Instant) {
         let confirmed = self.table.is_linked(id);
         if let Some(mut e) = self.table.free(id) {
+            // A PPTP master: its DESTROY event comes first, then the helper's destroy
+            // callback kills the call's GRE entry (kernel `nf_ct_delete` order), then
+            // the remaining expectations go.
+            if let Some(s) = confirmed.then(|| pptp::Siblings::of(id, &e)).flatten() {
+                if self.events_enabled {
+                    let mut d = e.clone();
+                    d.status.set(Status::DYING);
+                    if let Some(ts) = d.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
+                        ts.1 = Some(if d.deadline < now { d.deadline } else { now });
+                    }
+                    self.events.push(Event {
+                        time: now,
+                        kind: EventKind::Destroy,
+                        mask: bits::DESTROY,
+                        entry: d,
+                    });
+                }
+                self.pptp_destroy_siblings(now, s);
+                self.forget_links(id, &e, now, confirmed);
+                return;
+            }
             self.forget_links(id, &e, now, confirmed);
             if confirmed && self.events_enabled {
                 e.status.set(Status::DYING);
@@ -910,7 +941,7 @@ impl Conntrack {
         let Some(inner) = data.get(inner_off..) else {
             return fail(self, IcmpReason::InnerNoTuple);
         };
-        let Some(quoted) = inner_tuple(pkt.family, inner) else {
+        let Some(quoted) = inner_tuple(pkt.family, inner, &self.helpers.keymap) else {
             return fail(self, IcmpReason::InnerNoTuple);
         };
         let Some(target) = invert(&quoted) else {
@@ -1121,8 +1152,28 @@ pub fn invert(t: &Tuple) -> Option<Tuple> {
     Some(r)
 }
 
-/// The tuple of the packet quoted inside an ICMP error (`nf_ct_get_tuplepr`).
-fn inner_tuple(family: Family, inner: &[u8]) -> Option<Tuple> {
+/// The tuple of the packet quoted inside an ICMP error (`nf_ct_get_tuplepr`; a quoted
+/// PPTP GRE packet takes its source key from the keymap too).
+fn inner_tuple(family: Family, inner: &[u8], keymap: &GreKeymap) -> Option<Tuple> {
+    let mut t = inner_tuple_raw(family, inner)?;
+    if t.proto == proto::GRE && !keymap.is_empty() {
+        let l4 = match family {
+            Family::V4 => inner.get(usize::from(inner.first()? & 0x0f) * 4..)?,
+            Family::V6 => {
+                let nh = *inner.get(6)?;
+                let (_, off) = crate::packet::ip::ipv6_skip_exthdr(inner, 40, nh).ok()?;
+                inner.get(off..)?
+            }
+        };
+        if gre::pptp_call_id(l4).is_some() {
+            t.src_u = keymap.lookup(&t);
+        }
+    }
+    Some(t)
+}
+
+/// [`inner_tuple`] without the keymap.
+fn inner_tuple_raw(family: Family, inner: &[u8]) -> Option<Tuple> {
     match family {
         Family::V4 => {
             let h = inner.get(..20)?;

@@ -279,6 +279,9 @@ fn addr_pair(o: &mut String, s: &str, d: &str, f: Family, a: &Addr, b: &Addr, ex
 fn l4_pair(o: &mut String, p: u8, s: u16, d: u16) {
     if matches!(p, proto::TCP | proto::UDP | proto::UDPLITE | proto::SCTP) {
         let _ = write!(o, "sport={s} dport={d} ");
+    } else if p == proto::GRE {
+        // libnetfilter_conntrack and /proc print GRE keys (and a GRE mask) this way.
+        let _ = write!(o, "srckey={s:#x} dstkey={d:#x} ");
     }
 }
 
@@ -532,6 +535,27 @@ impl ExpectTable {
         {
             self.unlink(i, now, stats);
         }
+    }
+
+    /// Withdraw the first unexpired expectation in `zone`, of any master, that a
+    /// connection with original tuple `t` would fulfil (kernel `nf_ct_expect_find_get`,
+    /// then `nf_ct_unexpect_related`); `expect_delete`++ when found. Returns whether one
+    /// was removed.
+    pub fn unexpect_matching(
+        &mut self,
+        t: &Tuple,
+        zone: u16,
+        now: Instant,
+        stats: &mut Stats,
+    ) -> bool {
+        let k = key(t);
+        let hit = self.list.iter().position(|e| {
+            e.bucket_key() == k && !e.expired(now) && e.zone == zone && e.matches(t)
+        });
+        if let Some(i) = hit {
+            self.unlink(i, now, stats);
+        }
+        hit.is_some()
     }
 
     /// Remove every expectation of a master (it is being deleted).

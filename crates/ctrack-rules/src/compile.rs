@@ -421,7 +421,7 @@ fn compile_stmt(
                 return Err(cx.err(
                     pos,
                     format!(
-                        "ct helper \"{name}\": type \"{}\" is not supported (ftp, tftp)",
+                        "ct helper \"{name}\": type \"{}\" is not supported (ftp, tftp, pptp)",
                         obj.helper_type
                     ),
                 ));
@@ -441,6 +441,18 @@ fn compile_stmt(
                 TableFamily::Ip6 => (false, true),
                 _ => (true, true),
             };
+            // The kernel looks the helper up per family (nft_ct_helper_obj_init): an
+            // inet object gets whichever of the two exists; none at all is ENOENT.
+            let (k4, k6) = kind.families();
+            let (v4, v6) = (v4 && k4, v6 && k6);
+            if !v4 && !v6 {
+                return Err(cx.err(
+                    pos,
+                    format!(
+                        "Could not process rule: No such file or directory (helper {kind} does not exist for this table's family)"
+                    ),
+                ));
+            }
             CItem::CtHelperSet { kind, v4, v6 }
         }
         Stmt::Nat(kind, args) => {

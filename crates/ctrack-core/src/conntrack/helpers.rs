@@ -2,9 +2,11 @@
 //! lookup, `nf_confirm`'s helper call, `nf_ct_remove_expectations`): the glue between
 //! [`Conntrack`] and [`crate::helper`] / [`crate::expect`].
 
+use super::pptp::Siblings;
 use super::{Confirmed, Conntrack, Tracked};
 use crate::entry::{Entry, Extensions};
 use crate::expect::{ExpectEvent, ExpectTable, Expectation};
+use crate::helper::pptp::PptpAction;
 use crate::helper::{HelpCx, HelperDrop, HelperKind, HelperState};
 use crate::packet::Packet;
 use crate::status::{CtInfo, Status};
@@ -95,15 +97,20 @@ impl Conntrack {
         let ext = e.ext.get_or_insert_with(|| Box::new(Extensions::default()));
         ext.master = Some((exp.master, exp.master_seq));
         self.stats.expect_new += 1;
+        if exp.helper == HelperKind::Pptp {
+            // The expectation's expectfn, once the entry exists.
+            self.pptp_expectfn(now, &exp, e.zone.id);
+        }
         exp.nat.map(|n| (exp.master, n))
     }
 
     /// An entry is being deleted: its expectations go with it, and its master loses a
-    /// reference.
+    /// reference (a GRE entry's master also loses its keymap entries).
     pub(super) fn forget_links(&mut self, id: EntryId, e: &Entry, now: Instant, confirmed: bool) {
         let Some(ext) = e.ext.as_ref() else {
             return;
         };
+        self.gre_child_freed(Some(e));
         if ext.helper.is_some() {
             self.helpers
                 .expect
@@ -223,6 +230,18 @@ impl Conntrack {
         };
         if let Some(d) = out.drop {
             return Err(d);
+        }
+        match out.pptp {
+            Some(PptpAction::ExpectGre {
+                callid,
+                peer_callid,
+            }) => self.pptp_expect_gre(now, id, callid, peer_callid),
+            Some(PptpAction::DestroySiblings) => {
+                if let Some(s) = self.table.get(id).and_then(|e| Siblings::of(id, e)) {
+                    self.pptp_destroy_siblings(now, s);
+                }
+            }
+            None => {}
         }
         let Some(req) = out.expect else {
             return Ok(());

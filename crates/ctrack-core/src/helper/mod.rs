@@ -8,11 +8,12 @@
 //! expectation ([`ExpectRequest`]) and may drop the packet ([`HelperDrop`]).
 //!
 //! Every helper implements [`Helper`]; [`HelperKind`] names them and gives their
-//! expectation policy. One file per helper: [`ftp`], [`tftp`].
+//! expectation policy. One file per helper: [`ftp`], [`tftp`], [`pptp`].
 
 pub mod ftp;
 pub mod mangle;
 pub mod nat_ftp;
+pub mod pptp;
 pub mod tftp;
 
 use crate::entry::Entry;
@@ -29,6 +30,9 @@ pub enum HelperKind {
     Ftp,
     /// `tftp` (UDP): read and write requests.
     Tftp,
+    /// `pptp` (TCP, IPv4 only): the control connection of PPTP; expects the calls'
+    /// GRE and fills the GRE keymap.
+    Pptp,
 }
 
 /// A helper's expectation policy (kernel `nf_conntrack_expect_policy`).
@@ -46,6 +50,7 @@ impl HelperKind {
         match name {
             "ftp" => Some(HelperKind::Ftp),
             "tftp" => Some(HelperKind::Tftp),
+            "pptp" => Some(HelperKind::Pptp),
             _ => None,
         }
     }
@@ -55,21 +60,36 @@ impl HelperKind {
         match self {
             HelperKind::Ftp => "ftp",
             HelperKind::Tftp => "tftp",
+            HelperKind::Pptp => "pptp",
         }
     }
 
     /// The L4 protocol the helper is registered for.
     pub fn l4proto(self) -> u8 {
         match self {
-            HelperKind::Ftp => crate::tuple::proto::TCP,
+            HelperKind::Ftp | HelperKind::Pptp => crate::tuple::proto::TCP,
             HelperKind::Tftp => crate::tuple::proto::UDP,
         }
     }
 
-    /// The expectation policy of class `class` (both helpers: 1 expectation, 300 s).
+    /// The families the kernel registers the helper for: (IPv4, IPv6). PPTP is
+    /// registered for IPv4 only, so an `inet` table's `ct helper` object of type
+    /// `pptp` attaches nothing to IPv6 connections, and an `ip6` table cannot have one.
+    pub fn families(self) -> (bool, bool) {
+        match self {
+            HelperKind::Ftp | HelperKind::Tftp => (true, true),
+            HelperKind::Pptp => (true, false),
+        }
+    }
+
+    /// The expectation policy of class `class` (FTP, TFTP: 1 expectation; PPTP: 2, one
+    /// per GRE direction; all 300 s).
     pub fn policy(self, _class: u8) -> Policy {
         Policy {
-            max_expected: 1,
+            max_expected: match self {
+                HelperKind::Ftp | HelperKind::Tftp => 1,
+                HelperKind::Pptp => 2,
+            },
             timeout: Duration::from_secs(300),
         }
     }
@@ -79,6 +99,7 @@ impl HelperKind {
         match self {
             HelperKind::Ftp => &ftp::Ftp,
             HelperKind::Tftp => &tftp::Tftp,
+            HelperKind::Pptp => &pptp::Pptp,
         }
     }
 }
@@ -97,6 +118,8 @@ pub struct HelperState {
     pub kind: HelperKind,
     /// FTP's line-start tracking (unused by other helpers).
     pub ftp: ftp::FtpData,
+    /// PPTP's session and call state (unused by other helpers).
+    pub pptp: pptp::PptpData,
 }
 
 impl HelperState {
@@ -105,6 +128,7 @@ impl HelperState {
         HelperState {
             kind,
             ftp: ftp::FtpData::default(),
+            pptp: pptp::PptpData::default(),
         }
     }
 }
@@ -209,6 +233,8 @@ pub struct HelpOutcome {
     pub expect: Option<ExpectRequest>,
     /// FTP: the command the expectation comes from (where NAT rewrites the payload).
     pub ftp: Option<ftp::FtpCommand>,
+    /// PPTP: expectations and keymap entries to add, or a call's GRE to tear down.
+    pub pptp: Option<pptp::PptpAction>,
 }
 
 /// One helper (kernel `nf_conntrack_helper.help`).
@@ -226,6 +252,9 @@ pub struct Helpers {
     /// The FTP module parameter `loose` (default 0): with 1, a command naming another
     /// address than its sender's still creates an expectation, to that address.
     pub ftp_loose: bool,
+    /// The GRE keymap the PPTP helper fills and the GRE tuple builder reads (kernel:
+    /// per netns, `nf_gre_net.keymap_list`).
+    pub keymap: crate::proto::gre_keymap::GreKeymap,
     /// State of the random source of NAT helpers' port searches (the kernel's
     /// `get_random_u32_below` in `nf_nat_exp_find_port`), seeded from the engine's
     /// seed so that a replay is deterministic.

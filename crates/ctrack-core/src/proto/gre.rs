@@ -1,6 +1,11 @@
 //! GRE (kernel `nf_conntrack_proto_gre.c`: `gre_pkt_to_tuple`, `nf_conntrack_gre_packet`;
 //! kernel-semantics-2.md §2). Version 0 keys never enter the tuple; version 1 (PPTP)
-//! uses the call ID. Timeouts are stored per entry at creation.
+//! uses the call ID as the destination key and, as the source key, what the PPTP
+//! helper's keymap ([`super::gre_keymap`]) holds for it. Timeouts are stored per entry
+//! at creation (an expected PPTP data connection gets them too: the kernel's
+//! `pptp_expectfn` sets 600 s / 18000 s, but `nf_conntrack_gre_packet` then overwrites
+//! both with the sysctls on the unconfirmed entry; the live kernel shows
+//! `timeout=30, stream_timeout=180`).
 
 use super::{Accepted, Cx, EntryCx, TrackerResult};
 use crate::invalid::InvalidReason;
@@ -16,8 +21,9 @@ pub struct GreConn {
     pub stream_timeout: u32,
 }
 
-/// `gre_pkt_to_tuple`: (src key, dst key). The PPTP keymap (filled by the PPTP helper) is
-/// not modelled yet, so the source key of a version-1 tuple is 0.
+/// `gre_pkt_to_tuple` without the keymap: (src key, dst key), the src key 0. For a
+/// version-1 PPP packet ([`pptp_call_id`] is `Some`) the caller then takes the src key
+/// from the keymap ([`super::gre_keymap::GreKeymap::lookup`]).
 pub(crate) fn keys(l4: &[u8]) -> Result<(u16, u16), InvalidReason> {
     let Some(base) = l4.get(..4) else {
         return Ok((0, 0));
@@ -32,6 +38,14 @@ pub(crate) fn keys(l4: &[u8]) -> Result<(u16, u16), InvalidReason> {
         return Err(InvalidReason::GreNotPptp);
     }
     Ok((0, u16::from_be_bytes([p[6], p[7]])))
+}
+
+/// The call ID of a version-1 GRE packet carrying PPP with a full 8-byte header (the
+/// packets whose source key comes from the keymap); `None` for any other GRE packet.
+pub(crate) fn pptp_call_id(l4: &[u8]) -> Option<u16> {
+    let p = l4.get(..8)?;
+    (p[1] & 0x07 == 1 && u16::from_be_bytes([p[2], p[3]]) == 0x880b)
+        .then(|| u16::from_be_bytes([p[6], p[7]]))
 }
 
 impl GreConn {

@@ -12,6 +12,7 @@
 
 pub mod generic;
 pub mod gre;
+pub mod gre_keymap;
 pub mod icmp;
 pub mod sctp;
 pub mod tcp;

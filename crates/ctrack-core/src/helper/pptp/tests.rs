@@ -1,0 +1,1 @@
+//! Unit tests of the PPTP message parser and state machine.
