@@ -2296,6 +2296,127 @@ def tftp_nat_snat(s):
 
 
 # ==========================================================================
+# PPTP (the pptp helper; GRE version 1 keyed by call IDs through the keymap)
+# ==========================================================================
+PPTP_COOKIE = 0x1A2B3C4D
+
+
+def pptp(kind, body, ptype=1, cookie=PPTP_COOKIE):
+    """One PPTP control message: length, packet type, magic cookie, type, reserved, body."""
+    return struct.pack("!HHIHH", 12 + len(body), ptype, cookie, kind, 0) + body
+
+
+def pptp_sccrq():
+    return pptp(1, struct.pack("!HHIIHH", 0x0100, 0, 1, 1, 0, 1) + b"pns".ljust(64, b"\0")
+                + b"ctrack".ljust(64, b"\0"))
+
+
+def pptp_sccrp(result=1):
+    return pptp(2, struct.pack("!HBBIIHH", 0x0100, result, 0, 1, 1, 1, 1)
+                + b"pac".ljust(64, b"\0") + b"ctrack".ljust(64, b"\0"))
+
+
+def pptp_ocrq(call_id, serial=1):
+    return pptp(7, struct.pack("!HHIIIIHHHH", call_id, serial, 300, 100_000_000, 3, 3, 64, 0,
+                               0, 0) + bytes(128))
+
+
+def pptp_ocrp(call_id, peer, result=1):
+    return pptp(8, struct.pack("!HHBBHIHHI", call_id, peer, result, 0, 0, 100_000_000, 64, 0, 0))
+
+
+def pptp_icrq(call_id, serial=1):
+    return pptp(9, struct.pack("!HHIIHH", call_id, serial, 1, 0, 0, 0) + bytes(192))
+
+
+def pptp_icrp(call_id, peer, result=1):
+    return pptp(10, struct.pack("!HHBBHHH", call_id, peer, result, 0, 64, 0, 0))
+
+
+def pptp_iccn(peer):
+    return pptp(11, struct.pack("!HHIHHI", peer, 0, 100_000_000, 64, 0, 1))
+
+
+def pptp_ccrq(call_id):
+    return pptp(12, struct.pack("!HH", call_id, 0))
+
+
+def pptp_cdn(call_id):
+    return pptp(13, struct.pack("!HBBHH", call_id, 1, 0, 0, 0) + bytes(128))
+
+
+def pptp_sli(peer):
+    return pptp(15, struct.pack("!HHII", peer, 0, 0xFFFFFFFF, 0xFFFFFFFF))
+
+
+class PptpTcp(Tcp):
+    def msg(self, side, data, note="", expect=EST):
+        return self.send(side, "PA", expect, note, data=data)
+
+
+@scenario("PPTP outgoing calls: the GRE of a call is RELATED through the keymap; a second "
+          "call on the same control connection, a disconnect, a call left pending.",
+          ["pptp", "helper", "gre", "tcp", "ipv4"],
+          "For pptp_helper.nft (forward policy drop: GRE passes only as RELATED or "
+          "ESTABLISHED). Call IDs: PNS 0x4001, PAC 0x8002.")
+def pptp_outgoing_call(s):
+    t = PptpTcp(s, cport=40723, sport=1723)
+    t.handshake()
+    t.msg("c", pptp_sccrq(), "Start-Control-Connection-Request: session requested")
+    t.msg("s", pptp_sccrp(), "Start-Control-Connection-Reply, result 1: session confirmed")
+    t.msg("c", pptp_ocrq(0x4001), "Outgoing-Call-Request, call ID 0x4001")
+    t.msg("s", pptp_ocrp(0x8002, 0x9999), "Outgoing-Call-Reply for another peer call ID: ignored")
+    t.msg("s", pptp_ocrp(0x8002, 0x4001)[:-1], "Outgoing-Call-Reply one byte short: ignored")
+    t.msg("s", pptp(8, pptp_ocrp(0x8002, 0x4001)[12:], ptype=2), "a management message: ignored")
+    t.msg("s", pptp(8, pptp_ocrp(0x8002, 0x4001)[12:], cookie=0x1A2B3C4E), "bad magic cookie")
+    s.add("c", gre1(C4, S4, 0x8002), NEW, "GRE before the call is up: no expectation, dropped")
+    t.msg("s", pptp_ocrp(0x8002, 0x4001),
+          "Outgoing-Call-Reply connected: two GRE expectations, keymap filled")
+    s.add("c", gre1(C4, S4, 0x8002), REL, "srckey 0x4001 from the keymap: RELATED")
+    s.add("s", gre1(S4, C4, 0x4001), EST, "PAC -> PNS: the reply direction")
+    s.add("c", gre1(C4, S4, 0x8002, data=b"\xff\x03\x00\x21more"), EST, "ASSURED")
+    t.msg("c", pptp_sli(0x8002), "Set-Link-Info")
+    t.msg("c", pptp_ocrq(0x4002, 2), "a second Outgoing-Call-Request, call ID 0x4002")
+    t.msg("s", pptp_ocrp(0x8003, 0x4002),
+          "its reply: expectations added, then withdrawn (the keymap slots are taken)")
+    s.add("s", gre1(S4, C4, 0x4002), NEW, "second call's GRE: not expected, dropped")
+    t.msg("c", pptp_ccrq(0x4002), "Call-Clear-Request")
+    t.msg("s", pptp_cdn(0x8003),
+          "Call-Disconnect-Notify: keymap entries removed; no entry or expectation has the "
+          "second call's keys, so the first call's GRE entry stays")
+    s.add("c", gre1(C4, S4, 0x8002), NEW, "srckey 0 now: a new flow, dropped")
+    s.add("s", gre1(S4, C4, 0x4001), NEW, "likewise")
+    t.msg("c", pptp_ocrq(0x4003, 3), "third call, call ID 0x4003")
+    t.msg("s", pptp_ocrp(0x8004, 0x4003), "connected: its two expectations stay listed")
+
+
+@scenario("PPTP incoming call: the PAC's GRE comes first (RELATED, original direction from "
+          "the server); the control connection closes and is reopened, which kills the "
+          "master and with it the call's GRE entry.",
+          ["pptp", "helper", "gre", "tcp", "ipv4"],
+          "For pptp_helper.nft. Call IDs: PAC 0x7001, PNS 0x3001.")
+def pptp_incoming_call(s):
+    t = PptpTcp(s, cport=40724, sport=1723, cisn=3_000_000, sisn=4_000_000)
+    t.handshake()
+    t.msg("c", pptp_sccrq(), "Start-Control-Connection-Request")
+    t.msg("s", pptp_sccrp(), "Start-Control-Connection-Reply, result 1")
+    t.msg("s", pptp_icrq(0x7001), "Incoming-Call-Request, PAC call ID 0x7001")
+    t.msg("c", pptp_icrp(0x3001, 0x7001), "Incoming-Call-Reply accept, PNS call ID 0x3001")
+    t.msg("s", pptp_iccn(0x3001), "Incoming-Call-Connected: two GRE expectations")
+    s.add("s", gre1(S4, C4, 0x3001), REL, "PAC -> PNS first: RELATED, original direction")
+    s.add("c", gre1(C4, S4, 0x7001), EST, "PNS -> PAC: reply direction")
+    s.add("s", gre1(S4, C4, 0x3001, data=b"\xff\x03\x00\x21more"), EST, "ASSURED")
+    t.msg("c", pptp(3, struct.pack("!BBH", 1, 0, 0)), "Stop-Control-Connection-Request")
+    t.msg("s", pptp(4, struct.pack("!BBH", 1, 0, 0)), "Stop-Control-Connection-Reply")
+    t.c("FA", EST, "FIN_WAIT")
+    t.s("FA", EST, "LAST_ACK")
+    t.c("A", EST, "TIME_WAIT")
+    t.nxt["c"] = 3_500_000
+    t.c("S", NEW, "reopen from TIME_WAIT: the old master is killed, and its GRE entry with it")
+    t.s("SA", EST, "new control connection")
+
+
+# ==========================================================================
 # Output
 # ==========================================================================
 def pcap_bytes(records):

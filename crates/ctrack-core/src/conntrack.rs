@@ -6,8 +6,8 @@ use crate::entry::{Counter, Entry, Extensions};
 use crate::event::{bits, Event, EventKind};
 use crate::invalid::InvalidReason;
 use crate::packet::{Packet, ParseError};
-use crate::proto::icmp::{self, IcmpClass, IcmpReason};
 use crate::proto::gre_keymap::GreKeymap;
+use crate::proto::icmp::{self, IcmpClass, IcmpReason};
 use crate::proto::{gre, sctp, tcp, udp, Cx, EntryCx, ProtoState, TrackerResult};
 use crate::stats::Stats;
 use crate::status::{CtInfo, CtState, Status};
@@ -420,8 +420,7 @@ impl Conntrack {
                     Some(IcmpClass::Query) | None => {}
                 }
 
-                let mut tuple = match tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4())
-                {
+                let mut tuple = match tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()) {
                     Ok(t) => t,
                     Err(r) => {
                         self.stats.invalid += 1;

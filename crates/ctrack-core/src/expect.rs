@@ -549,9 +549,10 @@ impl ExpectTable {
         stats: &mut Stats,
     ) -> bool {
         let k = key(t);
-        let hit = self.list.iter().position(|e| {
-            e.bucket_key() == k && !e.expired(now) && e.zone == zone && e.matches(t)
-        });
+        let hit = self
+            .list
+            .iter()
+            .position(|e| e.bucket_key() == k && !e.expired(now) && e.zone == zone && e.matches(t));
         if let Some(i) = hit {
             self.unlink(i, now, stats);
         }

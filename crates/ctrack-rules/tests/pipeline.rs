@@ -161,6 +161,14 @@ fn nat_and_helpers_are_refused_with_a_position() {
     assert!(e.to_string().contains("not supported"), "{e}");
     load_str("h.nft", "table ip h { ct helper x { type \"ftp\" protocol tcp; } chain c { type filter hook prerouting priority raw; tcp dport 21 ct helper set \"x\"; } }")
         .expect("ftp helper");
+    // PPTP is registered for IPv4 only: an inet table's object helps IPv4 connections,
+    // an ip6 table cannot have one (nft: "Could not process rule: No such file or
+    // directory" on the object).
+    load_str("h.nft", "table inet h { ct helper x { type \"pptp\" protocol tcp; } chain c { type filter hook prerouting priority filter; tcp dport 1723 ct helper set \"x\"; } }")
+        .expect("pptp helper in inet");
+    let e = load_str("h.nft", "table ip6 h { ct helper x { type \"pptp\" protocol tcp; } chain c { type filter hook prerouting priority filter; tcp dport 1723 ct helper set \"x\"; } }")
+        .expect_err("no IPv6 pptp helper");
+    assert!(e.to_string().contains("No such file or directory"), "{e}");
 }
 
 #[test]

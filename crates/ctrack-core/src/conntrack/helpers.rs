@@ -20,6 +20,11 @@ impl Conntrack {
         &self.helpers.expect
     }
 
+    /// The GRE keymap the PPTP helper fills (kernel `nf_gre_net.keymap_list`).
+    pub fn gre_keymap(&self) -> &crate::proto::gre_keymap::GreKeymap {
+        &self.helpers.keymap
+    }
+
     /// Take the expectation events recorded so far (when events are on).
     pub fn drain_expect_events(&mut self) -> Vec<ExpectEvent> {
         self.helpers.expect.drain_events()

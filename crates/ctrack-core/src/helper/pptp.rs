@@ -214,42 +214,34 @@ pub fn parse(payload: &[u8]) -> Option<Message<'_>> {
 
 impl PptpData {
     /// A message from the PNS (ORIGINAL direction; kernel `pptp_outbound_pkt`).
-    /// Returns the action to take, if any; an "invalid" message changes nothing.
+    /// Returns the action to take, if any. A message that does not fit the state (a
+    /// guard below fails) is "invalid": it falls to the last arm and changes nothing.
     pub fn outbound(&mut self, m: &Message<'_>) -> Option<PptpAction> {
+        let confirmed = self.sstate == SessionState::Confirmed;
         match m.kind {
-            msg::START_SESSION_REQUEST => {
-                if self.sstate == SessionState::None {
-                    self.sstate = SessionState::Requested;
-                }
+            msg::START_SESSION_REQUEST if self.sstate == SessionState::None => {
+                self.sstate = SessionState::Requested;
             }
             msg::STOP_SESSION_REQUEST => self.sstate = SessionState::StopReq,
-            msg::OUT_CALL_REQUEST => {
-                if self.sstate == SessionState::Confirmed {
-                    self.cstate = CallState::OutReq;
-                    // PptpOutCallRequest.callID at 0.
-                    self.pns_call_id = be16(m.body, 0);
-                }
+            msg::OUT_CALL_REQUEST if confirmed => {
+                self.cstate = CallState::OutReq;
+                // PptpOutCallRequest.callID at 0.
+                self.pns_call_id = be16(m.body, 0);
             }
-            msg::IN_CALL_REPLY => {
-                // PptpInCallReply: callID 0, peersCallID 2, resultCode 4. No session
-                // check here (the kernel has none).
-                let (cid, pcid) = (be16(m.body, 0), be16(m.body, 2));
+            // PptpInCallReply: callID 0, peersCallID 2, resultCode 4. No session check
+            // here (the kernel has none).
+            msg::IN_CALL_REPLY
                 if matches!(self.cstate, CallState::InReq | CallState::InRep)
-                    && self.pac_call_id == pcid
-                {
-                    if byte(m.body, 4) == RESULT_OK {
-                        self.cstate = CallState::InRep;
-                        self.pns_call_id = cid;
-                    } else {
-                        self.cstate = CallState::None;
-                    }
+                    && self.pac_call_id == be16(m.body, 2) =>
+            {
+                if byte(m.body, 4) == RESULT_OK {
+                    self.cstate = CallState::InRep;
+                    self.pns_call_id = be16(m.body, 0);
+                } else {
+                    self.cstate = CallState::None;
                 }
             }
-            msg::CALL_CLEAR_REQUEST => {
-                if self.sstate == SessionState::Confirmed {
-                    self.cstate = CallState::ClearReq;
-                }
-            }
+            msg::CALL_CLEAR_REQUEST if confirmed => self.cstate = CallState::ClearReq,
             // Set-Link-Info and echoes: nothing to track; anything else from the PNS
             // is invalid (ignored).
             _ => {}
@@ -257,71 +249,64 @@ impl PptpData {
         None
     }
 
-    /// A message from the PAC (REPLY direction; kernel `pptp_inbound_pkt`).
+    /// A message from the PAC (REPLY direction; kernel `pptp_inbound_pkt`), with the
+    /// same convention as [`PptpData::outbound`].
     pub fn inbound(&mut self, m: &Message<'_>) -> Option<PptpAction> {
         let confirmed = self.sstate == SessionState::Confirmed;
         match m.kind {
-            msg::START_SESSION_REPLY => {
-                // PptpStartSessionReply: protocolVersion 0, resultCode 2.
-                if self.sstate >= SessionState::Requested {
-                    self.sstate = if byte(m.body, 2) == RESULT_OK {
-                        SessionState::Confirmed
-                    } else {
-                        SessionState::Error
-                    };
-                }
+            // PptpStartSessionReply: protocolVersion 0, resultCode 2.
+            msg::START_SESSION_REPLY if self.sstate >= SessionState::Requested => {
+                self.sstate = if byte(m.body, 2) == RESULT_OK {
+                    SessionState::Confirmed
+                } else {
+                    SessionState::Error
+                };
             }
-            msg::STOP_SESSION_REPLY => {
-                // PptpStopSessionReply: resultCode 0.
-                if self.sstate <= SessionState::StopReq {
-                    self.sstate = if byte(m.body, 0) == RESULT_OK {
-                        SessionState::None
-                    } else {
-                        SessionState::Error
-                    };
-                }
+            // PptpStopSessionReply: resultCode 0.
+            msg::STOP_SESSION_REPLY if self.sstate <= SessionState::StopReq => {
+                self.sstate = if byte(m.body, 0) == RESULT_OK {
+                    SessionState::None
+                } else {
+                    SessionState::Error
+                };
             }
-            msg::OUT_CALL_REPLY => {
-                // PptpOutCallReply: callID 0, peersCallID 2, resultCode 4.
-                let (cid, pcid) = (be16(m.body, 0), be16(m.body, 2));
+            // PptpOutCallReply: callID 0, peersCallID 2, resultCode 4.
+            msg::OUT_CALL_REPLY
                 if confirmed
                     && matches!(self.cstate, CallState::OutReq | CallState::OutConf)
-                    && self.pns_call_id == pcid
-                {
-                    if byte(m.body, 4) == RESULT_OK {
-                        self.cstate = CallState::OutConf;
-                        self.pac_call_id = cid;
-                        return Some(PptpAction::ExpectGre {
-                            callid: cid,
-                            peer_callid: pcid,
-                        });
-                    }
+                    && self.pns_call_id == be16(m.body, 2) =>
+            {
+                if byte(m.body, 4) != RESULT_OK {
                     self.cstate = CallState::None;
+                    return None;
                 }
+                let (cid, pcid) = (be16(m.body, 0), be16(m.body, 2));
+                self.cstate = CallState::OutConf;
+                self.pac_call_id = cid;
+                return Some(PptpAction::ExpectGre {
+                    callid: cid,
+                    peer_callid: pcid,
+                });
             }
-            msg::IN_CALL_REQUEST => {
-                // PptpInCallRequest: callID 0.
-                if confirmed {
-                    self.cstate = CallState::InReq;
-                    self.pac_call_id = be16(m.body, 0);
-                }
+            // PptpInCallRequest: callID 0.
+            msg::IN_CALL_REQUEST if confirmed => {
+                self.cstate = CallState::InReq;
+                self.pac_call_id = be16(m.body, 0);
             }
-            msg::IN_CALL_CONNECT => {
-                // PptpInCallConnected: peersCallID 0.
-                let pcid = be16(m.body, 0);
+            // PptpInCallConnected: peersCallID 0.
+            msg::IN_CALL_CONNECT
                 if confirmed
                     && matches!(self.cstate, CallState::InRep | CallState::InConf)
-                    && self.pns_call_id == pcid
-                {
-                    self.cstate = CallState::InConf;
-                    return Some(PptpAction::ExpectGre {
-                        callid: self.pac_call_id,
-                        peer_callid: pcid,
-                    });
-                }
+                    && self.pns_call_id == be16(m.body, 0) =>
+            {
+                self.cstate = CallState::InConf;
+                return Some(PptpAction::ExpectGre {
+                    callid: self.pac_call_id,
+                    peer_callid: self.pns_call_id,
+                });
             }
+            // No state check: whatever the call ID, the call is gone.
             msg::CALL_DISCONNECT_NOTIFY => {
-                // No state check: whatever the call ID, the call is gone.
                 self.cstate = CallState::None;
                 return Some(PptpAction::DestroySiblings);
             }
