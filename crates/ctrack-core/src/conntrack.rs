@@ -165,7 +165,7 @@ pub struct Conntrack {
     pub(crate) nat: crate::nat::NatState,
     events_enabled: bool,
     events: Vec<Event>,
-    next_seq: u64,
+    next_seq: u32,
     expired: Vec<EntryId>,
     gc: crate::gc::GcWorker,
     helpers: crate::helper::Helpers,
@@ -280,7 +280,8 @@ impl Conntrack {
             .filter_map(|id| self.table.get(id))
             .filter(|e| !e.expired(now))
             .collect();
-        v.sort_by_key(|e| e.seq);
+        let next = self.next_seq;
+        v.sort_by_key(|e| e.age_key(next));
         v
     }
 
@@ -608,7 +609,7 @@ impl Conntrack {
         let Some(e) = self.table.get(id) else {
             return Confirmed::Nothing;
         };
-        let (orig, reply, zone, seq) = (e.tuples[0], e.tuples[1], e.zone, e.seq);
+        let (orig, reply, zone, seq) = (e.tuple(Dir::Original), e.tuple(Dir::Reply), e.zone, e.seq);
         // Chain limit: 50 + random(0..29) in the kernel; a per-entry pseudo-random value here.
         let max_chain = 50 + (seq % 30) as usize;
         // kernel: the orig tuple hashed with the zone's orig id, the reply with its reply id.
@@ -689,8 +690,8 @@ impl Conntrack {
         let (zo, zr) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));
         self.table.get(other).is_some_and(|o| {
             let (oo, or) = (o.zone.id_for(Dir::Original), o.zone.id_for(Dir::Reply));
-            (o.tuples[0] == *orig && o.tuples[1] == *reply && oo == zo && or == zr)
-                || (o.tuples[0] == *reply && o.tuples[1] == *orig && oo == zr && or == zo)
+            (o.tuple(Dir::Original) == *orig && o.tuple(Dir::Reply) == *reply && oo == zo && or == zr)
+                || (o.tuple(Dir::Original) == *reply && o.tuple(Dir::Reply) == *orig && oo == zr && or == zo)
         })
     }
 
@@ -855,24 +856,20 @@ impl Conntrack {
             proto::ICMP | proto::ICMPV6 => ProtoState::Icmp,
             _ => ProtoState::Generic,
         };
-        let mut entry = Entry {
-            tuples: [orig, reply],
-            status: Status::default(),
-            zone,
-            mark: 0,
-            deadline: now,
-            proto,
-            ext: (s.nf_conntrack_acct == 1 || s.nf_conntrack_timestamp == 1).then(|| {
-                Box::new(Extensions {
-                    acct: (s.nf_conntrack_acct == 1).then_some([Counter::default(); 2]),
-                    tstamp: (s.nf_conntrack_timestamp == 1).then_some((now, None)),
-                    ..Extensions::default()
-                })
-            }),
-            seq: self.next_seq,
-            ecache: 0,
-        };
-        self.next_seq += 1;
+        let ext = (s.nf_conntrack_acct == 1 || s.nf_conntrack_timestamp == 1).then(|| {
+            Box::new(Extensions {
+                acct: (s.nf_conntrack_acct == 1).then_some([Counter::default(); 2]),
+                tstamp: (s.nf_conntrack_timestamp == 1).then_some((now, None)),
+                ..Extensions::default()
+            })
+        });
+        let mut entry = Entry::new([orig, reply], ext);
+        entry.zone = zone;
+        entry.deadline = now;
+        entry.proto = proto;
+        entry.seq = self.next_seq;
+        // 32-bit creation numbers wrap (see `Entry::seq`); listings sort by `age_key`.
+        self.next_seq = self.next_seq.wrapping_add(1);
         let follow = self.init_expected(now, &mut entry);
         let id = self.table.alloc(entry);
         if let Some((master, nat)) = follow {
@@ -952,7 +949,7 @@ impl Conntrack {
         let Some(e) = self.table.get(id) else {
             return fail(self, IcmpReason::NoMatch);
         };
-        let ct_daddr = e.tuples[dir.index()].dst;
+        let ct_daddr = e.tuple(dir).dst;
         if ct_daddr != pkt.dst {
             return fail(
                 self,
@@ -1009,9 +1006,9 @@ fn run_tracker(
     let Some(e) = e else {
         return invalid(InvalidReason::Generic);
     };
-    let orig_type = e.tuples[0].icmp_type();
-    let family = e.tuples[0].family;
-    match e.tuples[0].proto {
+    let orig_type = e.tuple(Dir::Original).icmp_type();
+    let family = e.tuple(Dir::Original).family;
+    match e.tuple(Dir::Original).proto {
         proto::TCP => {
             if let Err(r) = tcp::error(pkt, cx) {
                 return invalid(r);

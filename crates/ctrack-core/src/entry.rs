@@ -1,12 +1,39 @@
 //! A connection entry: both tuples, status, L4 state, deadline, zone, mark, counters.
 //!
-//! Layout note: the entry is found through both tuples by the table's chains (see
-//! `table.rs`); the per-entry memory is a tracked figure (goal ≤ 128 bytes, issue 6).
+//! Layout (issue 6: ≤ 128 bytes per connection all in, both index nodes included): an
+//! `Entry` is 104 bytes, and the table's slot (two chain links and two hash tags, then
+//! the entry) 120 bytes, so with the bucket heads a connection costs ~124 bytes.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  deadline
+//!      8    12  original tuple, compact: IPv4 src, dst (4 bytes each), src_u, dst_u
+//!     20     4  zone (id, direction mask)
+//!     24     2  status
+//!     26     2  ecache
+//!     28     1  L3 family
+//!     29     1  L4 protocol number
+//!     30     1  wide: the tuples live in the extension box, not in the compact key
+//!     32     4  mark
+//!     36     4  seq (creation number, 32 bits)
+//!     40     8  ext (Option<Box<Extensions>>)
+//!     48    56  proto (ProtoState; TcpConn is 56 bytes)
+//! ```
+//!
+//! The tuples are not stored as two 38-byte [`Tuple`]s. The common entry (IPv4, reply
+//! tuple = the inverted original tuple, i.e. not NATed) keeps only its original tuple,
+//! in 12 bytes; the reply tuple is derived on demand (the kernel's `invert_tuple`).
+//! Any other entry — IPv6, or a reply tuple NAT changed — is *wide*: both full tuples
+//! live in its extension box ([`Extensions::wide`]), so a lookup that reaches such an
+//! entry follows one more pointer. Read tuples with [`Entry::tuple`], compare with
+//! [`Entry::has_tuple`], change them with [`Entry::set_tuple`]: the representation is
+//! chosen there and is canonical (equal tuples, equal bytes).
 
 use crate::proto::ProtoState;
 use crate::status::Status;
 use crate::time::{Duration, Instant};
-use crate::tuple::{Dir, Tuple};
+use crate::tuple::{proto, Addr, Dir, Family, Tuple};
+use core::fmt;
 
 /// Packet and byte counters of one direction (`nf_conntrack_acct`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,6 +43,11 @@ pub struct Counter {
     /// Bytes (L3 length).
     pub bytes: u64,
 }
+
+/// Both full tuples of a wide entry (IPv6, or a reply tuple changed by NAT), kept in
+/// its extension box. Managed by [`Entry`]: read them through [`Entry::tuple`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WideTuples([Tuple; 2]);
 
 /// Optional extensions, allocated when the sysctl was on at creation (kernel: ct extensions).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,7 +59,7 @@ pub struct Extensions {
     /// The helper a rule attached (`ct helper set`), with its per-connection state.
     pub helper: Option<crate::helper::HelperState>,
     /// For an entry created from an expectation: its master (id, creation number).
-    pub master: Option<(crate::table::EntryId, u64)>,
+    pub master: Option<(crate::table::EntryId, u32)>,
     /// Confirmed entries created from this one's expectations that still exist: each
     /// holds a reference on its master (`use=` in listings is one more).
     pub children: u32,
@@ -37,37 +69,261 @@ pub struct Extensions {
     /// Connection labels (kernel `nf_conn_labels`, 128 bits; bit N = label N), set by
     /// `ct label set`. 0 = none (dumps then omit them, as ctnetlink does).
     pub labels: u128,
+    /// The tuples of a wide entry (see the module doc); `None` for compact entries.
+    /// Written only by [`Entry::set_tuple`] and [`Entry::new`]: do not replace the box
+    /// of a wide entry.
+    pub wide: Option<WideTuples>,
 }
 
-/// A conntrack entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The original tuple of a compact entry: IPv4 addresses and the two L4 fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Key {
+    src: [u8; 4],
+    dst: [u8; 4],
+    src_u: u16,
+    dst_u: u16,
+}
+
+/// The low 8 bytes of an IPv4 [`Addr`] holding `a` (the rest is zero), as the
+/// native-endian word [`crate::table::same_tuple`] reads.
+#[inline(always)]
+fn v4_word(a: [u8; 4]) -> u64 {
+    u64::from_ne_bytes([a[0], a[1], a[2], a[3], 0, 0, 0, 0])
+}
+
+/// The native-endian 64-bit word of bytes `i..i + 8` of an address.
+#[inline(always)]
+fn word(x: &[u8; 16], i: usize) -> u64 {
+    u64::from_ne_bytes([
+        x[i],
+        x[i + 1],
+        x[i + 2],
+        x[i + 3],
+        x[i + 4],
+        x[i + 5],
+        x[i + 6],
+        x[i + 7],
+    ])
+}
+
+/// Whether an address is an IPv4 one in the 16-byte layout (bytes 4.. zero).
+#[inline]
+fn v4_clean(a: &Addr) -> bool {
+    word(&a.0, 8) == 0 && a.0[4..8] == [0; 4]
+}
+
+/// A conntrack entry. 104 bytes (see the module doc; pinned by `entry_size_is_bounded`).
+#[derive(Clone, PartialEq, Eq)]
+#[repr(C)]
 pub struct Entry {
-    /// Original and reply tuples, indexed by [`Dir`].
-    pub tuples: [Tuple; 2],
-    /// Status bits.
-    pub status: Status,
-    /// Zone: id and the directions it covers (kernel `ct->zone`).
-    pub zone: crate::zone::Zone,
-    /// `ct mark`.
-    pub mark: u32,
     /// Expiry deadline (absolute).
     pub deadline: Instant,
-    /// L4 tracker state.
-    pub proto: ProtoState,
-    /// Extensions (accounting, timestamps), allocated only when a sysctl asked for them
-    /// at creation (kernel: ct extensions), so the common entry stays small.
-    pub ext: Option<Box<Extensions>>,
-    /// Creation sequence number: a stable, unique id (`-o id`) and the listing order.
-    pub seq: u64,
+    /// Compact original tuple (zero when wide).
+    key: Key,
+    /// Zone: id and the directions it covers (kernel `ct->zone`).
+    pub zone: crate::zone::Zone,
+    /// Status bits.
+    pub status: Status,
     /// Event bits cached until the packet reaches the confirm hook.
     pub ecache: u16,
+    /// L3 family of the original tuple.
+    family: Family,
+    /// L4 protocol number of the original tuple.
+    l4: u8,
+    /// The tuples live in `ext.wide` (IPv6, or a reply tuple NAT changed).
+    wide: bool,
+    /// `ct mark`.
+    pub mark: u32,
+    /// Creation sequence number: the id `-o id` prints and the listing order. 32 bits,
+    /// as the kernel's ct id: it wraps after 2^32 creations; listings order entries by
+    /// `seq` relative to the next number ([`Entry::age_key`]), which is creation order
+    /// as long as no listed entry outlived 2^32 newer ones.
+    pub seq: u32,
+    /// Extensions (accounting, timestamps, helper, labels, a wide entry's tuples),
+    /// allocated only when needed (kernel: ct extensions), so the common entry stays
+    /// small. Never replace the box of a wide entry (its tuples are in it): use
+    /// `get_or_insert_with` and change fields.
+    pub ext: Option<Box<Extensions>>,
+    /// L4 tracker state.
+    pub proto: ProtoState,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("tuples", &self.tuples())
+            .field("status", &self.status)
+            .field("zone", &self.zone)
+            .field("mark", &self.mark)
+            .field("deadline", &self.deadline)
+            .field("proto", &self.proto)
+            .field("ext", &self.ext)
+            .field("seq", &self.seq)
+            .field("ecache", &self.ecache)
+            .finish()
+    }
 }
 
 impl Entry {
+    /// A new entry with tuples `tuples` (original, reply) and extensions `ext`; the
+    /// other fields start empty (status 0, default zone, mark 0, deadline 0, generic L4
+    /// state, seq 0, no cached events) and are set by the caller.
+    pub fn new(tuples: [Tuple; 2], ext: Option<Box<Extensions>>) -> Entry {
+        let mut e = Entry {
+            deadline: Instant::from_nanos(0),
+            key: Key::default(),
+            zone: crate::zone::Zone::DEFAULT,
+            status: Status::default(),
+            ecache: 0,
+            family: tuples[0].family,
+            l4: tuples[0].proto,
+            wide: false,
+            mark: 0,
+            seq: 0,
+            ext,
+            proto: ProtoState::Generic,
+        };
+        e.store(tuples);
+        e
+    }
+
     /// The tuple of a direction.
     #[inline]
-    pub fn tuple(&self, dir: Dir) -> &Tuple {
-        &self.tuples[dir.index()]
+    pub fn tuple(&self, dir: Dir) -> Tuple {
+        if self.wide {
+            return match self.ext.as_ref().and_then(|x| x.wide) {
+                Some(w) => w.0[dir.index()],
+                None => Tuple::default(),
+            };
+        }
+        let k = &self.key;
+        let orig = Tuple {
+            src: Addr::v4(k.src),
+            dst: Addr::v4(k.dst),
+            src_u: k.src_u,
+            dst_u: k.dst_u,
+            family: self.family,
+            proto: self.l4,
+        };
+        match dir {
+            Dir::Original => orig,
+            Dir::Reply => Tuple {
+                src: orig.dst,
+                dst: orig.src,
+                src_u: self.reply_src_u(),
+                dst_u: self.reply_dst_u(),
+                ..orig
+            },
+        }
+    }
+
+    /// Both tuples, original first.
+    #[inline]
+    pub fn tuples(&self) -> [Tuple; 2] {
+        [self.tuple(Dir::Original), self.tuple(Dir::Reply)]
+    }
+
+    /// Replace the tuple of a direction (NAT changes the reply tuple). The entry becomes
+    /// wide if its tuples no longer fit the compact form, and compact again if they do.
+    pub fn set_tuple(&mut self, dir: Dir, t: Tuple) {
+        let mut both = self.tuples();
+        both[dir.index()] = t;
+        self.store(both);
+    }
+
+    /// Whether the tuple of direction `dir` equals `t` (`self.tuple(dir) == *t`,
+    /// without building the tuple: the lookup's compare). Compared as 64-bit words, as
+    /// [`crate::table::same_tuple`] does.
+    #[inline(always)]
+    pub fn has_tuple(&self, dir: Dir, t: &Tuple) -> bool {
+        if self.wide {
+            return self
+                .ext
+                .as_ref()
+                .and_then(|x| x.wide.as_ref())
+                .is_some_and(|w| crate::table::same_tuple(&w.0[dir.index()], t));
+        }
+        let k = &self.key;
+        let (s, d, su, du) = match dir {
+            Dir::Original => (k.src, k.dst, k.src_u, k.dst_u),
+            Dir::Reply => (k.dst, k.src, self.reply_src_u(), self.reply_dst_u()),
+        };
+        let misc = |su: u16, du: u16, fam: Family, p: u8| {
+            u64::from(su) | u64::from(du) << 16 | u64::from(fam as u8) << 32 | u64::from(p) << 40
+        };
+        ((word(&t.src.0, 0) ^ v4_word(s))
+            | word(&t.src.0, 8)
+            | (word(&t.dst.0, 0) ^ v4_word(d))
+            | word(&t.dst.0, 8)
+            | (misc(t.src_u, t.dst_u, t.family, t.proto) ^ misc(su, du, self.family, self.l4)))
+            == 0
+    }
+
+    /// Store `tuples` in the compact form when they fit it (IPv4 original, reply = its
+    /// inversion), else in the extension box.
+    fn store(&mut self, tuples: [Tuple; 2]) {
+        let [o, r] = tuples;
+        self.family = o.family;
+        self.l4 = o.proto;
+        let compact = o.family == Family::V4
+            && v4_clean(&o.src)
+            && v4_clean(&o.dst)
+            && crate::conntrack::invert(&o) == Some(r);
+        if compact {
+            self.key = Key {
+                src: o.src.v4_octets(),
+                dst: o.dst.v4_octets(),
+                src_u: o.src_u,
+                dst_u: o.dst_u,
+            };
+            self.wide = false;
+            if let Some(x) = self.ext.as_mut() {
+                x.wide = None;
+                if **x == Extensions::default() {
+                    self.ext = None;
+                }
+            }
+        } else {
+            self.key = Key::default();
+            self.wide = true;
+            self.ext.get_or_insert_with(Box::default).wide = Some(WideTuples(tuples));
+        }
+    }
+
+    /// The reply tuple's source L4 field of a compact entry (kernel `invert_tuple`:
+    /// ICMP keeps the id; other protocols swap the ports).
+    #[inline(always)]
+    fn reply_src_u(&self) -> u16 {
+        match self.l4 {
+            proto::ICMP | proto::ICMPV6 => self.key.src_u,
+            _ => self.key.dst_u,
+        }
+    }
+
+    /// The reply tuple's destination L4 field of a compact entry (ICMP: the inverted
+    /// type with the same code; other protocols: the original source port).
+    #[inline(always)]
+    fn reply_dst_u(&self) -> u16 {
+        let fam = match self.l4 {
+            proto::ICMP => Family::V4,
+            proto::ICMPV6 => Family::V6,
+            _ => return self.key.src_u,
+        };
+        let [ty, code] = self.key.dst_u.to_be_bytes();
+        // Compact entries were stored only when the type inverts (see `store`).
+        let ty = crate::proto::icmp::invert_type(fam, ty).unwrap_or(ty);
+        u16::from_be_bytes([ty, code])
+    }
+
+    /// Whether the entry's tuples live in its extension box (IPv6, or NATed).
+    pub fn is_wide(&self) -> bool {
+        self.wide
+    }
+
+    /// The listing-order key: `seq` relative to `next_seq`, the number the next entry
+    /// will get (creation order across a wrap of the 32-bit counter).
+    pub fn age_key(&self, next_seq: u32) -> u32 {
+        self.seq.wrapping_sub(next_seq)
     }
 
     /// The connection labels (0 when none were set).
@@ -79,7 +335,13 @@ impl Entry {
     /// L4 protocol number.
     #[inline]
     pub fn proto_num(&self) -> u8 {
-        self.tuples[0].proto
+        self.l4
+    }
+
+    /// L3 family.
+    #[inline]
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     /// Whether the deadline has passed (kernel: `(s32)(timeout - now) <= 0`).
@@ -105,15 +367,112 @@ impl Entry {
 
 #[cfg(test)]
 mod tests {
-    /// The entry's size is a tracked figure (issue 6 aims at ≤ 128 bytes with both
-    /// index nodes); today: 2 × 38-byte tuples, 64-byte L4 state, 8-byte deadline, ...
+    use super::*;
+
+    fn t(fam: Family, p: u8, src: Addr, dst: Addr, su: u16, du: u16) -> Tuple {
+        Tuple {
+            src,
+            dst,
+            src_u: su,
+            dst_u: du,
+            family: fam,
+            proto: p,
+        }
+    }
+
+    /// The entry's size is a tracked figure (issue 6: ≤ 128 bytes per connection with
+    /// both index nodes and the bucket heads): 104 bytes, laid out as the module doc
+    /// says; the table's slot adds 16 (see `table::tests::slot_is_120_bytes`).
     #[test]
     fn entry_size_is_bounded() {
-        assert_eq!(size_of::<crate::tuple::Tuple>(), 38);
-        assert!(
-            size_of::<super::Entry>() <= 176,
-            "{}",
-            size_of::<super::Entry>()
-        );
+        assert_eq!(size_of::<Tuple>(), 38);
+        assert_eq!(size_of::<ProtoState>(), 56);
+        assert_eq!(size_of::<Entry>(), 104);
+        assert_eq!(size_of::<Option<Entry>>(), 104);
+        assert_eq!(core::mem::offset_of!(Entry, deadline), 0);
+        assert_eq!(core::mem::offset_of!(Entry, key), 8);
+        assert_eq!(core::mem::offset_of!(Entry, proto), 48);
+    }
+
+    /// Every way of storing tuples gives them back unchanged, `has_tuple` is tuple
+    /// equality, and the form is the compact one exactly for IPv4 entries whose reply
+    /// is the inverted original.
+    #[test]
+    fn tuples_round_trip_in_both_forms() {
+        let a = Addr::v4([10, 0, 0, 1]);
+        let b = Addr::v4([192, 168, 1, 2]);
+        let c = Addr::v4([10, 2, 0, 100]);
+        let x = Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let y = Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        let mut odd = a;
+        odd.0[9] = 1;
+        let cases: Vec<([Tuple; 2], bool)> = vec![
+            ([t(Family::V4, 17, a, b, 1000, 53), t(Family::V4, 17, b, a, 53, 1000)], false),
+            ([t(Family::V4, 6, a, b, 1000, 80), t(Family::V4, 6, b, c, 80, 1000)], true),
+            ([t(Family::V4, 6, a, b, 1000, 80), t(Family::V4, 6, b, a, 80, 61000)], true),
+            ([t(Family::V4, 1, a, b, 7, 8 << 8), t(Family::V4, 1, b, a, 7, 0)], false),
+            ([t(Family::V4, 1, a, b, 7, 8 << 8 | 3), t(Family::V4, 1, b, a, 7, 3)], false),
+            ([t(Family::V4, 1, a, b, 7, 3 << 8), t(Family::V4, 1, b, a, 3 << 8, 7)], true),
+            ([t(Family::V4, 58, a, b, 7, 128 << 8), t(Family::V4, 58, b, a, 7, 129 << 8)], false),
+            ([t(Family::V4, 47, a, b, 0, 9), t(Family::V4, 47, b, a, 9, 0)], false),
+            ([t(Family::V4, 132, odd, b, 1, 2), t(Family::V4, 132, b, odd, 2, 1)], true),
+            ([t(Family::V6, 17, x, y, 1, 2), t(Family::V6, 17, y, x, 2, 1)], true),
+            ([t(Family::V6, 58, x, y, 5, 128 << 8), t(Family::V6, 58, y, x, 5, 129 << 8)], true),
+        ];
+        let all: Vec<Tuple> = cases.iter().flat_map(|(ts, _)| *ts).collect();
+        for (ts, wide) in &cases {
+            let e = Entry::new(*ts, None);
+            assert_eq!(e.is_wide(), *wide, "{ts:?}");
+            assert_eq!(e.tuples(), *ts);
+            assert_eq!(e.proto_num(), ts[0].proto);
+            assert_eq!(e.family(), ts[0].family);
+            for d in [Dir::Original, Dir::Reply] {
+                for u in &all {
+                    assert_eq!(e.has_tuple(d, u), e.tuple(d) == *u, "{d:?} {u:?} {ts:?}");
+                }
+            }
+            assert_eq!(e.clone(), Entry::new(*ts, None), "canonical");
+        }
+    }
+
+    /// NAT changes the reply tuple: the entry turns wide, keeps its other extensions,
+    /// and turns compact again (dropping a box it only had for the tuples) when the
+    /// reply is the inverted original once more.
+    #[test]
+    fn set_tuple_switches_forms() {
+        let a = Addr::v4([10, 0, 0, 1]);
+        let b = Addr::v4([10, 0, 0, 2]);
+        let o = t(Family::V4, 17, a, b, 1000, 53);
+        let r = t(Family::V4, 17, b, a, 53, 1000);
+        let nat = t(Family::V4, 17, b, Addr::v4([10, 9, 0, 1]), 53, 2000);
+        let mut e = Entry::new([o, r], None);
+        e.set_tuple(Dir::Reply, nat);
+        assert!(e.is_wide());
+        assert_eq!(e.tuples(), [o, nat]);
+        e.set_tuple(Dir::Reply, r);
+        assert!(!e.is_wide());
+        assert!(e.ext.is_none());
+        let labelled = Box::new(Extensions {
+            labels: 5,
+            ..Extensions::default()
+        });
+        let mut e = Entry::new([o, r], Some(labelled));
+        e.set_tuple(Dir::Reply, nat);
+        assert_eq!((e.labels(), e.tuple(Dir::Reply)), (5, nat));
+        e.set_tuple(Dir::Reply, r);
+        assert_eq!((e.labels(), e.is_wide()), (5, false));
+    }
+
+    /// Listing order survives the wrap of the 32-bit creation number.
+    #[test]
+    fn age_key_orders_across_the_wrap() {
+        let mut old = Entry::new([Tuple::default(); 2], None);
+        old.seq = u32::MAX - 1;
+        let mut new = old.clone();
+        new.seq = 1;
+        assert!(old.age_key(2) < new.age_key(2));
+        old.seq = 3;
+        new.seq = 4;
+        assert!(old.age_key(5) < new.age_key(5));
     }
 }

@@ -65,7 +65,7 @@ pub struct Expectation {
     /// The master entry.
     pub master: EntryId,
     /// The master's creation number (guards against a reused slot).
-    pub master_seq: u64,
+    pub master_seq: u32,
     /// The master's original tuple (listings show it).
     pub master_tuple: Tuple,
     /// The helper that registered it.
@@ -92,7 +92,7 @@ impl Expectation {
         req: &ExpectRequest,
         helper: HelperKind,
         master: EntryId,
-        master_seq: u64,
+        master_seq: u32,
         master_tuple: Tuple,
         zone: u16,
     ) -> Expectation {
@@ -376,7 +376,7 @@ impl ExpectTable {
     }
 
     /// Expectations of a master and class.
-    fn expecting(&self, master: EntryId, seq: u64, class: u8) -> usize {
+    fn expecting(&self, master: EntryId, seq: u32, class: u8) -> usize {
         self.list
             .iter()
             .filter(|e| e.master == master && e.master_seq == seq && e.class == class)
@@ -482,7 +482,7 @@ impl ExpectTable {
         t: &Tuple,
         zone: u16,
         now: Instant,
-        master_live: impl Fn(EntryId, u64) -> bool,
+        master_live: impl Fn(EntryId, u32) -> bool,
         stats: &mut Stats,
     ) -> Option<Expectation> {
         if self.list.is_empty() {
@@ -523,7 +523,7 @@ impl ExpectTable {
     pub fn unexpect(
         &mut self,
         master: EntryId,
-        seq: u64,
+        seq: u32,
         tuple: &Tuple,
         now: Instant,
         stats: &mut Stats,
@@ -560,7 +560,7 @@ impl ExpectTable {
     }
 
     /// Remove every expectation of a master (it is being deleted).
-    pub fn remove_master(&mut self, master: EntryId, seq: u64, now: Instant, stats: &mut Stats) {
+    pub fn remove_master(&mut self, master: EntryId, seq: u32, now: Instant, stats: &mut Stats) {
         let mut i = 0;
         while i < self.list.len() {
             let e = &self.list[i];

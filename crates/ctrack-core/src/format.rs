@@ -214,13 +214,13 @@ fn body(out: &mut String, e: &Entry, extended: bool, timeout: Option<u64>, state
             let _ = write!(out, "{s} ");
         }
     }
-    tuple_text_as(out, t0, false, true);
+    tuple_text_as(out, &t0, false, true);
     zone_text(out, e, Zone::ORIG, false);
     counters(out, e, Dir::Original);
     if !e.status.has(Status::SEEN_REPLY) {
         out.push_str("[UNREPLIED] ");
     }
-    tuple_text_as(out, e.tuple(Dir::Reply), false, true);
+    tuple_text_as(out, &e.tuple(Dir::Reply), false, true);
     zone_text(out, e, Zone::REPLY, false);
     counters(out, e, Dir::Reply);
     if e.status.has(Status::ASSURED) {
@@ -279,13 +279,13 @@ pub fn proc_line(e: &Entry, now: Instant) -> String {
             g.timeout, g.stream_timeout
         );
     }
-    tuple_text(&mut out, t0, true);
+    tuple_text(&mut out, &t0, true);
     zone_text(&mut out, e, Zone::ORIG, true);
     counters(&mut out, e, Dir::Original);
     if !e.status.has(Status::SEEN_REPLY) {
         out.push_str("[UNREPLIED] ");
     }
-    tuple_text(&mut out, e.tuple(Dir::Reply), true);
+    tuple_text(&mut out, &e.tuple(Dir::Reply), true);
     zone_text(&mut out, e, Zone::REPLY, true);
     counters(&mut out, e, Dir::Reply);
     if e.status.has(Status::ASSURED) {

@@ -26,10 +26,14 @@ const MAX_RESERVE: u32 = 1 << 22;
 /// Handle of an entry in the table (slab index). Valid until the entry is freed.
 pub type EntryId = u32;
 
-/// One slab slot: the chain links and hash tags of both nodes first (so a chain walk
-/// that skips a node on its tag touches one cache line of it), then the entry. Aligned
-/// to a cache line: 192 bytes, three whole lines.
-#[repr(C, align(64))]
+/// One slab slot: the chain links and hash tags of both nodes first, then the entry,
+/// whose first 32 bytes are what a chain walk reads (deadline, compact original tuple,
+/// zone, family, protocol; see `entry.rs`). 120 bytes, 8-byte aligned: with the
+/// bucket heads a connection takes ~124 bytes (issue 6: ≤ 128). Slots are not
+/// cache-line aligned (that would round them to 128 bytes, 132 all in): a walk reads
+/// the slot's first 48 bytes, which share one line in 3 slots of 8 and span two in the
+/// rest.
+#[repr(C)]
 struct Slot {
     /// Next node in the chain, per direction (node = id * 2 + dir).
     next: [u32; 2],
@@ -305,8 +309,8 @@ impl Table {
     pub fn link(&mut self, id: EntryId) {
         let Some(e) = self.get(id) else { return };
         let h = [
-            self.hash(&e.tuples[0], e.zone.id_for(Dir::Original)),
-            self.hash(&e.tuples[1], e.zone.id_for(Dir::Reply)),
+            self.hash(&e.tuple(Dir::Original), e.zone.id_for(Dir::Original)),
+            self.hash(&e.tuple(Dir::Reply), e.zone.id_for(Dir::Reply)),
         ];
         self.link_hashed(id, h);
     }
@@ -364,8 +368,8 @@ impl Table {
         }
         let Some(e) = slot.entry.as_ref() else { return };
         let b = [
-            self.bucket(&e.tuples[0], e.zone.id_for(Dir::Original)),
-            self.bucket(&e.tuples[1], e.zone.id_for(Dir::Reply)),
+            self.bucket(&e.tuple(Dir::Original), e.zone.id_for(Dir::Original)),
+            self.bucket(&e.tuple(Dir::Reply), e.zone.id_for(Dir::Reply)),
         ];
         let fake_orig = slot.tag[0] == FAKE_TAG;
         for (dir, &bucket) in b.iter().enumerate() {
@@ -455,8 +459,8 @@ impl Table {
         next
     }
 
-    /// Prefetch every cache line of a node's slot (the tuple compared, the deadline
-    /// and the chain link sit in different lines).
+    /// Prefetch every cache line of a node's slot (2 or 3 lines: the slot is not
+    /// line-aligned): the walk reads its head, a hit then the L4 state at its end.
     #[inline]
     fn prefetch_node(&self, node: u32) {
         if node == NIL {
@@ -467,11 +471,9 @@ impl Table {
             .as_ptr()
             .wrapping_add((node / 2) as usize)
             .cast::<u8>();
-        let mut off = 0;
-        while off < size_of::<Slot>() {
-            prefetch_read(p.wrapping_add(off));
-            off += 64;
-        }
+        prefetch_read(p);
+        prefetch_read(p.wrapping_add(64));
+        prefetch_read(p.wrapping_add(size_of::<Slot>() - 1));
     }
 
     /// [`Table::find`] in the bucket of hash `h` (`self.hash(t, id)` where `id` is the
@@ -500,7 +502,7 @@ impl Table {
                         expired.push(id);
                     }
                 } else if slot.tag[d] == tag
-                    && same_tuple(&e.tuples[d], t)
+                    && e.has_tuple(DIRS[d], t)
                     && e.zone.same_for(zone, DIRS[d])
                 {
                     return Some((id, DIRS[d]));
@@ -534,7 +536,7 @@ impl Table {
             if found.is_none() && slot.tag[d] == tag {
                 if let Some(e) = slot.entry.as_ref() {
                     if !e.expired(now)
-                        && same_tuple(&e.tuples[d], t)
+                        && e.has_tuple(DIRS[d], t)
                         && e.zone.same_for(zone, DIRS[d])
                     {
                         found = Some((id, DIRS[d]));
@@ -720,17 +722,10 @@ mod tests {
         let mut ids = Vec::new();
         for i in 0..100u8 {
             let (o, r) = e(i);
-            let id = t.alloc(Entry {
-                tuples: [o, r],
-                status: crate::status::Status::default(),
-                zone: Zone::DEFAULT,
-                mark: 0,
-                deadline: Instant::from_nanos(1_000_000_000),
-                proto: crate::proto::ProtoState::Generic,
-                ext: None,
-                seq: u64::from(i),
-                ecache: 0,
-            });
+            let mut entry = Entry::new([o, r], None);
+            entry.deadline = Instant::from_nanos(1_000_000_000);
+            entry.seq = u32::from(i);
+            let id = t.alloc(entry);
             t.link(id);
             ids.push(id);
         }
@@ -795,9 +790,12 @@ mod tests {
     }
 
     #[test]
-    fn slot_is_three_cache_lines() {
-        assert_eq!(size_of::<Slot>(), 192);
-        assert_eq!(align_of::<Slot>(), 64);
+    fn slot_is_120_bytes() {
+        assert_eq!(size_of::<Slot>(), 120);
+        assert_eq!(align_of::<Slot>(), 8);
+        // The walk's fields: links and tags, then the entry's deadline, compact key,
+        // zone, family and protocol, all in the slot's first 48 bytes.
+        assert_eq!(core::mem::offset_of!(Slot, entry), 16);
     }
 
     #[test]

@@ -110,7 +110,7 @@ fn snat_to_a_pool_never_reuses_a_reply_tuple() {
     let mut seen: HashSet<Tuple> = HashSet::new();
     let entries = ct.entries(now);
     for e in &entries {
-        let reply = *e.tuple(Dir::Reply);
+        let reply = e.tuple(Dir::Reply);
         assert!(
             seen.insert(reply),
             "two entries share the reply tuple {reply:?}"

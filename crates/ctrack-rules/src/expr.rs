@@ -196,11 +196,11 @@ pub fn load(key: Key, p: &PacketCtx<'_>, ct: &Conntrack) -> Option<u128> {
             u128::from(entry()?.zone.id_for(d))
         }
         Key::CtLabel => entry()?.labels(),
-        Key::CtL3proto => u128::from(entry()?.tuples[0].family.number()),
-        Key::CtProtocol => u128::from(entry()?.tuples[0].proto),
+        Key::CtL3proto => u128::from(entry()?.family().number()),
+        Key::CtProtocol => u128::from(entry()?.proto_num()),
         Key::CtAddr(reply, src, fam) => {
             let e = entry()?;
-            let t = &e.tuples[usize::from(reply)];
+            let t = &e.tuple(if reply { Dir::Reply } else { Dir::Original });
             let want = if fam == 6 { Family::V6 } else { Family::V4 };
             if t.family != want {
                 return None;
@@ -208,7 +208,7 @@ pub fn load(key: Key, p: &PacketCtx<'_>, ct: &Conntrack) -> Option<u128> {
             addr_value(if src { &t.src } else { &t.dst }, want)
         }
         Key::CtProto(reply, src) => {
-            let t = &entry()?.tuples[usize::from(reply)];
+            let t = &entry()?.tuple(if reply { Dir::Reply } else { Dir::Original });
             u128::from(if src { t.src_u } else { t.dst_u })
         }
         // Strings are read by `load_str`.

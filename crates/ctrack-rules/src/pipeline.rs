@@ -969,7 +969,7 @@ fn nat_stmt(
     };
     match n.kind {
         NatKind::Masquerade => {
-            let orig_src = ct.entry(id).map(|e| e.tuples[0].src)?;
+            let orig_src = ct.entry(id).map(|e| e.tuple(Dir::Original).src)?;
             if p.family == Family::V4 && orig_src == Addr::default() {
                 return Some(true);
             }

@@ -115,9 +115,9 @@ pub fn entry_json(e: &Entry, now: Instant) -> String {
         let _ = write!(o, ",\"state\":\"{s}\"");
     }
     o.push_str(",\"original\":");
-    tuple_json(&mut o, t0);
+    tuple_json(&mut o, &t0);
     o.push_str(",\"reply\":");
-    tuple_json(&mut o, e.tuple(Dir::Reply));
+    tuple_json(&mut o, &e.tuple(Dir::Reply));
     let names = [
         (Status::EXPECTED, "EXPECTED"),
         (Status::SEEN_REPLY, "SEEN_REPLY"),

@@ -12,7 +12,7 @@ use crate::packet::Packet;
 use crate::status::{CtInfo, Status};
 use crate::table::EntryId;
 use crate::time::Instant;
-use crate::tuple::Family;
+use crate::tuple::{Dir, Family};
 
 impl Conntrack {
     /// The expectation table.
@@ -45,7 +45,7 @@ impl Conntrack {
         let Some(e) = self.table.get_mut(id) else {
             return false;
         };
-        let t = &e.tuples[0];
+        let t = &e.tuple(Dir::Original);
         let fam_ok = match t.family {
             Family::V4 => v4,
             Family::V6 => v6,
@@ -85,7 +85,7 @@ impl Conntrack {
             return None;
         }
         let table = &self.table;
-        let live = |id: EntryId, seq: u64| {
+        let live = |id: EntryId, seq: u32| {
             table.is_linked(id)
                 && table
                     .get(id)
@@ -94,7 +94,7 @@ impl Conntrack {
         let exp = self
             .helpers
             .expect
-            .find(&e.tuples[0], e.zone.id, now, live, &mut self.stats)?;
+            .find(&e.tuple(Dir::Original), e.zone.id, now, live, &mut self.stats)?;
         e.status.set(Status::EXPECTED);
         if let Some(m) = self.table.get(exp.master) {
             e.mark = m.mark;
@@ -220,7 +220,7 @@ impl Conntrack {
                 Some((
                     kind.imp().help(&mut hs, &cx),
                     e.seq,
-                    e.tuples[0],
+                    e.tuple(Dir::Original),
                     e.zone.id,
                     e.status,
                 ))

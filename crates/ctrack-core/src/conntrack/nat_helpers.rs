@@ -47,7 +47,7 @@ impl Conntrack {
             return Ok(());
         };
         // The data connection comes from wherever this packet goes.
-        let other = master.tuples[dir.opposite().index()];
+        let other = master.tuple(dir.opposite());
         let (newaddr, family, mseq) = (other.dst, other.family, master.seq);
         exp.nat = Some(ExpectNat {
             dir: dir.opposite(),
@@ -123,7 +123,7 @@ impl Conntrack {
         };
         exp.nat = Some(ExpectNat {
             dir: Dir::Reply,
-            saved_port: master.tuples[0].src_u,
+            saved_port: master.tuple(Dir::Original).src_u,
         });
         self.expect_related(now, exp)
             .map_err(|_| HelperDrop::CannotExpect {
@@ -145,7 +145,7 @@ impl Conntrack {
         let Some(m) = self.table.get(master) else {
             return;
         };
-        let t = m.tuples[nat.dir.opposite().index()];
+        let t = m.tuple(nat.dir.opposite());
         self.nat_setup(now, id, &NatRange::addr(t.dst), Manip::Src);
         let range = NatRange {
             flags: flags::MAP_IPS | flags::PROTO_SPECIFIED,

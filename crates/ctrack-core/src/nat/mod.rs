@@ -212,7 +212,7 @@ impl Space<'_> {
         };
         let same_flow =
             self.ct.table.get(other).is_some_and(|o| {
-                o.tuples[0] == self.orig && o.zone.same_for(self.zone, Dir::Original)
+                o.tuple(Dir::Original) == self.orig && o.zone.same_for(self.zone, Dir::Original)
             });
         if same_flow {
             return false;
@@ -249,7 +249,7 @@ impl alloc::TupleSpace for Space<'_> {
         };
         match self.ct.table.get(other) {
             Some(o) if o.status.0 & uses_nat != 0 => true,
-            Some(o) => o.tuples[0] != self.reply,
+            Some(o) => o.tuple(Dir::Original) != self.reply,
             None => false,
         }
     }
@@ -296,15 +296,15 @@ impl alloc::TupleSpace for Space<'_> {
         let valid = |id: &EntryId| {
             table.get(*id).is_some_and(|e| {
                 e.status.has(Status::SRC_NAT_DONE)
-                    && e.tuples[0].src == t.src
-                    && e.tuples[0].src_u == t.src_u
-                    && e.tuples[0].proto == t.proto
+                    && e.tuple(Dir::Original).src == t.src
+                    && e.tuple(Dir::Original).src_u == t.src_u
+                    && e.tuple(Dir::Original).proto == t.proto
                     && e.zone.id_for(Dir::Original) == key.3
             })
         };
         let mapping = |id: EntryId| {
             let e = table.get(id)?;
-            let r = &e.tuples[1];
+            let r = &e.tuple(Dir::Reply);
             Some(Tuple {
                 src: r.dst,
                 src_u: r.dst_u,
@@ -371,7 +371,7 @@ impl Conntrack {
         if e.status.has(manip.done_bit()) {
             return false;
         }
-        let Some(curr) = invert(&e.tuples[1]) else {
+        let Some(curr) = invert(&e.tuple(Dir::Reply)) else {
             return true;
         };
         let tcp = match &e.proto {
@@ -381,8 +381,8 @@ impl Conntrack {
         let has_master = e.status.has(Status::EXPECTED);
         let mut space = Space {
             zone: e.zone,
-            orig: e.tuples[0],
-            reply: e.tuples[1],
+            orig: e.tuple(Dir::Original),
+            reply: e.tuple(Dir::Reply),
             status: e.status,
             tcp,
             ct: self,
@@ -397,7 +397,7 @@ impl Conntrack {
         };
         if new != curr {
             if let Some(reply) = invert(&new) {
-                e.tuples[1] = reply;
+                e.set_tuple(Dir::Reply, reply);
                 e.status.set(manip.nat_bit());
             }
         }
@@ -425,8 +425,8 @@ impl Conntrack {
             return true;
         };
         let ip = match manip {
-            Manip::Src => e.tuples[1].dst,
-            Manip::Dst => e.tuples[1].src,
+            Manip::Src => e.tuple(Dir::Reply).dst,
+            Manip::Dst => e.tuple(Dir::Reply).src,
         };
         self.nat_setup(now, id, &NatRange::addr(ip), manip)
     }
@@ -444,7 +444,7 @@ impl Conntrack {
         if !e.status.has(bit) {
             return true;
         }
-        let Some(target) = invert(&e.tuples[dir.opposite().index()]) else {
+        let Some(target) = invert(&e.tuple(dir.opposite())) else {
             return true;
         };
         rewrite::manip_pkt(pkt, 0, &target, manip)
@@ -470,7 +470,7 @@ impl Conntrack {
         let Some(icmp) = pkt.get(l4_off..) else {
             return false;
         };
-        let v6 = e.tuples[0].family == Family::V6;
+        let v6 = e.tuple(Dir::Original).family == Family::V6;
         if verify {
             let ok = if v6 {
                 let mut s = [0u8; 16];
@@ -501,7 +501,7 @@ impl Conntrack {
         if !e.status.has(bit) {
             return true;
         }
-        let other = e.tuples[dir.opposite().index()];
+        let other = e.tuple(dir.opposite());
         rewrite::icmp_error_translate(pkt, l4_off, &other, manip)
     }
 }

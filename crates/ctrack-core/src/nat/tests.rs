@@ -212,7 +212,7 @@ fn racing_queries_to_different_backends_insert_the_loser_reply_only() {
     assert_eq!(c.count(), 2);
     let listed = c.entries(now);
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].tuples[1].src, Addr::v4(b1));
+    assert_eq!(listed[0].tuple(Dir::Reply).src, Addr::v4(b1));
     let news = c
         .drain_events()
         .iter()
@@ -267,7 +267,8 @@ fn a_clash_on_the_reply_tuple_too_is_dropped() {
     // The NAT search would avoid the taken tuple; set the loser's reply directly, as a
     // racing CPU could have left it.
     let i2 = t2.entry.unwrap();
-    c.table.get_mut(i2).unwrap().tuples[1] = c.table.get(t0.entry.unwrap()).unwrap().tuples[0];
+    let taken = c.table.get(t0.entry.unwrap()).unwrap().tuple(Dir::Original);
+    c.table.get_mut(i2).unwrap().set_tuple(Dir::Reply, taken);
     assert_eq!(c.confirm(now, &t1), crate::conntrack::Confirmed::Inserted);
     assert!(matches!(
         c.confirm(now, &t2),

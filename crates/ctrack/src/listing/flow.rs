@@ -121,8 +121,8 @@ impl Flow {
     /// timestamps when the extensions exist).
     pub fn from_entry(e: &Entry, now: Instant) -> Flow {
         let mut f = Flow::new(
-            *e.tuple(Dir::Original),
-            *e.tuple(Dir::Reply),
+            e.tuple(Dir::Original),
+            e.tuple(Dir::Reply),
             now.as_nanos(),
         );
         f.timeout = Some(u32::try_from(e.display_timeout(now)).unwrap_or(u32::MAX));
@@ -134,7 +134,7 @@ impl Flow {
         f.labels = Some(e.labels()).filter(|l| *l != 0);
         f.helper = Conntrack::helper_of(e).map(|h| h.name().to_string());
         f.use_count = Some(Conntrack::use_count(e));
-        f.id = Some(e.seq);
+        f.id = Some(u64::from(e.seq));
         f
     }
 
@@ -146,8 +146,8 @@ impl Flow {
         let e = &ev.entry;
         let now = ev.time;
         let mut f = Flow::new(
-            *e.tuple(Dir::Original),
-            *e.tuple(Dir::Reply),
+            e.tuple(Dir::Original),
+            e.tuple(Dir::Reply),
             now.as_nanos(),
         );
         let destroy = ev.kind == EventKind::Destroy;
@@ -181,7 +181,7 @@ impl Flow {
             // ctnetlink sends the helper with NEW and UPDATE events.
             f.helper = Conntrack::helper_of(e).map(|h| h.name().to_string());
         }
-        f.id = Some(e.seq);
+        f.id = Some(u64::from(e.seq));
         f
     }
 

@@ -629,37 +629,36 @@ fn sctp_save_and_xml_quirks() {
     );
 }
 
-fn icmp_entry(seq: u64, acct: bool) -> Entry {
+fn icmp_entry(seq: u32, acct: bool) -> Entry {
     let (a, b) = (v4("10.1.0.1"), v4("10.2.0.1"));
-    Entry {
-        tuples: [
+    let ext = acct.then(|| {
+        Box::new(ctrack_core::entry::Extensions {
+            acct: Some([
+                Counter {
+                    packets: 1,
+                    bytes: 84,
+                },
+                Counter {
+                    packets: 1,
+                    bytes: 84,
+                },
+            ]),
+            tstamp: Some((Instant::from_secs(1_700_000_000), None)),
+            ..Default::default()
+        })
+    });
+    let mut e = Entry::new(
+        [
             tuple(Family::V4, proto::ICMP, a, b, 7, 8 << 8),
             tuple(Family::V4, proto::ICMP, b, a, 7, 0),
         ],
-        status: Status(Status::CONFIRMED | Status::SEEN_REPLY),
-        zone: ctrack_core::Zone::DEFAULT,
-        mark: 0,
-        deadline: Instant::from_secs(1_700_000_030),
-        proto: ProtoState::Icmp,
-        ext: acct.then(|| {
-            Box::new(ctrack_core::entry::Extensions {
-                acct: Some([
-                    Counter {
-                        packets: 1,
-                        bytes: 84,
-                    },
-                    Counter {
-                        packets: 1,
-                        bytes: 84,
-                    },
-                ]),
-                tstamp: Some((Instant::from_secs(1_700_000_000), None)),
-                ..Default::default()
-            })
-        }),
-        seq,
-        ecache: 0,
-    }
+        ext,
+    );
+    e.status = Status(Status::CONFIRMED | Status::SEEN_REPLY);
+    e.deadline = Instant::from_secs(1_700_000_030);
+    e.proto = ProtoState::Icmp;
+    e.seq = seq;
+    e
 }
 
 /// The default text equals core's `conntrack_line` for the same entry, and the event

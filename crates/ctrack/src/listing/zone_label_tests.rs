@@ -8,7 +8,6 @@ use super::flow::Flow;
 use super::{text, Labels, Session};
 use ctrack_core::entry::{Entry, Extensions};
 use ctrack_core::event::{bits, Event, EventKind};
-use ctrack_core::proto::ProtoState;
 use ctrack_core::status::Status;
 use ctrack_core::tuple::{proto, Addr, Dir, Family, Tuple};
 use ctrack_core::{Instant, Zone};
@@ -23,22 +22,18 @@ fn udp(dport: u16, zone: Zone, labels: u128) -> Entry {
         family: Family::V4,
         proto: proto::UDP,
     };
-    Entry {
-        tuples: [t(a, b, 1, dport), t(b, a, dport, 1)],
-        status: Status(Status::CONFIRMED),
-        zone,
-        mark: 0,
-        deadline: Instant::from_secs(101),
-        proto: ProtoState::Generic,
-        ext: (labels != 0).then(|| {
-            Box::new(Extensions {
-                labels,
-                ..Extensions::default()
-            })
-        }),
-        seq: u64::from(dport),
-        ecache: 0,
-    }
+    let ext = (labels != 0).then(|| {
+        Box::new(Extensions {
+            labels,
+            ..Extensions::default()
+        })
+    });
+    let mut e = Entry::new([t(a, b, 1, dport), t(b, a, dport, 1)], ext);
+    e.status = Status(Status::CONFIRMED);
+    e.zone = zone;
+    e.deadline = Instant::from_secs(101);
+    e.seq = u32::from(dport);
+    e
 }
 
 /// The four entries of the recording, in its listing order.

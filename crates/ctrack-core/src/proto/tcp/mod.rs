@@ -296,8 +296,13 @@ impl fmt::Display for TcpReason {
     }
 }
 
-/// One direction's window data (kernel `struct ip_ct_tcp_state`). 20 bytes.
+/// One direction's window data (kernel `struct ip_ct_tcp_state`). 18 bytes: packed to
+/// 2-byte alignment so two of them take 36 bytes, not 40 (the u32 fields are read and
+/// written by value; x86 loads them unaligned at no cost), which brings [`TcpConn`] to
+/// 56 bytes and the entry to 104 (issue 6). Safe Rust: the compiler refuses any
+/// reference to a field, so none exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C, packed(2))]
 struct DirState {
     /// Highest seq + len sent by this side.
     td_end: u32,
@@ -325,8 +330,9 @@ impl DirState {
 
 /// Per-connection TCP state (kernel `struct ip_ct_tcp`).
 ///
-/// Layout: 2 × 20 bytes of [`DirState`] + 3 × u32 + u16 + 6 × u8 = 60 bytes (pinned by
-/// the test `tcp_conn_fits_64_bytes`).
+/// Layout: 2 × 18 bytes of [`DirState`] + 3 × u32 + u16 + 6 × u8 = 56 bytes, no padding
+/// (pinned by the test `tcp_conn_fits_56_bytes`); `state`'s unused values give
+/// [`super::ProtoState`] its tag, so that is 56 bytes too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpConn {
     /// Window data per direction, indexed by [`Dir::index`].

@@ -417,9 +417,10 @@ fn ignored(index: PacketIndex, dir: Dir, state: TcpState) -> TcpReason {
 // ---------------------------------------------------------------------------------
 
 #[test]
-fn tcp_conn_fits_64_bytes() {
-    assert!(core::mem::size_of::<TcpConn>() <= 64);
-    assert_eq!(core::mem::size_of::<TcpConn>(), 60);
+fn tcp_conn_fits_56_bytes() {
+    assert_eq!(core::mem::size_of::<DirState>(), 18);
+    assert_eq!(core::mem::size_of::<TcpConn>(), 56);
+    assert_eq!(core::mem::size_of::<crate::proto::ProtoState>(), 56);
 }
 
 #[test]
@@ -818,11 +819,11 @@ fn tcp_new_syn_initialises_original() {
     );
     let c = sim.conn();
     assert_eq!(c.state(), TcpState::None);
-    assert_eq!(c.seen[0].td_end, C0 + 1);
-    assert_eq!(c.seen[0].td_maxend, C0 + 1);
-    assert_eq!(c.seen[0].td_maxwin, 1, "window 0 counts as 1");
-    assert_eq!(c.seen[0].td_scale, 7);
-    assert_eq!(c.seen[0].flags, DIR_FLAG_SACK_PERM | DIR_FLAG_WINDOW_SCALE);
+    assert_eq!({ c.seen[0].td_end }, C0 + 1);
+    assert_eq!({ c.seen[0].td_maxend }, C0 + 1);
+    assert_eq!({ c.seen[0].td_maxwin }, 1, "window 0 counts as 1");
+    assert_eq!({ c.seen[0].td_scale }, 7);
+    assert_eq!({ c.seen[0].flags }, DIR_FLAG_SACK_PERM | DIR_FLAG_WINDOW_SCALE);
     assert_eq!(c.seen[1], DirState::default());
     assert_eq!(c.last_index, PacketIndex::None);
 }
@@ -832,9 +833,9 @@ fn tcp_new_pickup_loose_1_is_liberal_both_ways() {
     let mut sim = Sim::new();
     sim.new_only(&seg(ACK, C0, S0).win(1000).len(10));
     let c = sim.conn();
-    assert_eq!(c.seen[0].td_end, C0 + 10);
-    assert_eq!(c.seen[0].td_maxwin, 1000);
-    assert_eq!(c.seen[0].td_maxend, C0 + 10 + 1000);
+    assert_eq!({ c.seen[0].td_end }, C0 + 10);
+    assert_eq!({ c.seen[0].td_maxwin }, 1000);
+    assert_eq!({ c.seen[0].td_maxend }, C0 + 10 + 1000);
     for d in [O, R] {
         assert_eq!(c.dir_flags(d), DIR_FLAG_SACK_PERM | DIR_FLAG_BE_LIBERAL);
     }
@@ -995,8 +996,8 @@ fn tcp_syn_with_new_isn_in_syn_sent_reinitialises() {
     // A new ISN (after the old one): the original direction starts over.
     let a = accepted(f.sim.send(O, &seg(SYN, C0 + 50_000, 0).opts(&[3, 3, 9])));
     assert_eq!(a.refresh, None);
-    assert_eq!(f.conn().seen[0].td_end, C0 + 50_001);
-    assert_eq!(f.conn().seen[0].td_scale, 9);
+    assert_eq!({ f.conn().seen[0].td_end }, C0 + 50_001);
+    assert_eq!({ f.conn().seen[0].td_scale }, 9);
     // The SYN/ACK acks the new ISN.
     assert_refresh(f.sim.send(R, &seg(SYN | ACK, S0, C0 + 50_001)), 60);
 }
@@ -1120,11 +1121,11 @@ fn tcp_ignored_syn_in_established_then_resync_on_synack() {
     assert!(a.state_changed);
     assert_eq!(f.state(), TcpState::SynRecv);
     let c = f.conn();
-    assert_eq!(c.seen[0].td_end, c1 + 1);
-    assert_eq!(c.seen[0].td_maxwin, 29200);
-    assert_eq!(c.seen[0].td_scale, 3);
-    assert_eq!(c.seen[1].td_end, s1 + 1);
-    assert_eq!(c.seen[1].td_scale, 5);
+    assert_eq!({ c.seen[0].td_end }, c1 + 1);
+    assert_eq!({ c.seen[0].td_maxwin }, 29200);
+    assert_eq!({ c.seen[0].td_scale }, 3);
+    assert_eq!({ c.seen[1].td_end }, s1 + 1);
+    assert_eq!({ c.seen[1].td_scale }, 5);
     // The client's ACK completes the new handshake (already ASSURED: no new event).
     let a = assert_refresh(f.sim.send(O, &seg(ACK, c1 + 1, s1 + 1)), 432_000);
     assert!(!a.set_assured && a.state_changed);
@@ -1174,8 +1175,8 @@ fn tcp_simultaneous_open() {
     assert_ne!(f.conn().last_flags & LAST_FLAG_SIMULTANEOUS_OPEN, 0);
     // The bare REPLY SYN is accepted right after initialising its direction: nothing
     // else (e.g. the client's right edge) is updated from it.
-    assert_eq!(f.conn().seen[1].td_end, S0 + 1);
-    assert_eq!(f.conn().seen[0].td_maxend, C0 + 1);
+    assert_eq!({ f.conn().seen[1].td_end }, S0 + 1);
+    assert_eq!({ f.conn().seen[0].td_maxend }, C0 + 1);
     // A retransmitted SYN in SYN_SENT2 refreshes with the built-in 120 s.
     assert_refresh(f.sim.send(O, &seg(SYN, C0, 0)), 120);
     // C's SYN/ACK (its own ISN again, acking S's SYN) → SYN_RECV.
@@ -1496,7 +1497,7 @@ fn tcp_window_overshoot_ignored_and_remembered() {
         TcpReason::Overshot(12).to_string(),
         "12 bytes more than expected"
     );
-    assert_eq!(f.conn().seen[0].td_end, end);
+    assert_eq!({ f.conn().seen[0].td_end }, end);
     assert_ne!(f.conn().dir_flags(O) & DIR_FLAG_DATA_UNACK, 0);
     // The server may now ack it without tripping check III.
     assert_refresh(f.sim.send(R, &seg(ACK, S0 + 1, end)), 432_000);
@@ -1644,7 +1645,7 @@ fn tcp_be_liberal_overshoot_accepted_and_remembered() {
     let end = s.end();
     // Accepted (with UNACK because the overshoot branch set DATA_UNACK).
     assert_refresh(f.sim.send(O, &s), 300);
-    assert_eq!(f.conn().seen[0].td_end, end);
+    assert_eq!({ f.conn().seen[0].td_end }, end);
 }
 
 #[test]
@@ -1795,7 +1796,7 @@ fn tcp_window_scaling_applied_after_both_syns() {
     f.step(O, ACK, 0);
     // The server's first non-SYN window is scaled: 65535 << 2.
     f.step(R, ACK, 0);
-    assert_eq!(f.conn().seen[0].td_maxend, C0 + 1 + (65535 << 2));
+    assert_eq!({ f.conn().seen[0].td_maxend }, C0 + 1 + (65535 << 2));
     // Data 200000 bytes ahead fits the scaled window.
     let s = seg(PSH | ACK, C0 + 1 + 200_000, S0 + 1).len(10);
     accepted(f.sim.send(O, &s));
@@ -1810,7 +1811,7 @@ fn tcp_window_scaling_needs_both_sides() {
     assert_eq!(f.conn().wscale(R), 0);
     f.step(O, ACK, 0);
     f.step(R, ACK, 0);
-    assert_eq!(f.conn().seen[0].td_maxend, C0 + 1 + 65535);
+    assert_eq!({ f.conn().seen[0].td_maxend }, C0 + 1 + 65535);
     let s = seg(PSH | ACK, C0 + 1 + 200_000, S0 + 1).len(10);
     assert_invalid(
         f.sim.send(O, &s),
@@ -1853,7 +1854,7 @@ fn tcp_sack_blocks_used_when_permitted() {
     let s = seg(ACK, S0 + 1, C0 + 1).opts(&sack_opt(C0 + 101, C0 + 301));
     accepted(f.sim.send(R, &s));
     // swin = win + (sack − ack) = 65535 + 300.
-    assert_eq!(f.conn().seen[1].td_maxwin, 65535 + 300);
+    assert_eq!({ f.conn().seen[1].td_maxwin }, 65535 + 300);
     // A SACK edge past what C sent: check III on the SACK.
     let s = seg(ACK, S0 + 1, C0 + 1).opts(&sack_opt(C0 + 101, C0 + 1000));
     assert_invalid(
@@ -1882,9 +1883,9 @@ fn tcp_sequence_wraparound() {
     f.to(TcpState::Established);
     // 500 bytes across 2^32.
     assert_refresh(f.step(O, PSH | ACK, 500), 300);
-    assert_eq!(f.conn().seen[0].td_end, 0xffff_ff01u32.wrapping_add(500));
+    assert_eq!({ f.conn().seen[0].td_end }, 0xffff_ff01u32.wrapping_add(500));
     assert_refresh(f.step(R, PSH | ACK, 100), 300);
-    assert_eq!(f.conn().seen[1].td_end, 0x55);
+    assert_eq!({ f.conn().seen[1].td_end }, 0x55);
     assert_refresh(f.step(O, ACK, 0), 432_000);
     assert_refresh(f.step(R, ACK, 0), 432_000);
     // Old data from before the wrap is still recognised as old, not as far ahead.
@@ -1903,10 +1904,10 @@ fn tcp_keepalive_reply_on_picked_up_direction() {
     // keep-alive (ack = C's td_end + 1): C's td_end moves up by one for check III.
     let mut f = Flow::new();
     f.step(O, ACK, 0);
-    assert_eq!(f.conn().seen[0].td_end, C0);
+    assert_eq!({ f.conn().seen[0].td_end }, C0);
     accepted(f.sim.send(R, &seg(ACK, S0, C0 + 1)));
-    assert_eq!(f.conn().seen[0].td_end, C0 + 1);
-    assert_eq!(f.conn().seen[1].td_end, S0);
+    assert_eq!({ f.conn().seen[0].td_end }, C0 + 1);
+    assert_eq!({ f.conn().seen[1].td_end }, S0);
 }
 
 // ---------------------------------------------------------------------------------
