@@ -690,8 +690,14 @@ impl Conntrack {
         let (zo, zr) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));
         self.table.get(other).is_some_and(|o| {
             let (oo, or) = (o.zone.id_for(Dir::Original), o.zone.id_for(Dir::Reply));
-            (o.tuple(Dir::Original) == *orig && o.tuple(Dir::Reply) == *reply && oo == zo && or == zr)
-                || (o.tuple(Dir::Original) == *reply && o.tuple(Dir::Reply) == *orig && oo == zr && or == zo)
+            (o.tuple(Dir::Original) == *orig
+                && o.tuple(Dir::Reply) == *reply
+                && oo == zo
+                && or == zr)
+                || (o.tuple(Dir::Original) == *reply
+                    && o.tuple(Dir::Reply) == *orig
+                    && oo == zr
+                    && or == zo)
         })
     }
 
@@ -1006,9 +1012,8 @@ fn run_tracker(
     let Some(e) = e else {
         return invalid(InvalidReason::Generic);
     };
-    let orig_type = e.tuple(Dir::Original).icmp_type();
-    let family = e.tuple(Dir::Original).family;
-    match e.tuple(Dir::Original).proto {
+    let family = e.family();
+    match e.proto_num() {
         proto::TCP => {
             if let Err(r) = tcp::error(pkt, cx) {
                 return invalid(r);
@@ -1065,6 +1070,7 @@ fn run_tracker(
             if !fam_ok {
                 return invalid(InvalidReason::Generic);
             }
+            let orig_type = e.tuple(Dir::Original).icmp_type();
             icmp::packet(family, orig_type, ecx.unconfirmed, cx)
         }
         proto::GRE => {

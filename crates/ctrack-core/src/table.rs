@@ -248,14 +248,13 @@ impl Table {
 
     /// Bytes of heap the table holds: bucket heads, the slab slots written so far
     /// (free ones included; the reserve beyond them is untouched address space, never
-    /// resident), the free list and boxed entry extensions.
+    /// resident), the free list, boxed entry extensions and the boxed tuples of wide
+    /// entries (IPv6, NATed).
     pub fn memory_bytes(&self) -> usize {
-        let ext = self
-            .slots
-            .iter()
-            .filter_map(|s| s.entry.as_ref()?.ext.as_ref())
-            .count()
-            * size_of::<crate::entry::Extensions>();
+        let entries = || self.slots.iter().filter_map(|s| s.entry.as_ref());
+        let ext = entries().filter(|e| e.ext.is_some()).count()
+            * size_of::<crate::entry::Extensions>()
+            + entries().filter(|e| e.is_wide()).count() * Entry::WIDE_BYTES;
         self.heads.capacity() * size_of::<u32>()
             + self.slots.len() * size_of::<Slot>()
             + self.free.capacity() * size_of::<u32>()
@@ -535,9 +534,7 @@ impl Table {
             let slot = &self.slots[id as usize];
             if found.is_none() && slot.tag[d] == tag {
                 if let Some(e) = slot.entry.as_ref() {
-                    if !e.expired(now)
-                        && e.has_tuple(DIRS[d], t)
-                        && e.zone.same_for(zone, DIRS[d])
+                    if !e.expired(now) && e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d])
                     {
                         found = Some((id, DIRS[d]));
                     }

@@ -678,7 +678,9 @@ fn nat_new(a: &BenchArgs) -> Figure {
     let entries = ct.entries(Instant::from_nanos(t_end));
     let remapped = entries
         .iter()
-        .filter(|e| e.tuple(ctrack_core::Dir::Original).src_u != e.tuple(ctrack_core::Dir::Reply).dst_u)
+        .filter(|e| {
+            e.tuple(ctrack_core::Dir::Original).src_u != e.tuple(ctrack_core::Dir::Reply).dst_u
+        })
         .count();
     let live = entries.len();
     drop(entries);
@@ -728,7 +730,9 @@ fn nat_hit(a: &BenchArgs) -> Figure {
     let pool_addr = probe
         .entries(Instant::from_nanos(1_000_000_000))
         .first()
-        .map_or([10, 2, 0, 100], |e| e.tuple(ctrack_core::Dir::Reply).dst.v4_octets());
+        .map_or([10, 2, 0, 100], |e| {
+            e.tuple(ctrack_core::Dir::Reply).dst.v4_octets()
+        });
     let reply = udp4([10, 1, 0, 2], 53, pool_addr, 1024, 0);
     for k in 0..n {
         pkts.push(if k % 2 == 0 { &orig } else { &reply });

@@ -91,10 +91,13 @@ impl Conntrack {
                     .get(id)
                     .is_some_and(|m| m.seq == seq && !m.status.has(Status::DYING))
         };
-        let exp = self
-            .helpers
-            .expect
-            .find(&e.tuple(Dir::Original), e.zone.id, now, live, &mut self.stats)?;
+        let exp = self.helpers.expect.find(
+            &e.tuple(Dir::Original),
+            e.zone.id,
+            now,
+            live,
+            &mut self.stats,
+        )?;
         e.status.set(Status::EXPECTED);
         if let Some(m) = self.table.get(exp.master) {
             e.mark = m.mark;

@@ -210,10 +210,9 @@ impl Space<'_> {
         let Some((other, _)) = found else {
             return false;
         };
-        let same_flow =
-            self.ct.table.get(other).is_some_and(|o| {
-                o.tuple(Dir::Original) == self.orig && o.zone.same_for(self.zone, Dir::Original)
-            });
+        let same_flow = self.ct.table.get(other).is_some_and(|o| {
+            o.tuple(Dir::Original) == self.orig && o.zone.same_for(self.zone, Dir::Original)
+        });
         if same_flow {
             return false;
         }

@@ -120,11 +120,7 @@ impl Flow {
     /// mark, use and id always; protoinfo always; zone when non-zero; counters and
     /// timestamps when the extensions exist).
     pub fn from_entry(e: &Entry, now: Instant) -> Flow {
-        let mut f = Flow::new(
-            e.tuple(Dir::Original),
-            e.tuple(Dir::Reply),
-            now.as_nanos(),
-        );
+        let mut f = Flow::new(e.tuple(Dir::Original), e.tuple(Dir::Reply), now.as_nanos());
         f.timeout = Some(u32::try_from(e.display_timeout(now)).unwrap_or(u32::MAX));
         f.set_protoinfo(e);
         f.status = Some(u32::from(e.status.0));
@@ -145,11 +141,7 @@ impl Flow {
     pub fn from_event(ev: &Event) -> Flow {
         let e = &ev.entry;
         let now = ev.time;
-        let mut f = Flow::new(
-            e.tuple(Dir::Original),
-            e.tuple(Dir::Reply),
-            now.as_nanos(),
-        );
+        let mut f = Flow::new(e.tuple(Dir::Original), e.tuple(Dir::Reply), now.as_nanos());
         let destroy = ev.kind == EventKind::Destroy;
         f.msg = match ev.kind {
             EventKind::New => MsgType::New,

@@ -823,7 +823,10 @@ fn tcp_new_syn_initialises_original() {
     assert_eq!({ c.seen[0].td_maxend }, C0 + 1);
     assert_eq!({ c.seen[0].td_maxwin }, 1, "window 0 counts as 1");
     assert_eq!({ c.seen[0].td_scale }, 7);
-    assert_eq!({ c.seen[0].flags }, DIR_FLAG_SACK_PERM | DIR_FLAG_WINDOW_SCALE);
+    assert_eq!(
+        { c.seen[0].flags },
+        DIR_FLAG_SACK_PERM | DIR_FLAG_WINDOW_SCALE
+    );
     assert_eq!(c.seen[1], DirState::default());
     assert_eq!(c.last_index, PacketIndex::None);
 }
@@ -1883,7 +1886,10 @@ fn tcp_sequence_wraparound() {
     f.to(TcpState::Established);
     // 500 bytes across 2^32.
     assert_refresh(f.step(O, PSH | ACK, 500), 300);
-    assert_eq!({ f.conn().seen[0].td_end }, 0xffff_ff01u32.wrapping_add(500));
+    assert_eq!(
+        { f.conn().seen[0].td_end },
+        0xffff_ff01u32.wrapping_add(500)
+    );
     assert_refresh(f.step(R, PSH | ACK, 100), 300);
     assert_eq!({ f.conn().seen[1].td_end }, 0x55);
     assert_refresh(f.step(O, ACK, 0), 432_000);
