@@ -617,7 +617,7 @@ impl Conntrack {
             let zid = zone.id_for(d);
             hints
                 .iter()
-                .find(|(z, x, _)| *z == zid && *x == t)
+                .find(|(z, x, _)| *z == zid && crate::table::same_tuple(x, t))
                 .map_or_else(|| self.table.hash(t, zid), |&(_, _, h)| h)
         };
         let (h0, h1) = (hash(&orig, Dir::Original), hash(&reply, Dir::Reply));

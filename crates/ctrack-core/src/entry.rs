@@ -66,8 +66,11 @@ pub struct Extensions {
 }
 
 /// The original tuple of a compact entry: IPv4 addresses, the two L4 fields, the
-/// family and the protocol. 14 bytes.
+/// family and the protocol. 14 bytes, `repr(C)` so that `src_u`, `dst_u`, `family`
+/// and `l4` are adjacent in the order of the compare word in [`Entry::has_tuple`] (the
+/// compiler then reads them with one or two loads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 struct Key {
     src: [u8; 4],
     dst: [u8; 4],
@@ -86,11 +89,15 @@ enum Tuples {
     Wide(Box<[Tuple; 2]>),
 }
 
-/// The low 8 bytes of an IPv4 [`Addr`] holding `a` (the rest is zero), as the
-/// native-endian word [`crate::table::same_tuple`] reads.
+/// An IPv4 [`Addr`] holding `a`, as the native-endian 128-bit value of its 16 bytes.
 #[inline(always)]
-fn v4_word(a: [u8; 4]) -> u64 {
-    u64::from_ne_bytes([a[0], a[1], a[2], a[3], 0, 0, 0, 0])
+fn v4_wide(a: [u8; 4]) -> u128 {
+    let x = u128::from(u32::from_ne_bytes(a));
+    if cfg!(target_endian = "little") {
+        x
+    } else {
+        x << 96
+    }
 }
 
 /// The native-endian 64-bit word of bytes `i..i + 8` of an address.
@@ -122,7 +129,7 @@ fn compact_key(tuples: &[Tuple; 2]) -> Option<Key> {
     let fits = o.family == Family::V4
         && v4_clean(&o.src)
         && v4_clean(&o.dst)
-        && crate::conntrack::invert(o).as_ref() == Some(r);
+        && crate::conntrack::invert(o).is_some_and(|i| crate::table::same_tuple(&i, r));
     fits.then(|| Key {
         src: o.src.v4_octets(),
         dst: o.dst.v4_octets(),
@@ -278,12 +285,12 @@ impl Entry {
         let misc = |su: u16, du: u16, fam: Family, p: u8| {
             u64::from(su) | u64::from(du) << 16 | u64::from(fam as u8) << 32 | u64::from(p) << 40
         };
-        ((word(&t.src.0, 0) ^ v4_word(s))
-            | word(&t.src.0, 8)
-            | (word(&t.dst.0, 0) ^ v4_word(d))
-            | word(&t.dst.0, 8)
-            | (misc(t.src_u, t.dst_u, t.family, t.proto) ^ misc(su, du, k.family, k.l4)))
-            == 0
+        // Each address as one 128-bit value (a packet's tuple is built that way, see
+        // `Addr::v4`, so the load is forwarded from the store): 64-bit words against
+        // an implied zero made the compiler OR the high bytes one by one.
+        let addrs = (u128::from_ne_bytes(t.src.0) ^ v4_wide(s))
+            | (u128::from_ne_bytes(t.dst.0) ^ v4_wide(d));
+        addrs == 0 && misc(t.src_u, t.dst_u, t.family, t.proto) == misc(su, du, k.family, k.l4)
     }
 
     /// Store `tuples` in the compact form when they fit it (IPv4 original, reply = its
