@@ -126,10 +126,21 @@ fn v4_clean(a: &Addr) -> bool {
 #[inline]
 fn compact_key(tuples: &[Tuple; 2]) -> Option<Key> {
     let [o, r] = tuples;
-    let fits = o.family == Family::V4
-        && v4_clean(&o.src)
-        && v4_clean(&o.dst)
-        && crate::conntrack::invert(o).is_some_and(|i| crate::table::same_tuple(&i, r));
+    if o.family != Family::V4 || !v4_clean(&o.src) || !v4_clean(&o.dst) {
+        return None;
+    }
+    let fits = match o.proto {
+        proto::ICMP | proto::ICMPV6 => crate::conntrack::invert(o).as_ref() == Some(r),
+        // `invert` swaps addresses and L4 fields of every other protocol.
+        _ => {
+            r.src == o.dst
+                && r.dst == o.src
+                && r.src_u == o.dst_u
+                && r.dst_u == o.src_u
+                && r.family == o.family
+                && r.proto == o.proto
+        }
+    };
     fits.then(|| Key {
         src: o.src.v4_octets(),
         dst: o.dst.v4_octets(),

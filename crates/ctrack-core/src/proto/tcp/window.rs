@@ -90,6 +90,7 @@ fn init_sender(
 
 /// kernel `tcp_in_window()`: check the segment against the tracked windows and, if it
 /// passes, update them and the retransmission counter.
+#[inline]
 pub(super) fn tcp_in_window(
     conn: &mut TcpConn,
     dir: Dir,
