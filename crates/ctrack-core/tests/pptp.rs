@@ -162,7 +162,8 @@ fn pptp_out_call_gre_is_related_keyed_and_killed_by_disconnect() {
             .find(|e| e.proto_num() == 47)
             .expect("GRE entry")
             .clone();
-    assert_eq!((e.tuples[0].src_u, e.tuples[0].dst_u), (0x4001, 0x8002));
+    let o = e.tuple(ctrack_core::Dir::Original);
+    assert_eq!((o.src_u, o.dst_u), (0x4001, 0x8002));
     assert_eq!(p.pass(&gre(S, C, 0x4001)), Some(CtInfo::EstablishedReply));
     assert_eq!(p.ct.count(), before + 1);
     // Call-Disconnect-Notify: keymap gone, the GRE entry killed.

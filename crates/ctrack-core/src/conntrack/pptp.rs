@@ -17,7 +17,7 @@ use crate::zone::Zone;
 /// What `pptp_destroy_siblings` needs of a master, taken before the master is freed.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Siblings {
-    master: (EntryId, u64),
+    master: (EntryId, u32),
     tuples: [Tuple; 2],
     zone: Zone,
     data: PptpData,
@@ -29,7 +29,7 @@ impl Siblings {
         let h = e.ext.as_ref()?.helper.as_ref()?;
         (h.kind == HelperKind::Pptp).then_some(Siblings {
             master: (id, e.seq),
-            tuples: e.tuples,
+            tuples: e.tuples(),
             zone: e.zone,
             data: h.pptp,
         })
@@ -63,7 +63,7 @@ impl Conntrack {
         let Some(e) = self.table.get(id) else {
             return;
         };
-        let (seq, orig, zone) = (e.seq, e.tuples[0], e.zone.id);
+        let (seq, orig, zone) = (e.seq, e.tuple(Dir::Original), e.zone.id);
         let exp = |t: &Tuple, sk: u16, dk: u16| {
             let req = ExpectRequest {
                 class: 0,
@@ -76,8 +76,8 @@ impl Conntrack {
             };
             Expectation::from_request(&req, HelperKind::Pptp, id, seq, orig, zone)
         };
-        let exp_orig = exp(&e.tuples[0], peer_callid, callid);
-        let exp_reply = exp(&e.tuples[1], callid, peer_callid);
+        let exp_orig = exp(&e.tuple(Dir::Original), peer_callid, callid);
+        let exp_reply = exp(&e.tuple(Dir::Reply), callid, peer_callid);
         let (t_orig, t_reply) = (exp_orig.tuple, exp_reply.tuple);
         if self.expect_related(now, exp_orig).is_err() {
             return;
@@ -102,7 +102,7 @@ impl Conntrack {
     }
 
     /// Kernel `nf_ct_unexpect_related` of the master's expectation with this tuple.
-    fn unexpect(&mut self, now: Instant, id: EntryId, seq: u64, t: &Tuple) {
+    fn unexpect(&mut self, now: Instant, id: EntryId, seq: u32, t: &Tuple) {
         self.helpers
             .expect
             .unexpect(id, seq, t, now, &mut self.stats);

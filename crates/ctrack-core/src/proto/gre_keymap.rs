@@ -25,7 +25,7 @@ pub struct KeymapEntry {
     /// The GRE tuple of one direction of a call; `src_u` is the key the lookup returns.
     pub tuple: Tuple,
     /// The master (PPTP control connection) that owns it, with its creation number.
-    pub master: (EntryId, u64),
+    pub master: (EntryId, u32),
     /// Which of the master's two slots it fills.
     pub dir: Dir,
 }
@@ -81,7 +81,7 @@ impl GreKeymap {
     }
 
     /// The entry `master` holds for `dir`.
-    pub fn slot(&self, master: (EntryId, u64), dir: Dir) -> Option<&KeymapEntry> {
+    pub fn slot(&self, master: (EntryId, u32), dir: Dir) -> Option<&KeymapEntry> {
         self.list
             .iter()
             .find(|km| km.master == master && km.dir == dir)
@@ -90,7 +90,7 @@ impl GreKeymap {
     /// Fill `master`'s slot for `dir` with `t` (kernel `nf_ct_gre_keymap_add`). A slot
     /// already holding a tuple that compares equal (source key aside) is a
     /// retransmission: accepted, left unchanged. A slot holding anything else refuses.
-    pub fn add(&mut self, master: (EntryId, u64), dir: Dir, t: &Tuple) -> Result<(), KeymapError> {
+    pub fn add(&mut self, master: (EntryId, u32), dir: Dir, t: &Tuple) -> Result<(), KeymapError> {
         if let Some(km) = self.slot(master, dir) {
             return if same_key(&km.tuple, t) {
                 Ok(())
@@ -107,7 +107,7 @@ impl GreKeymap {
     }
 
     /// Remove both of `master`'s entries (kernel `nf_ct_gre_keymap_destroy`).
-    pub fn destroy(&mut self, master: (EntryId, u64)) {
+    pub fn destroy(&mut self, master: (EntryId, u32)) {
         self.list.retain(|km| km.master != master);
     }
 }
@@ -131,8 +131,8 @@ mod tests {
     const PNS: [u8; 4] = [10, 1, 0, 1];
     const PAC: [u8; 4] = [10, 2, 0, 1];
 
-    fn master(n: u32) -> (EntryId, u64) {
-        (n, u64::from(n) + 100)
+    fn master(n: u32) -> (EntryId, u32) {
+        (n, n + 100)
     }
 
     #[test]
