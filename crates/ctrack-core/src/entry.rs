@@ -204,6 +204,9 @@ pub struct Entry {
     pub proto: ProtoState,
 }
 
+// The tracked figure, checked at compile time (issue 6; the slot adds 16 bytes).
+const _: () = assert!(size_of::<Entry>() == 104 && size_of::<Option<Entry>>() == 104);
+
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Entry")

@@ -27,11 +27,11 @@ const MAX_RESERVE: u32 = 1 << 22;
 pub type EntryId = u32;
 
 /// One slab slot: the chain links and hash tags of both nodes first, then the entry,
-/// whose first 32 bytes are what a chain walk reads (deadline, compact original tuple,
+/// whose first 28 bytes are what a chain walk reads (deadline, compact original tuple,
 /// zone, family, protocol; see `entry.rs`). 120 bytes, 8-byte aligned: with the
 /// bucket heads a connection takes ~124 bytes (issue 6: ≤ 128). Slots are not
 /// cache-line aligned (that would round them to 128 bytes, 132 all in): a walk reads
-/// the slot's first 48 bytes, which share one line in 3 slots of 8 and span two in the
+/// the slot's first 44 bytes, which share one line in 3 slots of 8 and span two in the
 /// rest.
 #[repr(C)]
 struct Slot {
@@ -42,6 +42,9 @@ struct Slot {
     tag: [u32; 2],
     entry: Option<Entry>,
 }
+
+// 120 bytes per slot: with the bucket heads, ≤ 128 bytes per connection (issue 6).
+const _: () = assert!(size_of::<Slot>() == 120);
 
 /// Tuple equality as a few 64-bit word compares folded together (what `==` on
 /// [`Tuple`] means, field for field). A packet's tuple is freshly written by narrow
@@ -791,7 +794,7 @@ mod tests {
         assert_eq!(size_of::<Slot>(), 120);
         assert_eq!(align_of::<Slot>(), 8);
         // The walk's fields: links and tags, then the entry's deadline, compact key,
-        // zone, family and protocol, all in the slot's first 48 bytes.
+        // zone, family and protocol, all in the slot's first 44 bytes.
         assert_eq!(core::mem::offset_of!(Slot, entry), 16);
     }
 
