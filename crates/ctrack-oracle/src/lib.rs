@@ -73,6 +73,7 @@ pub mod craft;
 mod error;
 mod events;
 mod inject;
+mod netlink;
 mod netns;
 mod nflog;
 pub mod nfqueue;

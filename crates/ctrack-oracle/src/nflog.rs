@@ -11,6 +11,7 @@
 //! sent at once and messages keep the order in which the kernel logged them.
 
 use crate::error::OracleError;
+use crate::netlink::{align4, attrs, u16_ne, u32_ne, NLMSG_HDRLEN};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,6 @@ const NFULA_CFG_TIMEOUT: u16 = 4;
 const NFULA_CFG_QTHRESH: u16 = 5;
 const NFULNL_CFG_CMD_BIND: u8 = 1;
 const NFULNL_COPY_PACKET: u8 = 2;
-const NLA_TYPE_MASK: u16 = !(1 << 15 | 1 << 14);
-const NLMSG_HDRLEN: usize = 16;
 
 /// One NFLOG message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,38 +48,6 @@ pub(crate) enum NlItem {
     Log(LogMsg),
     /// An acknowledgement or error for request `seq` (errno 0 = success).
     Ack { seq: u32, errno: i32 },
-}
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn u16_ne(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_ne(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// Iterates over netlink attributes: (type without flag bits, data).
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), String>> {
-    std::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let (Some(len), Some(ty)) = (u16_ne(b, 0), u16_ne(b, 2)) else {
-            return None;
-        };
-        let len = usize::from(len);
-        if len < 4 || len > b.len() {
-            b = &[];
-            return Some(Err(format!("bad attribute length {len}")));
-        }
-        let data = &b[4..len];
-        b = b.get(align4(len)..).unwrap_or(&[]);
-        Some(Ok((ty & NLA_TYPE_MASK, data)))
-    })
 }
 
 fn parse_log(msg: &[u8]) -> Result<LogMsg, String> {

@@ -39,6 +39,7 @@
 //! packets of every family (`NFQNL_CFG_CMD_PF_BIND` is a no-op), so [`Queue::open`] takes
 //! no family. Closing the socket destroys the instance; packets still queued are dropped.
 
+use crate::netlink::{align4, attrs, u16_ne, u32_ne, NLMSG_HDRLEN};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -64,13 +65,11 @@ const NFQNL_CFG_CMD_BIND: u8 = 1;
 const NFQNL_COPY_META: u8 = 1;
 const NFQNL_COPY_PACKET: u8 = 2;
 
-const NLMSG_HDRLEN: usize = 16;
 const NLMSG_NOOP: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
 const NLA_F_NESTED: u16 = 1 << 15;
-const NLA_TYPE_MASK: u16 = !(1 << 15 | 1 << 14);
 
 /// How much of each packet the kernel copies into [`QueuedPacket::payload`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,45 +135,8 @@ enum Item {
     },
 }
 
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn u16_ne(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-
-fn u32_ne(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-
 fn be32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
-}
-
-/// Iterates over netlink attributes: (type without flag bits, data). A malformed
-/// attribute ends the iteration with an error.
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), String>> {
-    std::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let (Some(len), Some(ty)) = (u16_ne(b, 0), u16_ne(b, 2)) else {
-            return None;
-        };
-        let len = usize::from(len);
-        if len < 4 || len > b.len() {
-            b = &[];
-            return Some(Err(format!("bad attribute length {len}")));
-        }
-        let data = &b[4..len];
-        b = b.get(align4(len)..).unwrap_or(&[]);
-        Some(Ok((ty & NLA_TYPE_MASK, data)))
-    })
 }
 
 /// A netlink message under construction: header, `nfgenmsg`, attributes (nested ones
