@@ -18,31 +18,13 @@ use ctrack::input;
 use ctrack::kernel::KernelOptions;
 use ctrack::replay::ReplayOptions;
 use ctrack_core::CtState;
-use serde::Deserialize;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    ruleset: String,
-    scenarios: Vec<String>,
-    #[serde(default)]
-    addrs: Vec<String>,
-    #[serde(default)]
-    client_nets: Vec<String>,
-}
+use common::{kernel_ready, manifest, root, write_rewritten, Entry};
 
 /// The FTP/TFTP NAT entries of the manifest, with the helper ruleset for their wires.
 fn entries() -> Vec<(Entry, &'static str)> {
-    let manifest: Vec<Entry> = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/rulesets/manifest.json")).expect("manifest"),
-    )
-    .expect("manifest parses");
-    let v: Vec<(Entry, &'static str)> = manifest
+    let v: Vec<(Entry, &'static str)> = manifest()
         .into_iter()
         .filter_map(|e| match e.ruleset.as_str() {
             "ftp_snat.nft" | "ftp_dnat.nft" => Some((e, "ftp_helper.nft")),
@@ -58,56 +40,9 @@ fn entries() -> Vec<(Entry, &'static str)> {
     v
 }
 
-fn ready() -> bool {
-    match ctrack_oracle::available() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("the kernel replay of FTP NAT wires cannot run in CI: {why}");
-            }
-            eprintln!("SKIPPED: kernel replay of FTP NAT wires needs root and network namespaces ({why}); CI runs it");
-            false
-        }
-    }
-}
-
-/// `ctrack replay --ruleset R --write out --write-side side` of scenario `s`; returns
-/// the per-packet JSON reports.
-fn write_side(e: &Entry, s: &str, out: &Path, side: &str) -> Vec<serde_json::Value> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctrack"));
-    cmd.arg("replay")
-        .args(["--packets", "-o", "json", "--ruleset"])
-        .arg(root().join("tests/rulesets").join(&e.ruleset))
-        .arg("--write")
-        .arg(out)
-        .args(["--write-side", side]);
-    for a in &e.addrs {
-        cmd.arg("--addr").arg(a);
-    }
-    for n in &e.client_nets {
-        cmd.arg("--client-net").arg(n);
-    }
-    cmd.arg(
-        root()
-            .join("tests/scenarios/pcap")
-            .join(format!("{s}.pcap")),
-    );
-    let st = cmd.output().expect("run ctrack");
-    assert!(
-        st.status.success(),
-        "{}: {}",
-        e.ruleset,
-        String::from_utf8_lossy(&st.stderr)
-    );
-    String::from_utf8_lossy(&st.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON packet report"))
-        .collect()
-}
-
 #[test]
 fn ftp_nat_wires_replay_clean_through_the_kernels_helper() {
-    if !ready() {
+    if !kernel_ready("the kernel replay of FTP NAT wires") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("ctrack-ftpwire-{}", std::process::id()));
@@ -120,7 +55,7 @@ fn ftp_nat_wires_replay_clean_through_the_kernels_helper() {
             for side in ["client", "server"] {
                 let label = format!("{} on {s}, {side} wire (+{helper_rules})", e.ruleset);
                 let out = dir.join(format!("{}-{s}-{side}.pcap", e.ruleset));
-                let reports = write_side(&e, s, &out, side);
+                let reports = write_rewritten(&e, s, &out, Some(side));
                 // Every data connection's first packet is RELATED in the NAT replay, and
                 // it crosses both wires (arriving on one, forwarded onto the other).
                 let want_related = reports

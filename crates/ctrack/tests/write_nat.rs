@@ -14,23 +14,9 @@ use ctrack::replay::ReplayOptions;
 use ctrack_capture::Capture;
 use ctrack_core::packet::checksum;
 use ctrack_core::{Addr, Family};
-use serde::Deserialize;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    ruleset: String,
-    scenarios: Vec<String>,
-    #[serde(default)]
-    addrs: Vec<String>,
-    #[serde(default)]
-    client_nets: Vec<String>,
-}
+use common::{kernel_ready, manifest, write_rewritten, Entry};
 
 /// Verify every checksum of one IP packet; returns a description of the first bad one.
 fn bad_checksum(l3: &[u8]) -> Option<String> {
@@ -72,53 +58,12 @@ fn bad_checksum(l3: &[u8]) -> Option<String> {
 }
 
 fn nat_entries() -> Vec<Entry> {
-    let manifest: Vec<Entry> = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/rulesets/manifest.json")).expect("manifest"),
-    )
-    .expect("manifest parses");
-    let nat: Vec<Entry> = manifest
+    let nat: Vec<Entry> = manifest()
         .into_iter()
         .filter(|e| e.ruleset.starts_with("nat_"))
         .collect();
     assert!(nat.len() >= 8, "the NAT rulesets are in the manifest");
     nat
-}
-
-/// `ctrack replay --ruleset R --write out [--write-side side]` of scenario `s`; returns
-/// the per-packet reports (`--packets -o json`) of the replay.
-fn write_rewritten(e: &Entry, s: &str, out: &Path, side: Option<&str>) -> Vec<serde_json::Value> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctrack"));
-    cmd.arg("replay")
-        .args(["--packets", "-o", "json"])
-        .arg("--ruleset")
-        .arg(root().join("tests/rulesets").join(&e.ruleset))
-        .arg("--write")
-        .arg(out);
-    if let Some(side) = side {
-        cmd.arg("--write-side").arg(side);
-    }
-    for a in &e.addrs {
-        cmd.arg("--addr").arg(a);
-    }
-    for n in &e.client_nets {
-        cmd.arg("--client-net").arg(n);
-    }
-    cmd.arg(
-        root()
-            .join("tests/scenarios/pcap")
-            .join(format!("{s}.pcap")),
-    );
-    let st = cmd.output().expect("run ctrack");
-    assert!(
-        st.status.success(),
-        "{}: {}",
-        e.ruleset,
-        String::from_utf8_lossy(&st.stderr)
-    );
-    String::from_utf8_lossy(&st.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON packet report"))
-        .collect()
 }
 
 #[test]
@@ -154,25 +99,12 @@ fn nat_rewritten_captures_have_valid_checksums() {
     assert!(packets > 0);
 }
 
-fn kernel_ready() -> bool {
-    match ctrack_oracle::available() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("the kernel replay of --write output cannot run in CI: {why}");
-            }
-            eprintln!("SKIPPED: kernel replay of --write output needs root and network namespaces ({why}); CI runs it");
-            false
-        }
-    }
-}
-
 /// Each wire of each NAT scenario, rewritten by ctrack, replayed into the live kernel's
 /// conntrack: no packet that ctrack rewrote and forwarded is invalid (or untracked) in
 /// the kernel, and the engine agrees with the kernel on every packet of the wire.
 #[test]
 fn rewritten_wires_replay_clean_in_the_kernel() {
-    if !kernel_ready() {
+    if !kernel_ready("the kernel replay of --write output") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("ctrack-wire-{}", std::process::id()));
