@@ -11,8 +11,7 @@
 //! sent at once and messages keep the order in which the kernel logged them.
 
 use crate::error::OracleError;
-use crate::netlink::{align4, attrs, u16_ne, u32_ne, NLMSG_HDRLEN};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use crate::netlink::{align4, attrs, u16_ne, u32_ne, NfnlFd, RecvError, NLMSG_HDRLEN};
 use std::time::{Duration, Instant};
 
 const NFNL_SUBSYS_ULOG: u16 = 4;
@@ -137,64 +136,19 @@ fn config_msg(seq: u32, group: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
 
 /// An NFLOG socket bound to some groups of one namespace.
 pub(crate) struct NflogSocket {
-    fd: OwnedFd,
+    fd: NfnlFd,
     buf: Vec<u8>,
     seq: u32,
     /// Items received while waiting for an ack.
     items: Vec<NlItem>,
 }
 
-fn nl_err(what: &str) -> OracleError {
-    OracleError::Netlink(format!("{what}: {}", std::io::Error::last_os_error()))
-}
-
 impl NflogSocket {
     /// Opens the socket and binds `groups` with a copy range of `copy_range` bytes. Call
     /// on a thread inside the namespace whose logs are wanted.
     pub(crate) fn open_here(groups: &[u16], copy_range: u32) -> Result<NflogSocket, OracleError> {
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if raw < 0 {
-            return Err(nl_err("socket(NETLINK_NETFILTER)"));
-        }
-        // SAFETY: `raw` is a fresh descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let size: libc::c_int = 8 << 20;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: `size` is a c_int that outlives the call; its size is passed.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if r == 0 {
-                break;
-            }
-        }
-        // SAFETY: zeroed sockaddr_nl = pid 0 (kernel assigns), no multicast groups.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `addr` is a valid sockaddr_nl and its size is passed.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(nl_err("bind(NETLINK_NETFILTER)"));
-        }
+        let fd = NfnlFd::open(Some(8 << 20))
+            .map_err(|e| OracleError::Netlink(format!("NETLINK_NETFILTER socket: {e}")))?;
         let mut s = NflogSocket {
             fd,
             buf: vec![0; 256 * 1024],
@@ -221,23 +175,9 @@ impl NflogSocket {
         self.seq += 1;
         let seq = self.seq;
         let msg = config_msg(seq, group, attrs);
-        // SAFETY: zeroed sockaddr_nl = the kernel (pid 0).
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `msg` and `kernel` are valid for the given lengths during the call.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(nl_err("sending NFLOG config"));
-        }
+        self.fd
+            .send(&msg)
+            .map_err(|e| OracleError::Netlink(format!("sending NFLOG config: {e}")))?;
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             let mut items = std::mem::take(&mut self.items);
@@ -273,52 +213,15 @@ impl NflogSocket {
     /// Waits until `deadline` for at least one datagram, then reads all queued ones into
     /// `out`. Returns whether anything was read.
     fn recv_into(&mut self, deadline: Instant, out: &mut Vec<NlItem>) -> Result<bool, OracleError> {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(OracleError::Netlink(format!("poll: {e}")));
-        }
-        if r == 0 {
-            return Ok(false);
-        }
-        let mut any = false;
-        loop {
-            // SAFETY: the buffer is valid for its length during the call.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(any),
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ENOBUFS) => {
-                        return Err(OracleError::Netlink(
-                            "NFLOG messages lost: socket receive buffer overrun".to_owned(),
-                        ))
-                    }
-                    _ => return Err(OracleError::Netlink(format!("recv: {e}"))),
-                }
-            }
-            any = true;
-            parse_datagram(&self.buf[..n as usize], out).map_err(OracleError::Netlink)?;
-        }
+        self.fd
+            .drain(&mut self.buf, deadline, |d| parse_datagram(d, out))
+            .map_err(|e| match e {
+                RecvError::Io(e) => OracleError::Netlink(format!("recv: {e}")),
+                RecvError::Overrun => OracleError::Netlink(
+                    "NFLOG messages lost: socket receive buffer overrun".to_owned(),
+                ),
+                RecvError::Parse(m) => OracleError::Netlink(m),
+            })
     }
 
     /// Waits until `deadline` for log messages and appends them to `out`; returns

@@ -39,10 +39,9 @@
 //! packets of every family (`NFQNL_CFG_CMD_PF_BIND` is a no-op), so [`Queue::open`] takes
 //! no family. Closing the socket destroys the instance; packets still queued are dropped.
 
-use crate::netlink::{align4, attrs, u16_ne, u32_ne, NLMSG_HDRLEN};
+use crate::netlink::{align4, attrs, u16_ne, u32_ne, NfnlFd, RecvError, NLMSG_HDRLEN};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 const NFNL_SUBSYS_QUEUE: u16 = 3;
@@ -325,7 +324,7 @@ fn parse_datagram(mut buf: &[u8], out: &mut Vec<Item>) -> Result<(), String> {
 
 /// A raw `NETLINK_NETFILTER` socket with request/acknowledgement handling.
 struct NfnlSocket {
-    fd: OwnedFd,
+    fd: NfnlFd,
     buf: Vec<u8>,
     seq: u32,
     /// Items read while waiting for something else.
@@ -333,37 +332,11 @@ struct NfnlSocket {
 }
 
 impl NfnlSocket {
-    /// Opens and binds the socket in the calling thread's network namespace.
-    fn open() -> io::Result<NfnlSocket> {
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: all-zero is a valid sockaddr_nl (pid 0: the kernel assigns one).
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `addr` is a valid sockaddr_nl and its size is passed.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    /// Opens and binds the socket in the calling thread's network namespace (with a
+    /// receive buffer of `rcvbuf` bytes when given).
+    fn open(rcvbuf: Option<libc::c_int>) -> io::Result<NfnlSocket> {
         Ok(NfnlSocket {
-            fd,
+            fd: NfnlFd::open(rcvbuf)?,
             buf: vec![0; 128 * 1024],
             seq: 0,
             pending: VecDeque::new(),
@@ -376,81 +349,27 @@ impl NfnlSocket {
     }
 
     fn send(&self, msg: &[u8]) -> io::Result<()> {
-        // SAFETY: all-zero is a valid sockaddr_nl: the kernel (pid 0).
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `msg` and `kernel` are valid for the given lengths during the call.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.fd.send(msg)
     }
 
     /// Waits until `deadline` for a datagram, then reads every queued one into
     /// `pending`. Returns whether anything was read.
     fn fill(&mut self, deadline: Instant) -> io::Result<bool> {
-        let ms = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis()
-            .min(i32::MAX as u128) as libc::c_int;
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            };
-        }
-        if r == 0 {
-            return Ok(false);
-        }
-        let mut any = false;
-        loop {
-            // SAFETY: the buffer is valid for its length during the call.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(any),
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ENOBUFS) => {
-                        return Err(io::Error::other(
-                            "netlink receive buffer overrun: queued packets were lost",
-                        ))
-                    }
-                    _ => return Err(e),
+        let pending = &mut self.pending;
+        self.fd
+            .drain(&mut self.buf, deadline, |d| {
+                let mut items = Vec::new();
+                let parsed = parse_datagram(d, &mut items);
+                pending.extend(items);
+                parsed
+            })
+            .map_err(|e| match e {
+                RecvError::Io(e) => e,
+                RecvError::Overrun => {
+                    io::Error::other("netlink receive buffer overrun: queued packets were lost")
                 }
-            }
-            any = true;
-            let mut items = Vec::new();
-            let parsed = parse_datagram(&self.buf[..n as usize], &mut items);
-            self.pending.extend(items);
-            parsed.map_err(io::Error::other)?;
-        }
+                RecvError::Parse(m) => io::Error::other(m),
+            })
     }
 
     /// Sends `msg` (a request with NLM_F_ACK and sequence `seq`) and waits up to 2 s for
@@ -494,23 +413,7 @@ impl Queue {
     /// `num` with copy mode `copy`. Fails with `EBUSY`-like errors if another socket has
     /// the queue, `EPERM` without CAP_NET_ADMIN.
     pub fn open(num: u16, copy: CopyMode) -> io::Result<Queue> {
-        let mut sock = NfnlSocket::open()?;
-        let size: libc::c_int = 4 << 20;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: `size` is a c_int that outlives the call; its size is passed.
-            let r = unsafe {
-                libc::setsockopt(
-                    sock.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if r == 0 {
-                break;
-            }
-        }
+        let mut sock = NfnlSocket::open(Some(4 << 20))?;
         let seq = sock.next_seq();
         sock.request(
             &config_msg(seq, num, copy),
@@ -568,7 +471,7 @@ impl Queue {
 /// the rule that jumps to it. `nft list ruleset` prints the rule as an xt target.
 /// Call on a thread inside the namespace.
 pub fn add_xt_queue_rule(family: u8, table: &str, chain: &str, num: u16) -> io::Result<()> {
-    let mut sock = NfnlSocket::open()?;
+    let mut sock = NfnlSocket::open(None)?;
     let seq = sock.next_seq();
     let batch = xt_queue_batch(seq, family, table, chain, num);
     sock.request(
