@@ -449,11 +449,12 @@ impl Pipeline {
             };
             tracked = Some(t);
         }
-        let mut nat_done = !nat_on;
-        for i in split..n_first {
-            let hc = ev.rules.hooks[first_hook][i];
-            if !nat_done && hc.priority >= -100 {
-                nat_done = true;
+        // The NAT hooks run once per walk, where their priority falls among the chains
+        // (−100 DNAT at PREROUTING/OUTPUT, +100 SNAT at POSTROUTING/INPUT), or after the
+        // last chain; one expansion for every place (a closure cannot hold `buf` and the
+        // packet view at once).
+        macro_rules! nat_hook {
+            ($hook:expr, $manip:expr) => {{
                 let saved = Saved::of(&p, (!from_local).then(|| name(side)), st.out_side.map(name));
                 let r = ev.nat_step(
                     ct,
@@ -462,15 +463,25 @@ impl Pipeline {
                     tracked.as_ref(),
                     buf,
                     saved,
-                    first_hook,
-                    Manip::Dst,
+                    $hook,
+                    $manip,
                     !from_local,
                 );
                 let Some(q) = r.and_then(|s| s.ctx(buf).ok_or(out)).ok() else {
                     return out;
                 };
                 p = q;
+            }};
+        }
+        let mut nat_done = !nat_on;
+        // One step past the last chain, so a NAT hook after every chain runs there.
+        for i in split..=n_first {
+            let hc = ev.rules.hooks[first_hook].get(i).copied();
+            if !nat_done && hc.is_none_or(|hc| hc.priority >= -100) {
+                nat_done = true;
+                nat_hook!(first_hook, Manip::Dst);
             }
+            let Some(hc) = hc else { break };
             if ev
                 .rules
                 .chains
@@ -484,24 +495,6 @@ impl Pipeline {
             {
                 return o;
             }
-        }
-        if !nat_done {
-            let saved = Saved::of(&p, (!from_local).then(|| name(side)), st.out_side.map(name));
-            let r = ev.nat_step(
-                ct,
-                &mut st,
-                &mut out,
-                tracked.as_ref(),
-                buf,
-                saved,
-                first_hook,
-                Manip::Dst,
-                !from_local,
-            );
-            let Some(q) = r.and_then(|s| s.ctx(buf).ok_or(out)).ok() else {
-                return out;
-            };
-            p = q;
         }
         let data: &[u8] = buf;
         if nat_on && !from_local && !locals.is_empty() {
@@ -540,28 +533,13 @@ impl Pipeline {
         for &h in hooks {
             // POSTROUTING and INPUT: the SRC NAT hook at priority 100.
             let mut nat_done = !nat_on || !matches!(h, 1 | 4);
-            for i in 0..ev.rules.hooks[h].len() {
-                let hc = ev.rules.hooks[h][i];
-                if !nat_done && hc.priority >= 100 {
+            for i in 0..=ev.rules.hooks[h].len() {
+                let hc = ev.rules.hooks[h].get(i).copied();
+                if !nat_done && hc.is_none_or(|hc| hc.priority >= 100) {
                     nat_done = true;
-                    let saved =
-                        Saved::of(&p, (!from_local).then(|| name(side)), st.out_side.map(name));
-                    let r = ev.nat_step(
-                        ct,
-                        &mut st,
-                        &mut out,
-                        tracked.as_ref(),
-                        buf,
-                        saved,
-                        h,
-                        Manip::Src,
-                        !from_local,
-                    );
-                    let Some(q) = r.and_then(|s| s.ctx(buf).ok_or(out)).ok() else {
-                        return out;
-                    };
-                    p = q;
+                    nat_hook!(h, Manip::Src);
                 }
+                let Some(hc) = hc else { break };
                 if ev
                     .rules
                     .chains
@@ -575,24 +553,6 @@ impl Pipeline {
                 {
                     return o;
                 }
-            }
-            if !nat_done {
-                let saved = Saved::of(&p, (!from_local).then(|| name(side)), st.out_side.map(name));
-                let r = ev.nat_step(
-                    ct,
-                    &mut st,
-                    &mut out,
-                    tracked.as_ref(),
-                    buf,
-                    saved,
-                    h,
-                    Manip::Src,
-                    !from_local,
-                );
-                let Some(q) = r.and_then(|s| s.ctx(buf).ok_or(out)).ok() else {
-                    return out;
-                };
-                p = q;
             }
         }
 
