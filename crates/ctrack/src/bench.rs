@@ -465,6 +465,33 @@ fn baseline(pkts: &Packets, prefill: Option<&Packets>, repeat: usize, cap: usize
 
 // ---------------------------------------------------------------- workloads
 
+/// Time `pkts` through a fresh engine sized for `flows` (best of `--repeat`), with the
+/// bare-hash baseline over `cap` keys when `--baseline` asks for it.
+fn plain_figure(
+    a: &BenchArgs,
+    name: &'static str,
+    pkts: &Packets,
+    flows: usize,
+    cap: usize,
+) -> Figure {
+    let mut tally = Tally::default();
+    let secs = best(
+        a.repeat,
+        || engine(flows),
+        |ct| {
+            tally = Tally::default();
+            drive(ct, pkts, a.batch, 1_000_000_000, &mut tally)
+        },
+    );
+    Figure {
+        name,
+        packets: pkts.len(),
+        secs,
+        baseline_secs: a.baseline.then(|| baseline(pkts, None, a.repeat, cap)),
+        extra: tally.show(),
+    }
+}
+
 /// One UDP flow, every packet a full lookup + update + refresh.
 fn hit(a: &BenchArgs) -> Figure {
     let n = a.packets.unwrap_or(10_000_000);
@@ -473,22 +500,7 @@ fn hit(a: &BenchArgs) -> Figure {
     for _ in 0..n {
         pkts.push(&p);
     }
-    let mut tally = Tally::default();
-    let secs = best(
-        a.repeat,
-        || engine(1),
-        |ct| {
-            tally = Tally::default();
-            drive(ct, &pkts, a.batch, 1_000_000_000, &mut tally)
-        },
-    );
-    Figure {
-        name: "hit",
-        packets: n,
-        secs,
-        baseline_secs: a.baseline.then(|| baseline(&pkts, None, a.repeat, 1)),
-        extra: tally.show(),
-    }
+    plain_figure(a, "hit", &pkts, 1, 1)
 }
 
 /// `flows` UDP flows × 10 packets: round r sends every flow once, alternating
@@ -506,24 +518,7 @@ fn udp_flows_packets(flows: usize, per_flow: usize) -> Packets {
 fn udp_flows(a: &BenchArgs) -> Figure {
     let flows = a.flows.unwrap_or(100_000);
     let pkts = udp_flows_packets(flows, 10);
-    let mut tally = Tally::default();
-    let secs = best(
-        a.repeat,
-        || engine(flows),
-        |ct| {
-            tally = Tally::default();
-            drive(ct, &pkts, a.batch, 1_000_000_000, &mut tally)
-        },
-    );
-    Figure {
-        name: "udp-flows",
-        packets: pkts.len(),
-        secs,
-        baseline_secs: a
-            .baseline
-            .then(|| baseline(&pkts, None, a.repeat, flows * 2)),
-        extra: tally.show(),
-    }
+    plain_figure(a, "udp-flows", &pkts, flows, flows * 2)
 }
 
 /// `flows` full TCP lifecycles, 1024 connections in flight at a time.
@@ -538,48 +533,14 @@ fn tcp(a: &BenchArgs) -> Figure {
             }
         }
     }
-    let mut tally = Tally::default();
-    let secs = best(
-        a.repeat,
-        || engine(flows),
-        |ct| {
-            tally = Tally::default();
-            drive(ct, &pkts, a.batch, 1_000_000_000, &mut tally)
-        },
-    );
-    Figure {
-        name: "tcp",
-        packets: pkts.len(),
-        secs,
-        baseline_secs: a
-            .baseline
-            .then(|| baseline(&pkts, None, a.repeat, flows * 2)),
-        extra: tally.show(),
-    }
+    plain_figure(a, "tcp", &pkts, flows, flows * 2)
 }
 
 /// `flows` new UDP flows: creation + confirm of every one.
 fn new_flows(a: &BenchArgs) -> Figure {
     let flows = a.flows.unwrap_or(1_000_000);
     let pkts = udp_flows_packets(flows, 1);
-    let mut tally = Tally::default();
-    let secs = best(
-        a.repeat,
-        || engine(flows),
-        |ct| {
-            tally = Tally::default();
-            drive(ct, &pkts, a.batch, 1_000_000_000, &mut tally)
-        },
-    );
-    Figure {
-        name: "new-flows",
-        packets: pkts.len(),
-        secs,
-        baseline_secs: a
-            .baseline
-            .then(|| baseline(&pkts, None, a.repeat, flows * 2)),
-        extra: tally.show(),
-    }
+    plain_figure(a, "new-flows", &pkts, flows, flows * 2)
 }
 
 /// Flow `i` of the NAT workloads: a client of its own, source port 1024 + i mod
