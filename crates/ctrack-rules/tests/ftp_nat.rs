@@ -207,7 +207,25 @@ struct Ctl<'a> {
     s_off: i32,
 }
 
-impl Ctl<'_> {
+impl<'a> Ctl<'a> {
+    /// A control connection: the client's packets as sent (`c`: src, dst, sport,
+    /// dport), the server's as sent (`s`), their initial sequence numbers, no offsets.
+    fn new(
+        c: (&'a str, &'a str, u16, u16),
+        s: (&'a str, &'a str, u16, u16),
+        c_nxt: u32,
+        s_nxt: u32,
+    ) -> Ctl<'a> {
+        Ctl {
+            c,
+            s,
+            c_nxt,
+            s_nxt,
+            c_off: 0,
+            s_off: 0,
+        }
+    }
+
     fn client_sends(&mut self, r: &mut Router, flags: u8, data: &[u8], state: CtState) -> Out {
         let ack = self.s_nxt.wrapping_add(self.s_off as u32);
         let (a, b, x, y) = self.c;
@@ -263,14 +281,13 @@ impl Ctl<'_> {
 #[test]
 fn ftp_snat_rewrites_port_and_adjusts_both_streams() {
     let mut r = Router::new(FTP_SNAT, &[(Side::Server, "10.2.0.254")]);
-    let mut ctl = Ctl {
-        c: ("10.1.0.1", "10.2.0.1", 40021, 21),
-        s: ("10.2.0.1", "10.2.0.254", 21, 40021),
-        c_nxt: 0xffff_fff0, // the client's numbers wrap during the session
-        s_nxt: 2_000_000,
-        c_off: 0,
-        s_off: 0,
-    };
+    // The client's sequence numbers wrap during the session.
+    let mut ctl = Ctl::new(
+        ("10.1.0.1", "10.2.0.1", 40021, 21),
+        ("10.2.0.1", "10.2.0.254", 21, 40021),
+        0xffff_fff0,
+        2_000_000,
+    );
     ctl.login(&mut r);
     let out = ctl.client_sends(
         &mut r,
@@ -352,14 +369,12 @@ fn ftp_snat_rewrites_port_and_adjusts_both_streams() {
     ctl.server_sends(&mut r, PSH, b"221 bye\r\n", &[]);
 
     // Another client whose address is longer than the router's: the command shrinks.
-    let mut ctl2 = Ctl {
-        c: ("10.1.200.100", "10.2.0.1", 40022, 21),
-        s: ("10.2.0.1", "10.2.0.254", 21, 40022),
-        c_nxt: 1_000,
-        s_nxt: 5_000,
-        c_off: 0,
-        s_off: 0,
-    };
+    let mut ctl2 = Ctl::new(
+        ("10.1.200.100", "10.2.0.1", 40022, 21),
+        ("10.2.0.1", "10.2.0.254", 21, 40022),
+        1_000,
+        5_000,
+    );
     ctl2.login(&mut r);
     let out = ctl2.client_sends(
         &mut r,
@@ -377,14 +392,12 @@ fn ftp_snat_rewrites_port_and_adjusts_both_streams() {
 #[test]
 fn ftp_snat_ipv6_eprt_and_epsv() {
     let mut r = Router::new(FTP_SNAT, &[(Side::Server, "2001:db8:2::fe")]);
-    let mut ctl = Ctl {
-        c: ("2001:db8:1::1", "2001:db8:2::1", 40023, 21),
-        s: ("2001:db8:2::1", "2001:db8:2::fe", 21, 40023),
-        c_nxt: 1_700_000,
-        s_nxt: 2_700_000,
-        c_off: 0,
-        s_off: 0,
-    };
+    let mut ctl = Ctl::new(
+        ("2001:db8:1::1", "2001:db8:2::1", 40023, 21),
+        ("2001:db8:2::1", "2001:db8:2::fe", 21, 40023),
+        1_700_000,
+        2_700_000,
+    );
     ctl.login(&mut r);
     let out = ctl.client_sends(
         &mut r,
@@ -442,14 +455,12 @@ fn ftp_dnat_rewrites_227_in_the_reply_direction() {
         FTP_DNAT,
         &[(Side::Client, "10.1.0.254"), (Side::Server, "10.2.0.254")],
     );
-    let mut ctl = Ctl {
-        c: ("10.1.0.1", "10.1.0.254", 40031, 21),
-        s: ("10.2.0.1", "10.1.0.1", 21, 40031),
-        c_nxt: 1_000_000,
-        s_nxt: 0xffff_ff00,
-        c_off: 0,
-        s_off: 0,
-    };
+    let mut ctl = Ctl::new(
+        ("10.1.0.1", "10.1.0.254", 40031, 21),
+        ("10.2.0.1", "10.1.0.1", 21, 40031),
+        1_000_000,
+        0xffff_ff00,
+    );
     ctl.login(&mut r);
     ctl.client_sends(&mut r, PSH, b"PASV\r\n", CtState::Established);
     let out = ctl.server_sends(
