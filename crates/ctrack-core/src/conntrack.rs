@@ -362,6 +362,25 @@ impl Conntrack {
         self.track_hinted(now, data, hook, zone.into(), None)
     }
 
+    /// [`Conntrack::track`] with the flow hash the look-ahead window computed for this
+    /// packet ([`crate::lookahead::Lookahead`]): used when the hint was made from these
+    /// very bytes and the zone hashes the original direction as the default zone does;
+    /// otherwise the packet is hashed here, as `track` does.
+    pub fn track_with_hint(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        hook: Hook,
+        zone: impl Into<Zone>,
+        hint: Option<crate::lookahead::FlowHint>,
+    ) -> Tracked {
+        let zone = zone.into();
+        let pre = hint
+            .filter(|h| h.is_for(data) && zone.id_for(Dir::Original) == 0)
+            .and_then(|h| Parsed::new_with(data, |_| h.hash));
+        self.track_hinted(now, data, hook, zone, pre.as_ref())
+    }
+
     /// [`Conntrack::track`] with the packet already parsed by the batch path (`pre` must
     /// come from [`Parsed::new_with`] on this packet with this table, hashed with the
     /// zone's original-direction id).

@@ -5,9 +5,10 @@
 //!
 //! A packet entering the window ([`Lookahead::push`]) is parsed and hashed and its
 //! bucket head prefetched; half-way through the window its chain's first two nodes are
-//! prefetched ([`Lookahead::pop`]). Only hints: a packet whose zone or tuple differs by
-//! the time it is tracked (rules, NAT, defrag) merely gets no benefit. Results never
-//! depend on it.
+//! prefetched ([`Lookahead::pop`]), which hands back the hash as a [`FlowHint`] so
+//! tracking does not hash the packet again. Only hints: a packet whose zone or bytes
+//! differ by the time it is tracked (rules, defrag) merely gets no benefit. Results
+//! never depend on it.
 
 use crate::conntrack::{Conntrack, Parsed};
 use std::collections::VecDeque;
@@ -17,10 +18,28 @@ const DEPTH: usize = 32;
 /// Where in the window the chain's nodes are prefetched.
 const HALF: usize = DEPTH / 2;
 
+/// The window's parse of one packet: its flow hash in the default zone, tied to the
+/// exact bytes it was computed from, so [`Conntrack::track_with_hint`] can skip hashing
+/// again. Only the window makes one; a hint that does not belong to the packet tracked
+/// (other bytes, another zone) is ignored, never trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowHint {
+    pub(crate) hash: u64,
+    pub(crate) ptr: usize,
+    pub(crate) len: usize,
+}
+
+impl FlowHint {
+    /// Whether the hint was made from exactly `data` (same slice).
+    pub(crate) fn is_for(&self, data: &[u8]) -> bool {
+        self.ptr == data.as_ptr() as usize && self.len == data.len()
+    }
+}
+
 /// A window of upcoming packets (any item type) with their prefetch state.
 #[derive(Debug)]
 pub struct Lookahead<T> {
-    q: VecDeque<(T, Option<u64>, bool)>,
+    q: VecDeque<(T, Option<FlowHint>, bool)>,
 }
 
 impl<T> Default for Lookahead<T> {
@@ -40,24 +59,31 @@ impl<T> Lookahead<T> {
     /// Add an item; `l3` is its IP packet (or `None` for items that are not packets),
     /// whose bucket is prefetched in `ct`'s table for the default zone.
     pub fn push(&mut self, ct: &Conntrack, item: T, l3: Option<&[u8]>) {
-        let h = l3.and_then(|p| Parsed::new_with(p, |t| ct.table().hash(t, 0)).map(|x| x.hash()));
-        if let Some(h) = h {
-            ct.table().prefetch(h);
+        let hint = l3.and_then(|p| {
+            let x = Parsed::new_with(p, |t| ct.table().hash(t, 0))?;
+            Some(FlowHint {
+                hash: x.hash(),
+                ptr: p.as_ptr() as usize,
+                len: p.len(),
+            })
+        });
+        if let Some(h) = hint {
+            ct.table().prefetch(h.hash);
         }
-        self.q.push_back((item, h, false));
+        self.q.push_back((item, hint, false));
     }
 
-    /// The oldest item, after the chain of the one half a window behind it has been
-    /// prefetched.
-    pub fn pop(&mut self, ct: &Conntrack) -> Option<T> {
+    /// The oldest item with its hint (for [`Conntrack::track_with_hint`]), after the
+    /// chain of the one half a window behind it has been prefetched.
+    pub fn pop(&mut self, ct: &Conntrack) -> Option<(T, Option<FlowHint>)> {
         if let Some(x) = self.q.get_mut(HALF) {
             if let (Some(h), false) = (x.1, x.2) {
-                let first = ct.table().prefetch_first(h);
+                let first = ct.table().prefetch_first(h.hash);
                 ct.table().prefetch_next(first);
                 x.2 = true;
             }
         }
-        self.q.pop_front().map(|x| x.0)
+        self.q.pop_front().map(|x| (x.0, x.1))
     }
 }
 
@@ -83,12 +109,50 @@ mod tests {
             };
             la.push(&ct, i, l3);
             if la.is_full() {
-                out.extend(la.pop(&ct));
+                out.extend(la.pop(&ct).map(|x| x.0));
             }
         }
-        while let Some(i) = la.pop(&ct) {
+        while let Some((i, _)) = la.pop(&ct) {
             out.push(i);
         }
         assert_eq!(out, (0..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_hint_is_used_only_for_its_own_bytes() {
+        use crate::conntrack::Hook;
+        use crate::status::CtInfo;
+        let udp = |src: u8| {
+            let mut p = vec![
+                0x45u8, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, src, 10, 0, 0, 2, 0, 1, 0, 2,
+                0, 8, 0, 0,
+            ];
+            let c = crate::packet::checksum::compute(0, &p[..20]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            p
+        };
+        let (a, b) = (udp(1), udp(9));
+        let mut ct = Conntrack::new(Config::default());
+        let now = crate::time::Instant::from_nanos(1_000_000_000);
+        let t = ct.track(now, &a, Hook::PreRouting, 0);
+        ct.confirm(now, &t);
+        let mut la = Lookahead::default();
+        la.push(&ct, 'a', Some(&a));
+        la.push(&ct, 'b', Some(&b));
+        let (_, hint_a) = la.pop(&ct).expect("a");
+        let (_, hint_b) = la.pop(&ct).expect("b");
+        assert!(hint_a.is_some_and(|h| h.is_for(&a)) && hint_b.is_some_and(|h| h.is_for(&b)));
+        // Its own hint: the same entry as a plain lookup.
+        let t = ct.track_with_hint(now, &a, Hook::PreRouting, 0, hint_a);
+        assert_eq!((t.entry, t.ctinfo), (Some(0), Some(CtInfo::New)));
+        // Another packet's hint (or a copy of the bytes) is ignored, not trusted.
+        let t = ct.track_with_hint(now, &a, Hook::PreRouting, 0, hint_b);
+        assert_eq!(t.entry, Some(0));
+        let copy = a.clone();
+        let t = ct.track_with_hint(now, &copy, Hook::PreRouting, 0, hint_b);
+        assert_eq!(t.entry, Some(0));
+        // In another zone the hash differs: the hint is ignored there too.
+        let t = ct.track_with_hint(now, &a, Hook::PreRouting, 7, hint_a);
+        assert_ne!(t.entry, Some(0));
     }
 }

@@ -317,6 +317,20 @@ impl Pipeline {
         l3: &[u8],
         side: Side,
     ) -> Outcome {
+        self.packet_with_hint(ct, defrag, now, l3, side, None)
+    }
+
+    /// [`Pipeline::packet`] with the look-ahead window's flow hint for `l3`
+    /// ([`ctrack_core::lookahead::FlowHint`]), which saves conntrack hashing it again.
+    pub fn packet_with_hint(
+        &mut self,
+        ct: &mut Conntrack,
+        defrag: &mut Defrag,
+        now: Instant,
+        l3: &[u8],
+        side: Side,
+        hint: Option<ctrack_core::lookahead::FlowHint>,
+    ) -> Outcome {
         self.logs.clear();
         let mut out = Outcome {
             ctstate: None,
@@ -432,7 +446,7 @@ impl Pipeline {
             out.ctstate = Some(CtState::Untracked);
         } else {
             let zone = st.template.unwrap_or_default();
-            let t = ct.track(now, data, ct_hook, zone);
+            let t = ct.track_with_hint(now, data, ct_hook, zone, hint);
             out.ctstate = t.ctstate();
             out.direction = t.direction();
             out.reason = t.reason.map(Reason::Ct);

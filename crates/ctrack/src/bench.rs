@@ -939,17 +939,12 @@ fn replay_once(cap: &ctrack_capture::Capture, lookahead: bool) -> Result<Tally> 
             }
             window.pop(&r.ct)
         } else {
-            recs.next_record()
+            recs.next_record().map(|x| (x, None))
         };
-        let Some(rec) = rec else { break };
+        let Some((rec, hint)) = rec else { break };
         let rec = rec?;
         let Some(l3) = rec.payload.l3() else { continue };
-        let rep = r.packet(
-            rec.index,
-            rec.ts_ns,
-            l3,
-            ctrack_core::topology::Side::Client,
-        );
+        let rep = r.packet_outcome(rec.ts_ns, l3, ctrack_core::topology::Side::Client, hint);
         match rep.ctstate {
             None => tl.dropped += 1,
             Some(ctrack_core::CtState::New) => tl.new += 1,

@@ -318,7 +318,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
                     None => more = false,
                 }
             }
-            let Some(rec) = window.pop(&r.ct) else {
+            let Some((rec, hint)) = window.pop(&r.ct) else {
                 break;
             };
             since_tick += 1;
@@ -351,7 +351,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
                 let (drop, fate) = (rep.drop, rep.fate);
                 (Some(rep), drop, fate)
             } else {
-                let o = r.packet_outcome(rec.ts_ns, l3, side);
+                let o = r.packet_outcome(rec.ts_ns, l3, side, hint);
                 (None, o.drop, ctrack::report::Fate::from(o.fate))
             };
             if let Some(w) = writer.as_mut() {

@@ -122,12 +122,19 @@ impl Replay {
 impl Replay {
     /// [`Replay::packet`] without the report: what the pipeline decided, for callers
     /// that print no per-packet line (`ctrack replay` without `--packets`), so the
-    /// counter deltas, log lines and rule descriptions are not built.
-    pub fn packet_outcome(&mut self, ts_ns: u64, l3: &[u8], side: Side) -> ctrack_rules::Outcome {
+    /// counter deltas, log lines and rule descriptions are not built. `hint`: the
+    /// look-ahead window's flow hash for `l3`, if any.
+    pub fn packet_outcome(
+        &mut self,
+        ts_ns: u64,
+        l3: &[u8],
+        side: Side,
+        hint: Option<ctrack_core::lookahead::FlowHint>,
+    ) -> ctrack_rules::Outcome {
         let now = Instant::from_nanos(ts_ns);
         self.advance(now);
         self.pipeline
-            .packet(&mut self.ct, &mut self.defrag, now, l3, side)
+            .packet_with_hint(&mut self.ct, &mut self.defrag, now, l3, side, hint)
     }
 
     /// The last packet as it left the router (NAT applied); meaningful when its report
