@@ -63,6 +63,16 @@ impl<'a> Parsed<'a> {
     }
 }
 
+/// How far [`Conntrack::express`] got.
+enum Express {
+    /// The packet is tracked.
+    Done(Tracked),
+    /// The lookup was made (and met no expired node): its result.
+    Looked(Option<(EntryId, Dir)>),
+    /// Nothing was done.
+    No,
+}
+
 /// The netfilter hook a packet is tracked at (decides checksum verification).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
@@ -393,91 +403,112 @@ impl Conntrack {
         pre: Option<&Parsed<'_>>,
     ) -> Tracked {
         let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
-        let parsed;
-        let p = match pre {
-            Some(p) => p,
-            None => {
-                let pkt = match Packet::parse(data) {
-                    Ok(p) => p,
-                    Err(ParseError::NoL4(r, _)) => {
-                        self.stats.invalid += 1;
-                        return Tracked::invalid(InvalidReason::NoL4(r));
-                    }
-                    Err(ParseError::Truncated) => {
-                        self.stats.invalid += 1;
-                        return Tracked::invalid(InvalidReason::TupleTooShort);
-                    }
-                };
+        match pre {
+            Some(p) => self.track_parsed(now, p, zone, check_checksum),
+            None => match self.parse_for_track(now, data, zone, check_checksum) {
+                Ok(p) => self.track_parsed(now, &p, zone, check_checksum),
+                Err(t) => t,
+            },
+        }
+    }
 
-                // ICMP/ICMPv6 error handler runs before the normal lookup.
-                let class = {
-                    let cx = Cx {
-                        now,
-                        sysctls: &self.sysctls,
-                        check_checksum,
-                    };
-                    match (pkt.family, pkt.proto) {
-                        (Family::V4, proto::ICMP) => Some(icmp::classify_v4(&pkt, &cx)),
-                        (Family::V6, proto::ICMPV6) => Some(icmp::classify_v6(&pkt, &cx)),
-                        _ => None,
-                    }
-                };
-                match class {
-                    Some(IcmpClass::Reject(r)) => {
-                        self.stats.error += 1;
-                        return Tracked::invalid(r.into());
-                    }
-                    Some(IcmpClass::Untracked) => {
-                        return Tracked {
-                            untracked: true,
-                            ..Tracked::invalid(InvalidReason::Generic)
-                        }
-                        .without_reason();
-                    }
-                    Some(IcmpClass::Error { inner_off }) => {
-                        return self.icmp_error(now, &pkt, inner_off, zone);
-                    }
-                    Some(IcmpClass::Query) | None => {}
-                }
-
-                let mut tuple = match tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()) {
-                    Ok(t) => t,
-                    Err(r) => {
-                        self.stats.invalid += 1;
-                        return Tracked::invalid(r);
-                    }
-                };
-                self.gre_src_key(&mut tuple, pkt.l4());
-                let hash = self.table.hash(&tuple, zone.id_for(Dir::Original));
-                parsed = Parsed { pkt, tuple, hash };
-                &parsed
+    /// The first half of `nf_conntrack_in` for a packet the batch path did not parse:
+    /// the parse, the ICMP error path (which looks up the quoted tuple and answers
+    /// here), the tuple (with the PPTP GRE key) and its hash. `Err` is the packet's
+    /// final result.
+    #[inline(never)]
+    fn parse_for_track<'a>(
+        &mut self,
+        now: Instant,
+        data: &'a [u8],
+        zone: Zone,
+        check_checksum: bool,
+    ) -> Result<Parsed<'a>, Tracked> {
+        let pkt = match Packet::parse(data) {
+            Ok(p) => p,
+            Err(ParseError::NoL4(r, _)) => {
+                self.stats.invalid += 1;
+                return Err(Tracked::invalid(InvalidReason::NoL4(r)));
+            }
+            Err(ParseError::Truncated) => {
+                self.stats.invalid += 1;
+                return Err(Tracked::invalid(InvalidReason::TupleTooShort));
             }
         };
+
+        // ICMP/ICMPv6 error handler runs before the normal lookup.
+        let class = {
+            let cx = Cx {
+                now,
+                sysctls: &self.sysctls,
+                check_checksum,
+            };
+            match (pkt.family, pkt.proto) {
+                (Family::V4, proto::ICMP) => Some(icmp::classify_v4(&pkt, &cx)),
+                (Family::V6, proto::ICMPV6) => Some(icmp::classify_v6(&pkt, &cx)),
+                _ => None,
+            }
+        };
+        match class {
+            Some(IcmpClass::Reject(r)) => {
+                self.stats.error += 1;
+                return Err(Tracked::invalid(r.into()));
+            }
+            Some(IcmpClass::Untracked) => {
+                return Err(Tracked {
+                    untracked: true,
+                    ..Tracked::invalid(InvalidReason::Generic)
+                }
+                .without_reason());
+            }
+            Some(IcmpClass::Error { inner_off }) => {
+                return Err(self.icmp_error(now, &pkt, inner_off, zone));
+            }
+            Some(IcmpClass::Query) | None => {}
+        }
+
+        let mut tuple = match tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()) {
+            Ok(t) => t,
+            Err(r) => {
+                self.stats.invalid += 1;
+                return Err(Tracked::invalid(r));
+            }
+        };
+        self.gre_src_key(&mut tuple, pkt.l4());
+        let hash = self.table.hash(&tuple, zone.id_for(Dir::Original));
+        Ok(Parsed { pkt, tuple, hash })
+    }
+
+    /// The second half of `nf_conntrack_in`: lookup or create, the L4 tracker, the
+    /// entry's update. The hit path (an existing entry whose tracker accepts) stays in
+    /// this function; creation and every non-accepting result are out of line.
+    #[inline]
+    fn track_parsed(
+        &mut self,
+        now: Instant,
+        p: &Parsed<'_>,
+        zone: Zone,
+        check_checksum: bool,
+    ) -> Tracked {
         let (pkt, tuple, hash) = (&p.pkt, &p.tuple, p.hash);
+        let mut first = match self.express(now, p, zone, check_checksum) {
+            Express::Done(t) => return t,
+            Express::Looked(found) => Some(found),
+            Express::No => None,
+        };
         loop {
-            let found = self.lookup_hashed(tuple, zone, hash, now);
+            let found = match first.take() {
+                Some(found) => found,
+                None => self.lookup_hashed(tuple, zone, hash, now),
+            };
             let (id, dir, fresh) = match found {
                 Some((id, dir)) => (id, dir, false),
-                None => {
-                    let Some(reply) = invert(tuple) else {
-                        self.stats.invalid += 1;
-                        return Tracked::invalid(InvalidReason::IcmpNotInvertible {
-                            icmp_type: tuple.icmp_type(),
-                        });
-                    };
-                    match self.alloc(now, *tuple, reply, zone) {
-                        Some(id) => (id, Dir::Original, true),
-                        None => {
-                            self.stats.drop += 1;
-                            return Tracked {
-                                verdict: Verdict::Drop,
-                                ..Tracked::invalid(InvalidReason::TableFull)
-                            };
-                        }
-                    }
-                }
+                None => match self.create(now, tuple, zone) {
+                    Ok(id) => (id, Dir::Original, true),
+                    Err(t) => return t,
+                },
             };
-            let Some(e) = self.table.get(id) else {
+            let Some(e) = self.table.get_mut(id) else {
                 return Tracked::invalid(InvalidReason::Generic);
             };
             let status = e.status;
@@ -487,11 +518,10 @@ impl Conntrack {
                 Dir::Original if status.has(Status::EXPECTED) => CtInfo::Related,
                 Dir::Original => CtInfo::New,
             };
-            let unconfirmed = !status.has(Status::CONFIRMED);
             let ecx = EntryCx {
                 status,
-                unconfirmed,
-                remaining: e.remaining(now),
+                unconfirmed: !status.has(Status::CONFIRMED),
+                deadline: e.deadline,
                 seqadj: e.ext.as_ref().and_then(|x| x.seqadj),
             };
             let cx = Cx {
@@ -499,102 +529,248 @@ impl Conntrack {
                 sysctls: &self.sysctls,
                 check_checksum,
             };
-            let result = run_tracker(self.table.get_mut(id), pkt, dir, fresh, &ecx, &cx);
-            match result {
+            let acc = match run_tracker(e, pkt, dir, fresh, &ecx, &cx) {
+                TrackerResult::Accept(acc) => acc,
                 TrackerResult::Repeat => {
                     self.delete(id, now);
                     continue;
                 }
-                TrackerResult::Invalid {
-                    reason,
-                    set_timeout,
-                } => {
-                    self.stats.invalid += 1;
-                    if unconfirmed {
-                        self.table.free(id);
-                    } else if let (Some(t), Some(e)) = (set_timeout, self.table.get_mut(id)) {
-                        e.deadline = now + t;
-                    }
-                    return Tracked::invalid(reason);
+                other => return self.not_accepted(now, id, ecx.unconfirmed, other),
+            };
+            if acc.kill {
+                return self.accepted_kill(now, id, dir, ctinfo, &acc, pkt.len());
+            }
+            if acc.refresh.is_some() {
+                if let Some(c) = e.ext.as_mut().and_then(|x| x.acct.as_mut()) {
+                    c[dir.index()].packets += 1;
+                    c[dir.index()].bytes += pkt.len() as u64;
                 }
-                TrackerResult::InvalidAfterUpdate {
-                    reason,
-                    set_assured,
-                    state_changed,
-                } => {
-                    self.stats.invalid += 1;
-                    if unconfirmed {
-                        self.table.free(id);
-                    } else if let Some(e) = self.table.get_mut(id) {
-                        if set_assured && !e.status.has(Status::ASSURED) {
-                            e.status.set(Status::ASSURED);
-                            e.ecache |= bits::ASSURED;
-                        }
-                        if state_changed {
-                            e.ecache |= bits::PROTOINFO;
-                        }
-                    }
-                    return Tracked::invalid(reason);
+            }
+            if let Some(t) = acc.refresh {
+                if !e.status.has(Status::FIXED_TIMEOUT) {
+                    e.deadline = now + t;
                 }
-                TrackerResult::Drop(reason) => {
-                    self.stats.invalid += 1;
-                    self.stats.drop += 1;
-                    if unconfirmed {
-                        self.table.free(id);
-                    }
-                    return Tracked {
-                        verdict: Verdict::Drop,
-                        ..Tracked::invalid(reason)
-                    };
+            }
+            if acc.set_assured && !e.status.has(Status::ASSURED) {
+                e.status.set(Status::ASSURED);
+                e.ecache |= bits::ASSURED;
+            }
+            if acc.state_changed {
+                e.ecache |= bits::PROTOINFO;
+            }
+            if ctinfo == CtInfo::EstablishedReply && !e.status.has(Status::SEEN_REPLY) {
+                e.status.set(Status::SEEN_REPLY);
+                e.ecache |= bits::REPLY;
+            }
+            return Tracked {
+                ctinfo: Some(ctinfo),
+                entry: Some(id),
+                untracked: false,
+                verdict: Verdict::Accept,
+                reason: acc.note,
+            };
+        }
+    }
+
+    /// The express hit path: a clean one-bucket lookup (no expired node met, a zone
+    /// with one id for both directions) that finds a confirmed UDP entry without
+    /// extensions whose packet passes `udp_error`: the UDP tracker's update, exactly as
+    /// the general path makes it, in a few instructions. Anything else reports how far
+    /// it got, so the general path does not look up twice.
+    #[inline(always)]
+    fn express(
+        &mut self,
+        now: Instant,
+        p: &Parsed<'_>,
+        zone: Zone,
+        check_checksum: bool,
+    ) -> Express {
+        if zone.id_for(Dir::Original) != zone.id_for(Dir::Reply) {
+            return Express::No;
+        }
+        let Some(found) = self.table.find_clean(&p.tuple, zone, p.hash, now) else {
+            return Express::No;
+        };
+        let Some((id, dir)) = found else {
+            return Express::Looked(None);
+        };
+        if p.pkt.proto != proto::UDP || !self.table.is_linked(id) {
+            return Express::Looked(found);
+        }
+        let sysctls = &self.sysctls;
+        let Some(e) = self.table.get_mut(id) else {
+            return Express::Looked(found);
+        };
+        let ProtoState::Udp(u) = &mut e.proto else {
+            return Express::Looked(found);
+        };
+        if e.ext.is_some() {
+            return Express::Looked(found);
+        }
+        let cx = Cx {
+            now,
+            sysctls,
+            check_checksum,
+        };
+        if udp::error(&p.pkt, &cx).is_err() {
+            return Express::Looked(found);
+        }
+        let status = e.status;
+        let ecx = EntryCx {
+            status,
+            unconfirmed: false,
+            deadline: e.deadline,
+            seqadj: None,
+        };
+        let TrackerResult::Accept(acc) = u.packet(&ecx, &cx) else {
+            return Express::Looked(found);
+        };
+        let ctinfo = match dir {
+            Dir::Reply => CtInfo::EstablishedReply,
+            Dir::Original if status.has(Status::SEEN_REPLY) => CtInfo::Established,
+            Dir::Original if status.has(Status::EXPECTED) => CtInfo::Related,
+            Dir::Original => CtInfo::New,
+        };
+        if let Some(t) = acc.refresh {
+            if !status.has(Status::FIXED_TIMEOUT) {
+                e.deadline = now + t;
+            }
+        }
+        if acc.set_assured && !status.has(Status::ASSURED) {
+            e.status.set(Status::ASSURED);
+            e.ecache |= bits::ASSURED;
+        }
+        if dir == Dir::Reply && !status.has(Status::SEEN_REPLY) {
+            e.status.set(Status::SEEN_REPLY);
+            e.ecache |= bits::REPLY;
+        }
+        Express::Done(Tracked {
+            ctinfo: Some(ctinfo),
+            entry: Some(id),
+            untracked: false,
+            verdict: Verdict::Accept,
+            reason: None,
+        })
+    }
+
+    /// A lookup missed: allocate the unconfirmed entry (early drop on a full table), or
+    /// the packet's result when that is impossible.
+    #[inline(never)]
+    fn create(&mut self, now: Instant, tuple: &Tuple, zone: Zone) -> Result<EntryId, Tracked> {
+        let Some(reply) = invert(tuple) else {
+            self.stats.invalid += 1;
+            return Err(Tracked::invalid(InvalidReason::IcmpNotInvertible {
+                icmp_type: tuple.icmp_type(),
+            }));
+        };
+        match self.alloc(now, *tuple, reply, zone) {
+            Some(id) => Ok(id),
+            None => {
+                self.stats.drop += 1;
+                Err(Tracked {
+                    verdict: Verdict::Drop,
+                    ..Tracked::invalid(InvalidReason::TableFull)
+                })
+            }
+        }
+    }
+
+    /// An accepted packet whose tracker kills the entry (a TCP RST or a close that
+    /// ends it): count it, refresh it as the kernel does before the kill, delete it.
+    #[inline(never)]
+    fn accepted_kill(
+        &mut self,
+        now: Instant,
+        id: EntryId,
+        dir: Dir,
+        ctinfo: CtInfo,
+        acc: &crate::proto::Accepted,
+        len: usize,
+    ) -> Tracked {
+        if let Some(e) = self.table.get_mut(id) {
+            if let Some(c) = e.ext.as_mut().and_then(|x| x.acct.as_mut()) {
+                c[dir.index()].packets += 1;
+                c[dir.index()].bytes += len as u64;
+            }
+            if let Some(t) = acc.refresh {
+                if !e.status.has(Status::FIXED_TIMEOUT) {
+                    e.deadline = now + t;
                 }
-                TrackerResult::Accept(acc) => {
-                    let len = pkt.len() as u64;
-                    let Some(e) = self.table.get_mut(id) else {
-                        return Tracked::invalid(InvalidReason::Generic);
-                    };
-                    if acc.refresh.is_some() || acc.kill {
-                        if let Some(c) = e.ext.as_mut().and_then(|x| x.acct.as_mut()) {
-                            c[dir.index()].packets += 1;
-                            c[dir.index()].bytes += len;
-                        }
-                    }
-                    if let Some(t) = acc.refresh {
-                        if !e.status.has(Status::FIXED_TIMEOUT) {
-                            e.deadline = now + t;
-                        }
-                    }
-                    if acc.set_assured && !e.status.has(Status::ASSURED) {
+            }
+            if acc.set_assured && !e.status.has(Status::ASSURED) {
+                e.status.set(Status::ASSURED);
+                e.ecache |= bits::ASSURED;
+            }
+            if acc.state_changed {
+                e.ecache |= bits::PROTOINFO;
+            }
+        }
+        self.delete(id, now);
+        Tracked {
+            ctinfo: Some(ctinfo),
+            entry: None,
+            untracked: false,
+            verdict: Verdict::Accept,
+            reason: acc.note,
+        }
+    }
+
+    /// A tracker result other than accept or repeat: count it, apply what the kernel
+    /// applies to the entry (a shortened timeout, ASSURED, a state change event), free
+    /// an unconfirmed entry.
+    #[inline(never)]
+    fn not_accepted(
+        &mut self,
+        now: Instant,
+        id: EntryId,
+        unconfirmed: bool,
+        result: TrackerResult,
+    ) -> Tracked {
+        match result {
+            TrackerResult::Invalid {
+                reason,
+                set_timeout,
+            } => {
+                self.stats.invalid += 1;
+                if unconfirmed {
+                    self.table.free(id);
+                } else if let (Some(t), Some(e)) = (set_timeout, self.table.get_mut(id)) {
+                    e.deadline = now + t;
+                }
+                Tracked::invalid(reason)
+            }
+            TrackerResult::InvalidAfterUpdate {
+                reason,
+                set_assured,
+                state_changed,
+            } => {
+                self.stats.invalid += 1;
+                if unconfirmed {
+                    self.table.free(id);
+                } else if let Some(e) = self.table.get_mut(id) {
+                    if set_assured && !e.status.has(Status::ASSURED) {
                         e.status.set(Status::ASSURED);
                         e.ecache |= bits::ASSURED;
                     }
-                    if acc.state_changed {
+                    if state_changed {
                         e.ecache |= bits::PROTOINFO;
                     }
-                    if acc.kill {
-                        self.delete(id, now);
-                        return Tracked {
-                            ctinfo: Some(ctinfo),
-                            entry: None,
-                            untracked: false,
-                            verdict: Verdict::Accept,
-                            reason: acc.note,
-                        };
-                    }
-                    if ctinfo == CtInfo::EstablishedReply && !e.status.has(Status::SEEN_REPLY) {
-                        e.status.set(Status::SEEN_REPLY);
-                        e.ecache |= bits::REPLY;
-                    }
-                    // Usually no note: writing `None` outright spares the hit path a
-                    // 36-byte copy that stalls on store forwarding.
-                    let reason = if acc.note.is_some() { acc.note } else { None };
-                    return Tracked {
-                        ctinfo: Some(ctinfo),
-                        entry: Some(id),
-                        untracked: false,
-                        verdict: Verdict::Accept,
-                        reason,
-                    };
                 }
+                Tracked::invalid(reason)
+            }
+            TrackerResult::Drop(reason) => {
+                self.stats.invalid += 1;
+                self.stats.drop += 1;
+                if unconfirmed {
+                    self.table.free(id);
+                }
+                Tracked {
+                    verdict: Verdict::Drop,
+                    ..Tracked::invalid(reason)
+                }
+            }
+            TrackerResult::Accept(_) | TrackerResult::Repeat => {
+                Tracked::invalid(InvalidReason::Generic)
             }
         }
     }
@@ -845,6 +1021,7 @@ impl Conntrack {
     }
 
     /// One bucket's walk of a lookup; expired entries met are deleted.
+    #[inline]
     fn lookup_one(
         &mut self,
         t: &Tuple,
@@ -852,6 +1029,10 @@ impl Conntrack {
         h: u64,
         now: Instant,
     ) -> Option<(EntryId, Dir)> {
+        // The common walk meets no expired node: no list to fill.
+        if let Some(r) = self.table.find_clean(t, zone, h, now) {
+            return r;
+        }
         let mut expired = std::mem::take(&mut self.expired);
         let r = self.table.find_hashed(t, zone, h, now, &mut expired);
         if expired.is_empty() {
@@ -1019,50 +1200,19 @@ fn is_known_proto(p: u8) -> bool {
     )
 }
 
-/// Run the L4 tracker of the entry's protocol (`nf_conntrack_handle_packet`).
+/// Run the L4 tracker of the entry's protocol (`nf_conntrack_handle_packet`). UDP, the
+/// shortest tracker, is inlined into the hit path; the others are calls of their own,
+/// so the hit path's frame stays small.
+#[inline]
 fn run_tracker(
-    e: Option<&mut Entry>,
+    e: &mut Entry,
     pkt: &Packet<'_>,
     dir: Dir,
     fresh: bool,
     ecx: &EntryCx,
     cx: &Cx<'_>,
 ) -> TrackerResult {
-    let Some(e) = e else {
-        return invalid(InvalidReason::Generic);
-    };
-    let family = e.family();
     match e.proto_num() {
-        proto::TCP => {
-            if let Err(r) = tcp::error(pkt, cx) {
-                return invalid(r);
-            }
-            if fresh {
-                match tcp::TcpConn::new(pkt, cx) {
-                    Ok(n) => e.proto = ProtoState::Tcp(n),
-                    Err(r) => return invalid(r),
-                }
-            }
-            match &mut e.proto {
-                ProtoState::Tcp(t) => t.packet(pkt, dir, ecx, cx),
-                _ => invalid(InvalidReason::Generic),
-            }
-        }
-        proto::SCTP => {
-            if let Err(r) = sctp::error(pkt, cx) {
-                return invalid(r);
-            }
-            if fresh {
-                match sctp::SctpConn::new(pkt, cx) {
-                    Ok(n) => e.proto = ProtoState::Sctp(n),
-                    Err(r) => return invalid(r),
-                }
-            }
-            match &mut e.proto {
-                ProtoState::Sctp(s) => s.packet(pkt, dir, ecx, cx),
-                _ => invalid(InvalidReason::Generic),
-            }
-        }
         p @ (proto::UDP | proto::UDPLITE) => {
             let checked = if p == proto::UDP {
                 udp::error(pkt, cx)
@@ -1078,6 +1228,63 @@ fn run_tracker(
             match &mut e.proto {
                 ProtoState::Udp(u) if p == proto::UDP => u.packet(ecx, cx),
                 ProtoState::Udp(u) => u.packet_lite(ecx, cx),
+                _ => invalid(InvalidReason::Generic),
+            }
+        }
+        proto::TCP => run_tcp(e, pkt, dir, fresh, ecx, cx),
+        _ => run_other(e, pkt, dir, fresh, ecx, cx),
+    }
+}
+
+/// The TCP tracker: `tcp_error`, `tcp_new` on the first packet, then the state machine.
+#[inline(never)]
+fn run_tcp(
+    e: &mut Entry,
+    pkt: &Packet<'_>,
+    dir: Dir,
+    fresh: bool,
+    ecx: &EntryCx,
+    cx: &Cx<'_>,
+) -> TrackerResult {
+    if let Err(r) = tcp::error(pkt, cx) {
+        return invalid(r);
+    }
+    if fresh {
+        match tcp::TcpConn::new(pkt, cx) {
+            Ok(n) => e.proto = ProtoState::Tcp(n),
+            Err(r) => return invalid(r),
+        }
+    }
+    match &mut e.proto {
+        ProtoState::Tcp(t) => t.packet(pkt, dir, ecx, cx),
+        _ => invalid(InvalidReason::Generic),
+    }
+}
+
+/// The trackers of SCTP, ICMP/ICMPv6, GRE and the generic protocols.
+#[inline(never)]
+fn run_other(
+    e: &mut Entry,
+    pkt: &Packet<'_>,
+    dir: Dir,
+    fresh: bool,
+    ecx: &EntryCx,
+    cx: &Cx<'_>,
+) -> TrackerResult {
+    let family = e.family();
+    match e.proto_num() {
+        proto::SCTP => {
+            if let Err(r) = sctp::error(pkt, cx) {
+                return invalid(r);
+            }
+            if fresh {
+                match sctp::SctpConn::new(pkt, cx) {
+                    Ok(n) => e.proto = ProtoState::Sctp(n),
+                    Err(r) => return invalid(r),
+                }
+            }
+            match &mut e.proto {
+                ProtoState::Sctp(s) => s.packet(pkt, dir, ecx, cx),
                 _ => invalid(InvalidReason::Generic),
             }
         }

@@ -30,9 +30,16 @@ pub struct FlowHint {
 }
 
 impl FlowHint {
-    /// Whether the hint was made from exactly `data` (same slice).
+    /// Whether the hint was made from `data` or from a longer slice that starts where
+    /// `data` starts: the IP input checks trim a frame's padding (Ethernet pads short
+    /// packets to 60 bytes) after the window saw it. The tuple only depends on a
+    /// prefix (the IP header, the extension chain, the first L4 bytes), and
+    /// `track_with_hint` parses the trimmed bytes again and uses the hash only when
+    /// that parse succeeds, so it read nothing beyond the trimmed end: the same bytes,
+    /// the same tuple, the same hash. A copy elsewhere (defrag's reassembly) starts at
+    /// another address and is hashed afresh.
     pub(crate) fn is_for(&self, data: &[u8]) -> bool {
-        self.ptr == data.as_ptr() as usize && self.len == data.len()
+        self.ptr == data.as_ptr() as usize && data.len() <= self.len
     }
 }
 
@@ -154,5 +161,40 @@ mod tests {
         // In another zone the hash differs: the hint is ignored there too.
         let t = ct.track_with_hint(now, &a, Hook::PreRouting, 7, hint_a);
         assert_ne!(t.entry, Some(0));
+    }
+
+    #[test]
+    fn a_hint_made_from_a_padded_frame_serves_its_trimmed_packet() {
+        use crate::conntrack::Hook;
+        use crate::invalid::InvalidReason;
+        use crate::status::CtInfo;
+        // The packet (28 bytes) followed by Ethernet padding, as a frame's L3 slice.
+        let mut frame = vec![
+            0x45u8, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2, 0, 8,
+            0, 0,
+        ];
+        let c = crate::packet::checksum::compute(0, &frame[..20]);
+        frame[10..12].copy_from_slice(&c.to_be_bytes());
+        frame.extend_from_slice(&[0xee; 18]);
+        let mut ct = Conntrack::new(Config::default());
+        let now = crate::time::Instant::from_nanos(1_000_000_000);
+        let t = ct.track(now, &frame[..28], Hook::PreRouting, 0);
+        ct.confirm(now, &t);
+        let mut la = Lookahead::default();
+        la.push(&ct, (), Some(&frame[..]));
+        let (_, hint) = la.pop(&ct).expect("pushed");
+        let hint = hint.expect("the padded frame parses");
+        // The IP checks trim the padding: the hint still belongs to the packet.
+        assert!(hint.is_for(&frame[..28]));
+        let t = ct.track_with_hint(now, &frame[..28], Hook::PreRouting, 0, Some(hint));
+        assert_eq!((t.entry, t.ctinfo), (Some(0), Some(CtInfo::New)));
+        // Trimmed into the UDP ports, the packet has no tuple, hint or not.
+        let t = ct.track_with_hint(now, &frame[..22], Hook::PreRouting, 0, Some(hint));
+        assert_eq!(
+            (t.entry, t.reason),
+            (None, Some(InvalidReason::TupleTooShort))
+        );
+        // A slice starting elsewhere is not the hint's.
+        assert!(!hint.is_for(&frame[1..28]));
     }
 }

@@ -490,8 +490,43 @@ impl Table {
         expired: &mut Vec<EntryId>,
     ) -> Option<(EntryId, Dir)> {
         // Every node met is checked for expiry first, as the kernel's
-        // `____nf_conntrack_find` does (expired ones are reported for deletion); the tag
-        // then rules out most non-matching nodes without comparing tuples.
+        // `____nf_conntrack_find` does (expired ones are reported for deletion).
+        self.walk_find(t, zone, h, now, |id| {
+            if !expired.contains(&id) {
+                expired.push(id);
+            }
+            true
+        })
+        .flatten()
+    }
+
+    /// [`Table::find_hashed`] for the common walk that meets no expired node: the
+    /// result, or `None` as soon as an expired node is met (the caller then walks again
+    /// with [`Table::find_hashed`], which reports them for deletion).
+    #[inline]
+    pub fn find_clean(
+        &self,
+        t: &Tuple,
+        zone: Zone,
+        h: u64,
+        now: Instant,
+    ) -> Option<Option<(EntryId, Dir)>> {
+        self.walk_find(t, zone, h, now, |_| false)
+    }
+
+    /// The lookup walk of the bucket of hash `h`: each node's expiry is checked first
+    /// and an expired one handed to `on_expired` (which says whether to go on; `None`
+    /// when it stops the walk); the tag then rules out most non-matching nodes
+    /// without comparing tuples.
+    #[inline(always)]
+    fn walk_find(
+        &self,
+        t: &Tuple,
+        zone: Zone,
+        h: u64,
+        now: Instant,
+        mut on_expired: impl FnMut(EntryId) -> bool,
+    ) -> Option<Option<(EntryId, Dir)>> {
         let tag = tag_of(h);
         let mut cur = self.heads[self.bucket_of_hash(h) as usize];
         while cur != NIL {
@@ -500,19 +535,19 @@ impl Table {
             let slot = &self.slots[id as usize];
             if let Some(e) = slot.entry.as_ref() {
                 if e.expired(now) {
-                    if !expired.contains(&id) {
-                        expired.push(id);
+                    if !on_expired(id) {
+                        return None;
                     }
                 } else if slot.tag[d] == tag
                     && e.has_tuple(DIRS[d], t)
                     && e.zone.same_for(zone, DIRS[d])
                 {
-                    return Some((id, DIRS[d]));
+                    return Some(Some((id, DIRS[d])));
                 }
             }
             cur = slot.next[d];
         }
-        None
+        Some(None)
     }
 
     /// One walk of a bucket for confirm: the chain's length, and the first node whose

@@ -370,6 +370,9 @@ impl Pipeline {
         };
         self.buf.clear();
         self.buf.extend_from_slice(data);
+        if self.is_plain() {
+            return self.plain_packet(ct, now, data, hint, out);
+        }
         let Some(mut p) = PacketCtx::parse(data) else {
             // Unreachable after the IP checks; track as before (conntrack counts it).
             let t = ct.track(now, data, Hook::PreRouting, 0);
@@ -446,16 +449,9 @@ impl Pipeline {
             out.ctstate = Some(CtState::Untracked);
         } else {
             let zone = st.template.unwrap_or_default();
-            let t = ct.track_with_hint(now, data, ct_hook, zone, hint);
-            out.ctstate = t.ctstate();
-            out.direction = t.direction();
-            out.reason = t.reason.map(Reason::Ct);
-            if t.verdict == Verdict::Drop {
-                out.drop = true;
-                out.fate = Fate::Dropped;
-                ct.discard(&t);
+            let Some(t) = conntrack_hook(ct, now, data, ct_hook, zone, hint, &mut out) else {
                 return out;
-            }
+            };
             p.ct = CtCtx {
                 ctinfo: t.ctinfo,
                 entry: t.entry,
@@ -578,25 +574,99 @@ impl Pipeline {
         };
         out.rule = st.accepted_by;
         if let Some(t) = tracked {
-            // Helpers (NAT: payload rewrite) and sequence adjustment rewrite `buf`.
-            match ct.help_and_confirm(now, &t, buf) {
-                Ok(Confirmed::Failed(r)) => {
-                    // Dropped at the confirm hook itself (clash, chain too long), after
-                    // POSTROUTING/INPUT: the fate stays, as for a helper drop there.
-                    out.drop = true;
-                    out.reason = Some(Reason::Confirm(r));
-                }
-                Ok(_) => {}
-                Err(d) => {
-                    // Dropped at the confirm hook, after POSTROUTING/INPUT: the fate
-                    // stays (the packet reached it); the entry goes if unconfirmed.
-                    ct.discard(&t);
-                    out.drop = true;
-                    out.reason = Some(Reason::Helper(d));
-                }
-            }
+            confirm_hook(ct, now, &t, buf, &mut out);
         }
         out
+    }
+
+    /// No chain on any hook, no NAT hook, no local address: the walk would run
+    /// nothing but conntrack, routing and the confirm hook.
+    fn is_plain(&self) -> bool {
+        self.rules.hooks.iter().all(Vec::is_empty)
+            && self.nat_families == (false, false)
+            && self.locals.is_empty()
+    }
+
+    /// [`Pipeline::packet_with_hint`] for a plain pipeline ([`Pipeline::is_plain`])
+    /// after the IP checks and defrag: what the general walk does with no chain to
+    /// run, without building the rules' view of the packet (which cannot fail on a
+    /// packet that passed the IP checks). `data` is also in `self.buf`.
+    fn plain_packet(
+        &mut self,
+        ct: &mut Conntrack,
+        now: Instant,
+        data: &[u8],
+        hint: Option<ctrack_core::lookahead::FlowHint>,
+        mut out: Outcome,
+    ) -> Outcome {
+        let zone = ctrack_core::Zone::default();
+        let Some(t) = conntrack_hook(ct, now, data, Hook::PreRouting, zone, hint, &mut out) else {
+            return out;
+        };
+        match topology::route(data) {
+            Route::Forward => {}
+            Route::Local => out.path = Path::Input,
+            Route::Drop(why) => return no_route(ct, Some(t), why, out),
+        }
+        out.fate = if out.path == Path::Input {
+            Fate::Local
+        } else {
+            Fate::Forwarded
+        };
+        confirm_hook(ct, now, &t, &mut self.buf, &mut out);
+        out
+    }
+}
+
+/// The conntrack hook (priority −200): track the packet and record its ct state,
+/// direction and reason in `out`; `None` when conntrack dropped it (its unconfirmed
+/// entry, if any, is discarded and `out` says so).
+fn conntrack_hook(
+    ct: &mut Conntrack,
+    now: Instant,
+    data: &[u8],
+    hook: Hook,
+    zone: ctrack_core::Zone,
+    hint: Option<ctrack_core::lookahead::FlowHint>,
+    out: &mut Outcome,
+) -> Option<Tracked> {
+    let t = ct.track_with_hint(now, data, hook, zone, hint);
+    out.ctstate = t.ctstate();
+    out.direction = t.direction();
+    out.reason = t.reason.map(Reason::Ct);
+    if t.verdict == Verdict::Drop {
+        out.drop = true;
+        out.fate = Fate::Dropped;
+        ct.discard(&t);
+        return None;
+    }
+    Some(t)
+}
+
+/// The confirm hook (INT_MAX of POSTROUTING or LOCAL_IN): helpers (NAT: payload
+/// rewrite) and sequence adjustment rewrite `buf`, then the entry is confirmed.
+fn confirm_hook(
+    ct: &mut Conntrack,
+    now: Instant,
+    t: &Tracked,
+    buf: &mut Vec<u8>,
+    out: &mut Outcome,
+) {
+    match ct.help_and_confirm(now, t, buf) {
+        Ok(Confirmed::Failed(r)) => {
+            // Dropped at the confirm hook itself (clash, chain too long), after
+            // POSTROUTING/INPUT: the fate stays, as for a helper drop there.
+            out.drop = true;
+            out.reason = Some(Reason::Confirm(r));
+        }
+        Ok(_) => {}
+        Err(d) => {
+            // Dropped at the confirm hook, after POSTROUTING/INPUT: the fate
+            // stays (the packet reached it); the entry goes if unconfirmed.
+            ct.discard(t);
+            out.drop = true;
+            out.reason = Some(Reason::Helper(d));
+        }
     }
 }
 

@@ -627,7 +627,14 @@ impl<K: Copy + Eq + Hash + Ord, E> Table<K, E> {
 
     /// Remove every queue whose deadline is at or before `now`, calling `on_expire`
     /// on each (the timer handler), in deadline order.
+    #[inline]
     fn expire(&mut self, now: Instant, mut on_expire: impl FnMut(&K, &FragQueue<E>)) {
+        // No live queue (the common case: a stream without fragments): every timer
+        // left is stale, so dropping them all is what popping them would do.
+        if self.map.is_empty() {
+            self.timers.clear();
+            return;
+        }
         while let Some(&Reverse((deadline, serial, key))) = self.timers.peek() {
             if deadline > now {
                 break;

@@ -42,12 +42,21 @@ pub struct EntryCx {
     /// The entry is not yet confirmed (this packet created it, or an earlier packet
     /// created it and it was not yet confirmed).
     pub unconfirmed: bool,
-    /// Time left before the entry expires (before this packet's refresh).
-    pub remaining: Duration,
+    /// When the entry expires (before this packet's refresh); see
+    /// [`EntryCx::remaining`].
+    pub deadline: Instant,
     /// The entry's NAT sequence adjustment, if it has one: the TCP window check takes
     /// the other direction's offset out of the ack (kernel `nf_ct_seq_offset` in
     /// `tcp_in_window`).
     pub seqadj: Option<crate::conntrack::seqadj::SeqAdj>,
+}
+
+impl EntryCx {
+    /// Time left before the entry expires at `now` (zero when expired). Computed only
+    /// by the rare check that needs it: the hit path does not divide.
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.deadline.saturating_since(now)
+    }
 }
 
 /// The result of a tracker's `packet` (kernel: NF_ACCEPT, -NF_ACCEPT, NF_DROP, -NF_REPEAT

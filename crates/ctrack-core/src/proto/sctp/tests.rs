@@ -199,7 +199,7 @@ impl Assoc {
                 let ecx = EntryCx {
                     status: Status::default(),
                     unconfirmed: true,
-                    remaining: Duration::ZERO,
+                    deadline: Instant::ZERO,
                     seqadj: None,
                 };
                 let r = conn.packet(&p, O, &ecx, &cx);
@@ -214,7 +214,7 @@ impl Assoc {
                 let ecx = EntryCx {
                     status: self.status,
                     unconfirmed: false,
-                    remaining: secs(5),
+                    deadline: self.now + secs(5),
                     seqadj: None,
                 };
                 conn.packet(&p, dir, &ecx, &cx)
@@ -1799,7 +1799,7 @@ fn sctp_unconfirmed_packet_rerun_is_idempotent() {
     let ecx = EntryCx {
         status: Status::default(),
         unconfirmed: true,
-        remaining: Duration::ZERO,
+        deadline: Instant::ZERO,
         seqadj: None,
     };
     let mut from_new = SctpConn::new(&p, &cx).expect("new");

@@ -34,7 +34,7 @@ use crate::invalid::InvalidReason;
 use crate::packet::Packet;
 use crate::status::Status;
 use crate::sysctl::Sysctls;
-use crate::time::{secs, Duration};
+use crate::time::{secs, Duration, Instant};
 use crate::tuple::Dir;
 use core::fmt;
 use table::Cell;
@@ -647,7 +647,7 @@ impl TcpConn {
                 }
                 Verdict::Invalid(reason) => {
                     let set_timeout = self
-                        .handle_invalid(dir, index, ecx, sys)
+                        .handle_invalid(dir, index, ecx, sys, cx.now)
                         .then(|| secs(u64::from(sys.nf_conntrack_tcp_timeout_unacknowledged)));
                     return TrackerResult::Invalid {
                         reason: reason.into(),
@@ -867,6 +867,7 @@ impl TcpConn {
         index: PacketIndex,
         ecx: &EntryCx,
         sys: &Sysctls,
+        now: Instant,
     ) -> bool {
         if !ecx.status.has(Status::ASSURED) || ecx.status.has(Status::FIXED_TIMEOUT) {
             return false;
@@ -875,7 +876,7 @@ impl TcpConn {
             return false;
         }
         if self.last_dir != dir && matches!(self.last_index, PacketIndex::Fin | PacketIndex::Rst) {
-            let remaining = ecx.remaining;
+            let remaining = ecx.remaining(now);
             if remaining < Duration::from_secs(HANDLE_INVALID_MIN_REMAINING_SECS) {
                 return false;
             }

@@ -238,7 +238,7 @@ impl Sim {
         let ecx = EntryCx {
             status: self.status,
             unconfirmed,
-            remaining: self.remaining,
+            deadline: Instant::ZERO + self.remaining,
             seqadj: None,
         };
         let Some(conn) = self.conn.as_mut() else {
@@ -2030,7 +2030,7 @@ fn tcp_packet_on_short_header_is_invalid_not_panic() {
     let ecx = EntryCx {
         status: f.sim.status,
         unconfirmed: false,
-        remaining: Duration::from_secs(1),
+        deadline: Instant::ZERO + Duration::from_secs(1),
         seqadj: None,
     };
     let Some(conn) = f.sim.conn.as_mut() else {
