@@ -31,6 +31,9 @@ pub struct BatchResult {
     pub confirmed: Option<Confirmed>,
 }
 
+/// Entries up to which the batch path skips its prefetch stages (see `track_batch`).
+const SMALL_TABLE: u32 = 1024;
+
 /// Packets resolved per prefetch round: enough to hide a memory access behind the
 /// others' hashing, few enough that the lines fetched stay in L1.
 const ROUND: usize = 16;
@@ -78,6 +81,9 @@ impl Conntrack {
         // Reply tuples (and their hashes) of the packets predicted to miss.
         let mut replies: [Option<(Tuple, u64)>; ROUND] = [None; ROUND];
         let mut memo = HashMemo::default();
+        // A table this small stays in cache (a bucket head line and a slot per entry:
+        // ~128 KiB): the prefetch stages would only cost instructions.
+        let prefetch = self.table.count() > SMALL_TABLE;
         for (r, round) in pkts.chunks(ROUND).enumerate() {
             for (slot, p) in pre.iter_mut().zip(round) {
                 let table = &self.table;
@@ -90,7 +96,7 @@ impl Conntrack {
                     self.table().prefetch(x.hash());
                 }
             }
-            if round.len() > 1 {
+            if round.len() > 1 && prefetch {
                 let mut first = [u32::MAX; ROUND];
                 for (f, x) in first.iter_mut().zip(&pre[..round.len()]) {
                     if let Some(x) = x {
@@ -128,7 +134,7 @@ impl Conntrack {
                     self.table().prefetch_next(*f);
                 }
             } else {
-                replies[0] = None;
+                replies[..round.len()].fill(None);
             }
             for (k, p) in round.iter().enumerate() {
                 let i = r * ROUND + k;

@@ -15,8 +15,13 @@ use std::collections::VecDeque;
 
 /// Packets in flight in the window.
 const DEPTH: usize = 32;
-/// Where in the window the chain's nodes are prefetched.
+/// Where in the window the chain's first node is prefetched (its bucket head, fetched
+/// at push, has had half a window to arrive).
 const HALF: usize = DEPTH / 2;
+/// Where the chain's second node is prefetched: the first node's link is read there,
+/// a quarter window after that node was requested (reading it right away stalled on
+/// it: the pop then waited a full memory latency per packet).
+const QUARTER: usize = DEPTH / 4;
 
 /// The window's parse of one packet: its flow hash in the default zone, tied to the
 /// exact bytes it was computed from, so [`Conntrack::track_with_hint`] can skip hashing
@@ -43,10 +48,22 @@ impl FlowHint {
     }
 }
 
+/// One packet in the window: the item, its hint, and how far its prefetch went.
+#[derive(Debug)]
+struct Slot<T> {
+    item: T,
+    hint: Option<FlowHint>,
+    /// The chain's first node once requested (stage 2), or `None` (stage 1: only the
+    /// bucket head was requested, at push).
+    first: Option<u32>,
+    /// The second node was requested too (stage 3).
+    done: bool,
+}
+
 /// A window of upcoming packets (any item type) with their prefetch state.
 #[derive(Debug)]
 pub struct Lookahead<T> {
-    q: VecDeque<(T, Option<FlowHint>, bool)>,
+    q: VecDeque<Slot<T>>,
 }
 
 impl<T> Default for Lookahead<T> {
@@ -77,20 +94,31 @@ impl<T> Lookahead<T> {
         if let Some(h) = hint {
             ct.table().prefetch(h.hash);
         }
-        self.q.push_back((item, hint, false));
+        self.q.push_back(Slot {
+            item,
+            hint,
+            first: None,
+            done: false,
+        });
     }
 
-    /// The oldest item with its hint (for [`Conntrack::track_with_hint`]), after the
-    /// chain of the one half a window behind it has been prefetched.
+    /// The oldest item with its hint (for [`Conntrack::track_with_hint`]). On the
+    /// way, the packet half a window behind gets its chain's first node requested,
+    /// and the one a quarter window behind (whose first node has had time to arrive)
+    /// its second node.
     pub fn pop(&mut self, ct: &Conntrack) -> Option<(T, Option<FlowHint>)> {
         if let Some(x) = self.q.get_mut(HALF) {
-            if let (Some(h), false) = (x.1, x.2) {
-                let first = ct.table().prefetch_first(h.hash);
-                ct.table().prefetch_next(first);
-                x.2 = true;
+            if let (Some(h), None) = (x.hint, x.first) {
+                x.first = Some(ct.table().prefetch_first(h.hash));
             }
         }
-        self.q.pop_front().map(|x| (x.0, x.1))
+        if let Some(x) = self.q.get_mut(QUARTER) {
+            if let (Some(first), false) = (x.first, x.done) {
+                ct.table().prefetch_next(first);
+                x.done = true;
+            }
+        }
+        self.q.pop_front().map(|x| (x.item, x.hint))
     }
 }
 

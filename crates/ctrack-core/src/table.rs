@@ -303,6 +303,7 @@ impl Table {
     }
 
     /// Whether `id` is linked (confirmed and in the hash).
+    #[inline]
     pub fn is_linked(&self, id: EntryId) -> bool {
         self.slots.get(id as usize).is_some_and(|s| s.tag[0] != 0)
     }

@@ -147,6 +147,15 @@ impl Conntrack {
         t: &Tracked,
         pkt: &mut Vec<u8>,
     ) -> Result<Confirmed, HelperDrop> {
+        // An entry without extensions has no helper, no sequence adjustment, no master
+        // and (having no helper) no expectations: only the confirm itself is left.
+        let plain = match (t.entry, t.ctinfo) {
+            (Some(id), Some(_)) => self.table.get(id).is_none_or(|e| e.ext.is_none()),
+            _ => true,
+        };
+        if plain {
+            return Ok(self.confirm(now, t));
+        }
         let target = match (t.entry, t.ctinfo) {
             (Some(id), Some(ci)) => self.table.get(id).map(|e| (id, ci, e.seq)),
             _ => None,

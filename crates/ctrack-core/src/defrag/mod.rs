@@ -287,6 +287,13 @@ impl Defrag {
     /// [`Defrag::push`]). Counts `ReasmTimeout` as the kernel's timers do. `sysctls`
     /// is not read: a queue's lifetime is fixed when it is created.
     pub fn expire(&mut self, now: Instant, _sysctls: &Sysctls) {
+        if self.queued() == 0 {
+            // Nothing can expire (a stream without fragments): the timers left are
+            // stale, and dropping them is what popping them would do.
+            self.v4.table.timers.clear();
+            self.v6.table.timers.clear();
+            return;
+        }
         self.v4.expire(now, &mut self.stats);
         self.v6.expire(now, &mut self.stats);
     }
