@@ -297,7 +297,18 @@ impl Conntrack {
 
     /// Run the GC worker's passes that are due at `now` (kernel `gc_worker`, paced as
     /// the kernel paces it; see [`crate::gc`]). Returns the entries deleted.
+    #[inline]
     pub fn gc(&mut self, now: Instant) -> usize {
+        // Called for every packet: the usual answer (not due yet) stays inline.
+        if self.gc.due(now).is_none() {
+            return 0;
+        }
+        self.gc_passes(now)
+    }
+
+    /// The passes of [`Conntrack::gc`] once one is due.
+    #[inline(never)]
+    fn gc_passes(&mut self, now: Instant) -> usize {
         use crate::gc::{Average, EXPIRED_MAX, JIFFY};
         let mut deleted = 0;
         while let Some(at) = self.gc.due(now) {

@@ -86,6 +86,7 @@ impl GcWorker {
 
     /// The runs due up to `now`: returns the time of the next run if it is ≤ `now`
     /// (arming the first run 1 s after the first call).
+    #[inline]
     pub fn due(&mut self, now: Instant) -> Option<Instant> {
         let at = *self.next_run.get_or_insert(now + Duration::from_secs(1));
         (at <= now).then_some(at)

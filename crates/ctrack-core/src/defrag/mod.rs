@@ -265,6 +265,9 @@ impl Defrag {
         self.out.max_frag_size = 0;
         self.out.pieces.clear();
         self.expire(now, sysctls);
+        if is_plain_ipv4(pkt) {
+            return DefragResult::NotFragment;
+        }
         let outcome = match pkt.first().map(|b| b >> 4) {
             Some(4) => self
                 .v4
@@ -330,6 +333,20 @@ impl Defrag {
     /// Bytes counted against `nf_conntrack_frag6_high_thresh` (see [`approx_truesize`]).
     pub fn ipv6_mem(&self) -> u64 {
         self.v6.table.mem
+    }
+}
+
+/// An IPv4 packet with a valid header length and neither MF nor a fragment offset:
+/// what the IPv4 `push` answers `NotFragment` for without touching any state (the
+/// common case, decided here without the dispatch).
+#[inline(always)]
+fn is_plain_ipv4(pkt: &[u8]) -> bool {
+    match pkt.get(..20) {
+        Some(h) => {
+            let ihl = usize::from(h[0] & 0x0f) * 4;
+            h[0] >> 4 == 4 && ihl >= 20 && ihl <= pkt.len() && h[6] & 0x3f == 0 && h[7] == 0
+        }
+        None => false,
     }
 }
 
