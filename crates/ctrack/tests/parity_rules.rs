@@ -159,9 +159,45 @@ const CONNLABEL_PATHS: [&str; 2] = ["/etc/connlabel.conf", "/etc/xtables/connlab
 /// whether its directory was created).
 type Saved = Vec<(PathBuf, Option<Vec<u8>>, bool)>;
 
-/// Users of the installed connlabel map (tests of this binary run in parallel), and what
-/// the first one replaced.
-static CONNLABEL: std::sync::Mutex<(usize, Saved)> = std::sync::Mutex::new((0, Vec::new()));
+/// Users of the installed connlabel map (tests of this binary run in parallel), what
+/// the first one replaced, and the cross-process lock held meanwhile.
+static CONNLABEL: std::sync::Mutex<(usize, Saved, Option<std::fs::File>)> =
+    std::sync::Mutex::new((0, Vec::new(), None));
+
+/// Held (`flock`, exclusive) by the process that has the map installed: another test
+/// process on the machine (a second CI run) waits for it instead of replacing or
+/// removing the file under this one.
+const CONNLABEL_LOCK: &str = "/run/ctrack-tests/connlabel.lock";
+
+/// How long a process waits for another one's connlabel map to go.
+const CONNLABEL_WAIT: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// Take [`CONNLABEL_LOCK`]; `None` when the file cannot be opened (not root) or
+/// another process holds it past [`CONNLABEL_WAIT`].
+fn connlabel_lock() -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = Path::new(CONNLABEL_LOCK);
+    std::fs::create_dir_all(path.parent()?).ok()?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .ok()?;
+    let deadline = std::time::Instant::now() + CONNLABEL_WAIT;
+    loop {
+        // SAFETY: flock on the open descriptor of `f`; no memory is passed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Some(f);
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!("{CONNLABEL_LOCK}: still held by another process; giving up");
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
 
 /// The manifest's connlabel map installed at [`CONNLABEL_PATHS`] while this guard lives;
 /// the last guard dropped restores what was there (or removes what was not).
@@ -173,6 +209,7 @@ impl Connlabel {
         let text = std::fs::read(root().join("tests/rulesets").join(name)).expect("connlabel map");
         let mut g = CONNLABEL.lock().unwrap_or_else(|p| p.into_inner());
         if g.0 == 0 {
+            let lock = connlabel_lock()?;
             let mut saved = Vec::new();
             for p in CONNLABEL_PATHS {
                 let p = PathBuf::from(p);
@@ -186,6 +223,7 @@ impl Connlabel {
                 saved.push((p, old, made_dir));
             }
             g.1 = saved;
+            g.2 = Some(lock);
         }
         g.0 += 1;
         Some(Connlabel)
@@ -217,6 +255,9 @@ impl Drop for Connlabel {
         if g.0 == 0 {
             restore(&g.1);
             g.1.clear();
+            // Released after the files are back: the next process finds them as they
+            // were.
+            g.2 = None;
         }
     }
 }
