@@ -35,6 +35,19 @@ pub struct FlowHint {
 }
 
 impl FlowHint {
+    /// The hint of the IP packet `l3` for a table hashing with `hasher` (see
+    /// [`crate::table::Table::hasher`]): what [`Lookahead::push`] computes, for a
+    /// reader that parses and hashes on another thread. `None` for a packet tracking
+    /// parses itself (ICMP, GRE, no tuple).
+    pub fn compute(hasher: &crate::table::FlowHasher, l3: &[u8]) -> Option<FlowHint> {
+        let x = Parsed::new_with(l3, |t| hasher.hash(t, 0))?;
+        Some(FlowHint {
+            hash: x.hash(),
+            ptr: l3.as_ptr() as usize,
+            len: l3.len(),
+        })
+    }
+
     /// Whether the hint was made from `data` or from a longer slice that starts where
     /// `data` starts: the IP input checks trim a frame's padding (Ethernet pads short
     /// packets to 60 bytes) after the window saw it. The tuple only depends on a
@@ -83,14 +96,14 @@ impl<T> Lookahead<T> {
     /// Add an item; `l3` is its IP packet (or `None` for items that are not packets),
     /// whose bucket is prefetched in `ct`'s table for the default zone.
     pub fn push(&mut self, ct: &Conntrack, item: T, l3: Option<&[u8]>) {
-        let hint = l3.and_then(|p| {
-            let x = Parsed::new_with(p, |t| ct.table().hash(t, 0))?;
-            Some(FlowHint {
-                hash: x.hash(),
-                ptr: p.as_ptr() as usize,
-                len: p.len(),
-            })
-        });
+        let hasher = ct.table().hasher();
+        let hint = l3.and_then(|p| FlowHint::compute(&hasher, p));
+        self.push_hinted(ct, item, hint);
+    }
+
+    /// [`Lookahead::push`] of an item whose hint was computed already
+    /// ([`FlowHint::compute`], e.g. on a reader thread).
+    pub fn push_hinted(&mut self, ct: &Conntrack, item: T, hint: Option<FlowHint>) {
         if let Some(h) = hint {
             ct.table().prefetch(h.hash);
         }

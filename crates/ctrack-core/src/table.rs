@@ -226,6 +226,11 @@ impl Table {
         }
     }
 
+    /// The table's keyed flow hash (a copy: another thread may hash ahead with it).
+    pub fn hasher(&self) -> FlowHasher {
+        self.hasher
+    }
+
     /// Number of buckets.
     pub fn buckets(&self) -> u32 {
         self.heads.len() as u32

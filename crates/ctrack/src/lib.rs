@@ -9,6 +9,7 @@
 
 pub mod capacity;
 pub mod diff;
+pub mod feed;
 pub mod input;
 pub mod kernel;
 pub mod listing;
