@@ -613,24 +613,12 @@ impl Conntrack {
             seqadj: None,
         };
         // The UDP tracker accepts every packet that passed `udp_error`, with no note
-        // and no kill; the entry has no accounting to count.
+        // and no kill.
         let TrackerResult::Accept(acc) = u.packet(&ecx, &cx) else {
             return Express::Looked(found);
         };
         let ctinfo = ctinfo_of(dir, status);
-        if let Some(t) = acc.refresh {
-            if !status.has(Status::FIXED_TIMEOUT) {
-                e.deadline = now + t;
-            }
-        }
-        if acc.set_assured && !status.has(Status::ASSURED) {
-            e.status.set(Status::ASSURED);
-            e.ecache |= bits::ASSURED;
-        }
-        if dir == Dir::Reply && !status.has(Status::SEEN_REPLY) {
-            e.status.set(Status::SEEN_REPLY);
-            e.ecache |= bits::REPLY;
-        }
+        update_accepted(e, now, dir, ctinfo, &acc, p.pkt.len());
         Express::Done(Tracked {
             ctinfo: Some(ctinfo),
             entry: Some(id),

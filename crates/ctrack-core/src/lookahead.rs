@@ -3,10 +3,11 @@
 //! path's prefetch does for a batch (`batch.rs`), but for a pipeline that must run the
 //! packets strictly one after the other.
 //!
-//! A packet entering the window ([`Lookahead::push`]) is parsed and hashed and its
-//! bucket head prefetched; half-way through the window its chain's first two nodes are
-//! prefetched ([`Lookahead::pop`]), which hands back the hash as a [`FlowHint`] so
-//! tracking does not hash the packet again. Only hints: a packet whose zone or bytes
+//! A packet entering the window ([`Lookahead::push`]) is parsed and hashed (or comes
+//! with its [`FlowHint`] made on a reader thread, [`Lookahead::push_hinted`]) and its
+//! bucket head prefetched; half-way through the window its chain's first node is
+//! requested, a quarter window later its second ([`Lookahead::pop`]), which hands back
+//! the hash as a [`FlowHint`] so tracking does not hash the packet again. Only hints: a packet whose zone or bytes
 //! differ by the time it is tracked (rules, defrag) merely gets no benefit. Results
 //! never depend on it.
 

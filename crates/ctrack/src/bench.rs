@@ -948,30 +948,19 @@ fn replay_once(cap: &ctrack_capture::Capture, mode: Mode) -> Result<Tally> {
     let mut r = Replay::new(&ReplayOptions::default());
     let mut tl = Tally::default();
     if mode == Mode::Feed {
-        let mut window = ctrack_core::lookahead::Lookahead::default();
-        let hasher = r.ct.table().hasher();
-        let mut step = |r: &mut Replay, rec: ctrack_capture::Record<'_>, hint| {
-            if let Some(l3) = rec.payload.l3() {
-                tally_outcome(
-                    &mut tl,
-                    &r.packet_outcome(rec.ts_ns, l3, Side::Client, hint),
-                );
-            }
-        };
-        ctrack::feed::read_ahead(cap, hasher, |chunk| -> Result<bool> {
-            for (rec, hint) in chunk.items.drain(..) {
-                window.push_hinted(&r.ct, rec?, hint);
-                if window.is_full() {
-                    if let Some((rec, hint)) = window.pop(&r.ct) {
-                        step(&mut r, rec, hint);
-                    }
+        ctrack::feed::replay(
+            cap,
+            &mut r,
+            |_| {},
+            |r, (rec, hint)| -> Result<bool> {
+                let rec = rec?;
+                if let Some(l3) = rec.payload.l3() {
+                    let o = r.packet_outcome(rec.ts_ns, l3, Side::Client, hint);
+                    tally_outcome(&mut tl, &o);
                 }
-            }
-            Ok(true)
-        })?;
-        while let Some((rec, hint)) = window.pop(&r.ct) {
-            step(&mut r, rec, hint);
-        }
+                Ok(true)
+            },
+        )?;
         std::hint::black_box(r.ct.count());
         return Ok(tl);
     }

@@ -83,6 +83,44 @@ pub fn read_ahead<'a, E>(
     })
 }
 
+/// Replay `cap` through `r` as `ctrack replay` does: the records come from the reader
+/// thread ([`read_ahead`]) and go through the look-ahead window, whose prefetches are
+/// issued here, on the tracking thread; `each` gets every record with its hint, in
+/// file order, and returns `false` to stop. `progress` gets the file offset reached
+/// after each chunk.
+pub fn replay<'a, E>(
+    cap: &'a Capture,
+    r: &mut crate::replay::Replay,
+    mut progress: impl FnMut(u64),
+    mut each: impl FnMut(&mut crate::replay::Replay, Item<'a>) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut window = ctrack_core::lookahead::Lookahead::default();
+    let mut stopped = false;
+    let hasher = r.ct.table().hasher();
+    read_ahead(cap, hasher, |chunk| {
+        progress(chunk.offset);
+        for (rec, hint) in chunk.items.drain(..) {
+            window.push_hinted(&r.ct, rec, hint);
+            if window.is_full() {
+                if let Some(item) = window.pop(&r.ct) {
+                    if !each(r, item)? {
+                        stopped = true;
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    while !stopped {
+        let Some(item) = window.pop(&r.ct) else {
+            break;
+        };
+        stopped = !each(r, item)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

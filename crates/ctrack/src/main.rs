@@ -303,91 +303,63 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         // One record through the pipeline; `false` stops the replay (a broken record).
-        let mut process =
-            |r: &mut Replay,
-             rec: Result<ctrack_capture::Record<'_>, ctrack_capture::CaptureError>,
-             hint: Option<ctrack_core::lookahead::FlowHint>|
-             -> Result<bool> {
-                let rec = match rec {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("ctrack: {e}");
-                        failed = true;
-                        return Ok(false);
-                    }
-                };
-                let Some(l3) = rec.payload.l3() else {
-                    non_ip += 1;
-                    return Ok(true);
-                };
-                // The side only matters to `iifname`/`oifname` rules and the per-packet
-                // report; skip the flow-map lookup when neither is asked for.
-                let side = if need_side {
-                    sides.side(l3)
-                } else {
-                    ctrack_core::topology::Side::Client
-                };
-                // The full report only when a line is printed for the packet.
-                let (rep, drop, fate) = if a.packets {
-                    let rep = r.packet(rec.index, rec.ts_ns, l3, side);
-                    let (drop, fate) = (rep.drop, rep.fate);
-                    (Some(rep), drop, fate)
-                } else {
-                    let o = r.packet_outcome(rec.ts_ns, l3, side, hint);
-                    (None, o.drop, ctrack::report::Fate::from(o.fate))
-                };
-                if let Some(w) = writer.as_mut() {
-                    let forwarded = !drop && fate == ctrack::report::Fate::Forwarded;
-                    match wire {
-                        // Every packet as it leaves, on whichever side.
-                        None if forwarded => w.packet(rec.ts_ns, r.last_packet())?,
-                        None => {}
-                        // One wire: what arrived from it, and what was forwarded onto it.
-                        Some(wire) if side == wire => w.packet(rec.ts_ns, l3)?,
-                        Some(_) if forwarded => w.packet(rec.ts_ns, r.last_packet())?,
-                        Some(_) => {}
-                    }
+        let process = |r: &mut Replay, (rec, hint): ctrack::feed::Item<'_>| -> Result<bool> {
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("ctrack: {e}");
+                    failed = true;
+                    return Ok(false);
                 }
-                if let Some(c) = capacity.as_mut() {
-                    c.observe(&r.ct, r.now);
-                }
-                if let Some(rep) = rep {
-                    let line = if fmt.json { rep.json() } else { rep.human() };
-                    writeln!(out, "{line}")?;
-                }
-                if events {
-                    output::print_events(r.ct.drain_events(), fmt, session.as_mut(), &mut out)?;
-                    print_expect_events(r, session.as_mut(), &mut out)?;
-                }
-                Ok(true)
             };
-        // The records come from a reader thread that also parses and hashes each
-        // packet (`feed`); the next packets' buckets are prefetched while one is
-        // processed (the look-ahead window).
-        let mut window = ctrack_core::lookahead::Lookahead::default();
-        let mut stopped = false;
-        let hasher = r.ct.table().hasher();
-        ctrack::feed::read_ahead(&cap, hasher, |chunk| -> Result<bool> {
-            bar.set_position(chunk.offset);
-            for (rec, hint) in chunk.items.drain(..) {
-                window.push_hinted(&r.ct, rec, hint);
-                if window.is_full() {
-                    if let Some((rec, hint)) = window.pop(&r.ct) {
-                        if !process(&mut r, rec, hint)? {
-                            stopped = true;
-                            return Ok(false);
-                        }
-                    }
+            let Some(l3) = rec.payload.l3() else {
+                non_ip += 1;
+                return Ok(true);
+            };
+            // The side only matters to `iifname`/`oifname` rules and the per-packet
+            // report; skip the flow-map lookup when neither is asked for.
+            let side = if need_side {
+                sides.side(l3)
+            } else {
+                ctrack_core::topology::Side::Client
+            };
+            // The full report only when a line is printed for the packet.
+            let (rep, drop, fate) = if a.packets {
+                let rep = r.packet(rec.index, rec.ts_ns, l3, side);
+                let (drop, fate) = (rep.drop, rep.fate);
+                (Some(rep), drop, fate)
+            } else {
+                let o = r.packet_outcome(rec.ts_ns, l3, side, hint);
+                (None, o.drop, ctrack::report::Fate::from(o.fate))
+            };
+            if let Some(w) = writer.as_mut() {
+                let forwarded = !drop && fate == ctrack::report::Fate::Forwarded;
+                match wire {
+                    // Every packet as it leaves, on whichever side.
+                    None if forwarded => w.packet(rec.ts_ns, r.last_packet())?,
+                    None => {}
+                    // One wire: what arrived from it, and what was forwarded onto it.
+                    Some(wire) if side == wire => w.packet(rec.ts_ns, l3)?,
+                    Some(_) if forwarded => w.packet(rec.ts_ns, r.last_packet())?,
+                    Some(_) => {}
                 }
             }
+            if let Some(c) = capacity.as_mut() {
+                c.observe(&r.ct, r.now);
+            }
+            if let Some(rep) = rep {
+                let line = if fmt.json { rep.json() } else { rep.human() };
+                writeln!(out, "{line}")?;
+            }
+            if events {
+                output::print_events(r.ct.drain_events(), fmt, session.as_mut(), &mut out)?;
+                print_expect_events(r, session.as_mut(), &mut out)?;
+            }
             Ok(true)
-        })?;
-        while !stopped {
-            let Some((rec, hint)) = window.pop(&r.ct) else {
-                break;
-            };
-            stopped = !process(&mut r, rec, hint)?;
-        }
+        };
+        // The records come from a reader thread that also parses and hashes each
+        // packet; the next packets' buckets are prefetched while one is processed.
+        ctrack::feed::replay(&cap, &mut r, |offset| bar.set_position(offset), process)?;
         bar.finish_and_clear();
     }
     if let Some(w) = writer.take() {

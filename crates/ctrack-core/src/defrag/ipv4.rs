@@ -95,6 +95,7 @@ impl Ipv4Defrag {
 
     /// `ip_expire` for every queue whose lifetime ended: counts ReasmFails and
     /// ReasmTimeout; no ICMP here (§3.4).
+    #[inline]
     pub(super) fn expire(&mut self, now: Instant, stats: &mut DefragStats) {
         let peers = &mut self.peers;
         self.table.expire(now, |key, q| {
@@ -104,7 +105,10 @@ impl Ipv4Defrag {
         });
     }
 
-    /// `ipv4_conntrack_defrag` + `ip_defrag` for one packet.
+    /// `ipv4_conntrack_defrag` + `ip_defrag` for one packet. A packet that is no
+    /// fragment (almost every one) is answered here, inline; a fragment goes to
+    /// [`Ipv4Defrag::push_fragment`].
+    #[inline]
     pub(super) fn push(
         &mut self,
         now: Instant,
@@ -125,6 +129,24 @@ impl Ipv4Defrag {
         if frag & (IP_MF | IP_OFFSET) == 0 {
             return Outcome::NotFragment;
         }
+        self.push_fragment(now, pkt, ihl, frag, zone, sysctls, stats, out)
+    }
+
+    /// [`Ipv4Defrag::push`] of a fragment (`ihl`: its header length, `frag`: its
+    /// flags and offset word).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn push_fragment(
+        &mut self,
+        now: Instant,
+        pkt: &[u8],
+        ihl: usize,
+        frag: u16,
+        zone: u16,
+        sysctls: &Sysctls,
+        stats: &mut DefragStats,
+        out: &mut Reassembled,
+    ) -> Outcome {
         stats.ipv4_reasm_reqds += 1;
 
         let key = V4Key {

@@ -170,6 +170,7 @@ impl Ipv6Defrag {
     /// `ip6frag_expire_frag_queue` for every queue whose lifetime ended. Counts
     /// `Ip6: ReasmFails/ReasmTimeout` only when a fragment was queued (the kernel needs
     /// its ingress device). The ICMPv6 time-exceeded is not produced here.
+    #[inline]
     pub(super) fn expire(&mut self, now: Instant, stats: &mut DefragStats) {
         self.table.expire(now, |_, q| {
             if q.ext.inserted {

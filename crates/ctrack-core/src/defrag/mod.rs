@@ -265,9 +265,6 @@ impl Defrag {
         self.out.max_frag_size = 0;
         self.out.pieces.clear();
         self.expire(now, sysctls);
-        if is_plain_ipv4(pkt) {
-            return DefragResult::NotFragment;
-        }
         let outcome = match pkt.first().map(|b| b >> 4) {
             Some(4) => self
                 .v4
@@ -290,13 +287,6 @@ impl Defrag {
     /// [`Defrag::push`]). Counts `ReasmTimeout` as the kernel's timers do. `sysctls`
     /// is not read: a queue's lifetime is fixed when it is created.
     pub fn expire(&mut self, now: Instant, _sysctls: &Sysctls) {
-        if self.queued() == 0 {
-            // Nothing can expire (a stream without fragments): the timers left are
-            // stale, and dropping them is what popping them would do.
-            self.v4.table.timers.clear();
-            self.v6.table.timers.clear();
-            return;
-        }
         self.v4.expire(now, &mut self.stats);
         self.v6.expire(now, &mut self.stats);
     }
@@ -333,20 +323,6 @@ impl Defrag {
     /// Bytes counted against `nf_conntrack_frag6_high_thresh` (see [`approx_truesize`]).
     pub fn ipv6_mem(&self) -> u64 {
         self.v6.table.mem
-    }
-}
-
-/// An IPv4 packet with a valid header length and neither MF nor a fragment offset:
-/// what the IPv4 `push` answers `NotFragment` for without touching any state (the
-/// common case, decided here without the dispatch).
-#[inline(always)]
-fn is_plain_ipv4(pkt: &[u8]) -> bool {
-    match pkt.get(..20) {
-        Some(h) => {
-            let ihl = usize::from(h[0] & 0x0f) * 4;
-            h[0] >> 4 == 4 && ihl >= 20 && ihl <= pkt.len() && h[6] & 0x3f == 0 && h[7] == 0
-        }
-        None => false,
     }
 }
 
