@@ -136,6 +136,63 @@ impl<T> Lookahead<T> {
     }
 }
 
+/// The window's prefetch stages for a stream whose packets stay where the caller keeps
+/// them (replay's reader thread hands over chunks of records; moving each record
+/// through a [`Lookahead`] queue costs more than the prefetches save). Before tracking
+/// packet number `n` of the stream, the caller calls [`Stages::step`] with the hashes
+/// of the packets [`Stages::DEPTH`], half that and a quarter of that ahead: the first
+/// gets its bucket head requested, the second its chain's first node, the third its
+/// second node — the same schedule as [`Lookahead::pop`]. Only prefetches: results
+/// never depend on it.
+#[derive(Debug)]
+pub struct Stages {
+    /// Per packet (by its number modulo `DEPTH`), the first node requested for it at
+    /// the half-way stage, `u32::MAX` for none.
+    first: [u32; DEPTH],
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Stages {
+            first: [u32::MAX; DEPTH],
+        }
+    }
+}
+
+impl Stages {
+    /// How far ahead the first stage looks (packets).
+    pub const DEPTH: usize = DEPTH;
+
+    /// The stages due before packet `n` is tracked; `hint_ahead(k)` is the
+    /// [`FlowHint`] of the packet `k` positions after `n`, `None` when there is no such
+    /// packet or it has no hint. The first stage also requests the packet's first
+    /// bytes (a reader thread on another core wrote or read them last).
+    #[inline]
+    pub fn step(&mut self, ct: &Conntrack, n: u64, hint_ahead: impl Fn(usize) -> Option<FlowHint>) {
+        let table = ct.table();
+        if let Some(h) = hint_ahead(DEPTH) {
+            table.prefetch(h.hash);
+            crate::table::prefetch_read(h.ptr as *const u8);
+        }
+        self.first[((n + HALF as u64) % DEPTH as u64) as usize] =
+            hint_ahead(HALF).map_or(u32::MAX, |h| table.prefetch_first(h.hash));
+        let q = ((n + QUARTER as u64) % DEPTH as u64) as usize;
+        table.prefetch_next(self.first[q]);
+        self.first[q] = u32::MAX;
+    }
+}
+
+/// Ask the CPU to fetch the cache lines of `x` (e.g. a record another core wrote),
+/// without waiting for them. Only a hint: it never faults and changes no result.
+#[inline]
+pub fn prefetch<T>(x: &T) {
+    let p = (x as *const T).cast::<u8>();
+    crate::table::prefetch_read(p);
+    if size_of::<T>() > 1 {
+        crate::table::prefetch_read(p.wrapping_add(size_of::<T>() - 1));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -677,7 +677,7 @@ fn advise_huge_pages(p: *const u8, len: usize) {
 /// A read prefetch hint; never faults (an address past the end is fine: it only feeds
 /// the cache).
 #[inline(always)]
-fn prefetch_read<T>(p: *const T) {
+pub(crate) fn prefetch_read<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

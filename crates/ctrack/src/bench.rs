@@ -48,6 +48,10 @@ pub(crate) struct BenchArgs {
     /// Repeat each timed run and keep the best (the VM is noisy).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// replay: also write the generated capture to this file, so `ctrack replay FILE`
+    /// can be timed (or profiled) on the same packets.
+    #[arg(long)]
+    save: Option<std::path::PathBuf>,
 }
 
 /// Generated packets: one flat buffer plus (offset, length) spans, so the timed loop
@@ -890,6 +894,10 @@ fn replay(a: &BenchArgs) -> Result<Figure> {
     let flows = a.flows.unwrap_or(100_000);
     let bytes = pcap_bytes(n, flows);
     let size = bytes.len();
+    if let Some(path) = &a.save {
+        std::fs::write(path, &bytes)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
     let mut tally = Tally::default();
     // Best time as `ctrack replay` runs (reader thread + look-ahead window), then on one
     // thread with the window, then with neither.
@@ -953,9 +961,9 @@ fn replay_once(cap: &ctrack_capture::Capture, mode: Mode) -> Result<Tally> {
             &mut r,
             |_| {},
             |r, (rec, hint)| -> Result<bool> {
-                let rec = rec?;
+                let rec = rec.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
                 if let Some(l3) = rec.payload.l3() {
-                    let o = r.packet_outcome(rec.ts_ns, l3, Side::Client, hint);
+                    let o = r.packet_outcome(rec.ts_ns, l3, Side::Client, *hint);
                     tally_outcome(&mut tl, &o);
                 }
                 Ok(true)

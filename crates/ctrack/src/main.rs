@@ -303,9 +303,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         // One record through the pipeline; `false` stops the replay (a broken record).
-        let process = |r: &mut Replay, (rec, hint): ctrack::feed::Item<'_>| -> Result<bool> {
-            let rec = match rec {
-                Ok(r) => r,
+        let process = |r: &mut Replay, (rec, hint): &ctrack::feed::Item<'_>| -> Result<bool> {
+            let (rec, hint) = match rec {
+                Ok(r) => (*r, *hint),
                 Err(e) => {
                     eprintln!("ctrack: {e}");
                     failed = true;
