@@ -155,7 +155,8 @@ struct Held<'a> {
     n: u64,
     /// The prefetch stages.
     stages: Stages,
-    /// A chunk whose records are all tracked, to hand back to the reader.
+    /// A chunk whose records are all tracked, to hand back to the reader (which clears
+    /// it before reuse).
     spent: Option<Vec<Item<'a>>>,
 }
 
@@ -192,10 +193,8 @@ impl<'a> Held<'a> {
         self.left -= 1;
         self.pos += 1;
         if self.chunks.front().is_some_and(|c| self.pos >= c.len()) {
-            if let Some(mut c) = self.chunks.pop_front() {
-                c.clear();
-                self.spent = Some(c);
-            }
+            // Handed back as it is: the reader clears it (dropping the records there).
+            self.spent = self.chunks.pop_front();
             self.pos = 0;
         }
         Ok(go_on)

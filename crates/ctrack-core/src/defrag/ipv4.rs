@@ -25,8 +25,8 @@ use crate::time::{secs, Instant};
 use std::collections::HashMap;
 
 const IP_DF: u16 = 0x4000;
-const IP_MF: u16 = 0x2000;
-const IP_OFFSET: u16 = 0x1fff;
+pub(super) const IP_MF: u16 = 0x2000;
+pub(super) const IP_OFFSET: u16 = 0x1fff;
 
 /// Queue key (`struct frag_v4_compare_key`; VRF index always 0, user = zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

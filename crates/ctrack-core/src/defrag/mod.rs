@@ -255,7 +255,34 @@ impl Defrag {
     /// `pkt` is an IP packet (IPv4 or IPv6, told by its version nibble) that passed the
     /// IP input checks and is trimmed to its IP length. `zone` is the conntrack zone:
     /// queues are per zone. Queues whose lifetime ended by `now` are dropped first.
+    #[inline]
     pub fn push(
+        &mut self,
+        now: Instant,
+        pkt: &[u8],
+        zone: u16,
+        sysctls: &Sysctls,
+    ) -> DefragResult<'_> {
+        // The common case inline: an IPv4 packet that is no fragment (MF clear, offset
+        // 0) while no queue is open has nothing to expire and nothing to join.
+        if let [b0, _, _, _, _, _, f0, f1, ..] = *pkt {
+            let frag = u16::from_be_bytes([f0, f1]);
+            if b0 >> 4 == 4
+                && pkt.len() >= 20
+                && frag & (ipv4::IP_MF | ipv4::IP_OFFSET) == 0
+                && self.queued() == 0
+            {
+                self.out.max_frag_size = 0;
+                self.out.pieces.clear();
+                return DefragResult::NotFragment;
+            }
+        }
+        self.push_any(now, pkt, zone, sysctls)
+    }
+
+    /// [`Defrag::push`] in general.
+    #[inline(never)]
+    fn push_any(
         &mut self,
         now: Instant,
         pkt: &[u8],
