@@ -58,6 +58,9 @@ impl Conntrack {
     ///    entry's tuples, so a NAT rewrite of the reply in the pipeline is hashed
     ///    afresh).
     ///
+    /// On a table of at most 1,024 entries (in cache) the stages would only cost
+    /// instructions: each packet is parsed (with the memo) and tracked at once.
+    ///
     /// The hash of a tuple does not depend on the table, so the hints stay valid
     /// whatever the earlier packets of the batch changed; a wrong miss prediction only
     /// costs a wasted prefetch.
@@ -77,13 +80,39 @@ impl Conntrack {
         // looked up as an original tuple first), predicted replies with its reply id.
         let (zid, rzid) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));
         out.reserve(pkts.len());
+        // A table this small stays in cache (a bucket head line and a slot per entry:
+        // ~128 KiB): the prefetch stages would only cost instructions, and so would
+        // keeping a round's parses in an array. Each packet is parsed and tracked at once.
+        if self.table.count() <= SMALL_TABLE {
+            let mut memo = HashMemo::default();
+            for (i, p) in pkts.iter().enumerate() {
+                let table = &self.table;
+                let key = HashMemo::key(p, zid);
+                let x = Parsed::new_with(p, |t| match key {
+                    Some(k) => memo.hash(k, || table.hash(t, zid)),
+                    None => table.hash(t, zid),
+                });
+                let tracked = self.track_hinted(now, p, hook, zone, x.as_ref());
+                let confirmed = match pipeline(i, &tracked, self) {
+                    Next::Confirm => Some(match &x {
+                        Some(x) => {
+                            self.confirm_hinted(now, &tracked, &[(zid, x.tuple(), x.hash())])
+                        }
+                        None => self.confirm(now, &tracked),
+                    }),
+                    Next::Discard => {
+                        self.discard(&tracked);
+                        None
+                    }
+                };
+                out.push(BatchResult { tracked, confirmed });
+            }
+            return;
+        }
         let mut pre: [Option<Parsed<'_>>; ROUND] = [None; ROUND];
         // Reply tuples (and their hashes) of the packets predicted to miss.
         let mut replies: [Option<(Tuple, u64)>; ROUND] = [None; ROUND];
         let mut memo = HashMemo::default();
-        // A table this small stays in cache (a bucket head line and a slot per entry:
-        // ~128 KiB): the prefetch stages would only cost instructions.
-        let prefetch = self.table.count() > SMALL_TABLE;
         for (r, round) in pkts.chunks(ROUND).enumerate() {
             for (slot, p) in pre.iter_mut().zip(round) {
                 let table = &self.table;
@@ -96,7 +125,7 @@ impl Conntrack {
                     self.table().prefetch(x.hash());
                 }
             }
-            if round.len() > 1 && prefetch {
+            if round.len() > 1 {
                 let mut first = [u32::MAX; ROUND];
                 for (f, x) in first.iter_mut().zip(&pre[..round.len()]) {
                     if let Some(x) = x {

@@ -163,9 +163,17 @@ fn the_batch_path_agrees_with_packet_by_packet_on_a_crowded_table() {
     let mut one = engine();
     let mut batch = engine();
     let (mut n, mut invalid, mut established) = (0, 0, 0);
+    // Batches that start on a small table (≤ 1,024 entries: tracked packet by packet)
+    // and on a larger one (rounds with the prefetch stages).
+    let (mut small, mut large) = (0, 0);
     let mut out = Vec::new();
     for (t, pkts) in &batches {
         let now = Instant::from_nanos(*t);
+        if batch.count() <= 1024 {
+            small += 1;
+        } else {
+            large += 1;
+        }
         let want: Vec<_> = pkts
             .iter()
             .map(|p| {
@@ -210,4 +218,5 @@ fn the_batch_path_agrees_with_packet_by_packet_on_a_crowded_table() {
         "{n} packets, {invalid} invalid, {established} established"
     );
     assert!(one.stats().invalid > 0);
+    assert!(small > 10 && large > 100, "{small} small, {large} large");
 }
