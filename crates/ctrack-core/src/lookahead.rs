@@ -33,6 +33,9 @@ pub struct FlowHint {
     pub(crate) hash: u64,
     pub(crate) ptr: usize,
     pub(crate) len: usize,
+    /// The packet's length after the IP input checks, when they passed on exactly
+    /// these bytes (`ptr`, `len`); 0 when they failed.
+    checked: u32,
 }
 
 impl FlowHint {
@@ -42,11 +45,27 @@ impl FlowHint {
     /// parses itself (ICMP, GRE, no tuple).
     pub fn compute(hasher: &crate::table::FlowHasher, l3: &[u8]) -> Option<FlowHint> {
         let x = Parsed::new_with(l3, |t| hasher.hash(t, 0))?;
+        let checked = match l3.first().map(|b| b >> 4) {
+            Some(6) => crate::packet::ip::check_ipv6(l3),
+            _ => crate::packet::ip::check_ipv4(l3),
+        };
         Some(FlowHint {
             hash: x.hash(),
             ptr: l3.as_ptr() as usize,
             len: l3.len(),
+            checked: checked.map_or(0, |d| u32::try_from(d.len()).unwrap_or(0)),
         })
+    }
+
+    /// What the IP input checks (`packet::ip::check_ipv4`/`check_ipv6`, by the version
+    /// nibble) return for `l3` when the hint was made from exactly these bytes and they
+    /// passed: the packet trimmed to its IP length. `None` otherwise (the caller runs
+    /// the checks). A pure function of the bytes, so a reader thread may run it ahead.
+    pub fn ip_checked<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
+        if self.ptr != l3.as_ptr() as usize || self.len != l3.len() || self.checked == 0 {
+            return None;
+        }
+        l3.get(..self.checked as usize)
     }
 
     /// Whether the hint was made from `data` or from a longer slice that starts where
@@ -222,6 +241,31 @@ mod tests {
             out.push(i);
         }
         assert_eq!(out, (0..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_hint_carries_the_ip_checks_of_exactly_its_bytes() {
+        let hasher = crate::table::FlowHasher::new(3);
+        let mut frame = vec![
+            0x45u8, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2, 0, 8,
+            0, 0,
+        ];
+        let c = crate::packet::checksum::compute(0, &frame[..20]);
+        frame[10..12].copy_from_slice(&c.to_be_bytes());
+        frame.extend_from_slice(&[0; 18]); // Ethernet padding
+        let hint = FlowHint::compute(&hasher, &frame).expect("parses");
+        let want = crate::packet::ip::check_ipv4(&frame).expect("passes");
+        assert_eq!(hint.ip_checked(&frame), Some(want));
+        assert_eq!(want.len(), 28);
+        // Not for a shorter or a copied slice: the caller checks those itself.
+        assert_eq!(hint.ip_checked(&frame[..28]), None);
+        let copy = frame.clone();
+        assert_eq!(hint.ip_checked(&copy), None);
+        // A header checksum error: the hint still hashes, but carries no check.
+        frame[10] ^= 0xff;
+        let bad = FlowHint::compute(&hasher, &frame).expect("still parses");
+        assert!(crate::packet::ip::check_ipv4(&frame).is_err());
+        assert_eq!(bad.ip_checked(&frame), None);
     }
 
     #[test]

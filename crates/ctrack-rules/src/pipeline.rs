@@ -155,6 +155,10 @@ pub struct Pipeline {
     nat_families: (bool, bool),
     /// The last packet as it left the NAT hooks (`--write`).
     buf: Vec<u8>,
+    /// Whether [`Pipeline::last_packet`] is asked for (the default): without it, a
+    /// plain pipeline copies a packet into `buf` only for a helper or sequence
+    /// adjustment to rewrite.
+    keep_last: bool,
 }
 
 enum ChainResult {
@@ -240,7 +244,15 @@ impl Pipeline {
             addrs: Vec::new(),
             nat_families,
             buf: Vec::with_capacity(2048),
+            keep_last: true,
         }
+    }
+
+    /// Whether [`Pipeline::last_packet`] will be read (default `true`). `false` spares
+    /// a plain pipeline (no ruleset) the copy of every packet; `last_packet` then says
+    /// nothing reliable.
+    pub fn keep_last_packet(&mut self, keep: bool) {
+        self.keep_last = keep;
     }
 
     /// Give the router's interface on `side` the address `addr` (`--addr SIDE=ADDR`):
@@ -255,7 +267,7 @@ impl Pipeline {
     }
 
     /// The last packet as it left the hooks: with NAT applied (meaningful when its
-    /// outcome was not a drop).
+    /// outcome was not a drop, and while [`Pipeline::keep_last_packet`] is on).
     pub fn last_packet(&self) -> &[u8] {
         &self.buf
     }
@@ -341,9 +353,15 @@ impl Pipeline {
             rule: None,
             path: Path::Forward,
         };
-        let checked = match l3.first().map(|b| b >> 4) {
-            Some(6) => ip::check_ipv6(l3),
-            _ => ip::check_ipv4(l3),
+        // The reader thread may have run the checks already (a pure function of the
+        // bytes): its hint carries the result when they passed.
+        let checked = match (
+            hint.and_then(|h| h.ip_checked(l3)),
+            l3.first().map(|b| b >> 4),
+        ) {
+            (Some(d), _) => Ok(d),
+            (None, Some(6)) => ip::check_ipv6(l3),
+            (None, _) => ip::check_ipv4(l3),
         };
         let data = match checked {
             Ok(d) => d,
@@ -368,9 +386,12 @@ impl Pipeline {
                 return out;
             }
         };
-        self.buf.clear();
-        self.buf.extend_from_slice(data);
-        if self.is_plain() {
+        let plain = self.is_plain();
+        if self.keep_last || !plain {
+            self.buf.clear();
+            self.buf.extend_from_slice(data);
+        }
+        if plain {
             return self.plain_packet(ct, now, data, hint, out);
         }
         let Some(mut p) = PacketCtx::parse(data) else {
@@ -590,7 +611,9 @@ impl Pipeline {
     /// [`Pipeline::packet_with_hint`] for a plain pipeline ([`Pipeline::is_plain`])
     /// after the IP checks and defrag: what the general walk does with no chain to
     /// run, without building the rules' view of the packet (which cannot fail on a
-    /// packet that passed the IP checks). `data` is also in `self.buf`.
+    /// packet that passed the IP checks). `data` is in `self.buf` when the last packet
+    /// is kept, and copied there when the entry has extensions (a helper or sequence
+    /// adjustment may rewrite it at confirm).
     fn plain_packet(
         &mut self,
         ct: &mut Conntrack,
@@ -613,6 +636,14 @@ impl Pipeline {
         } else {
             Fate::Forwarded
         };
+        let extended = t
+            .entry
+            .and_then(|id| ct.table().get(id))
+            .is_some_and(|e| e.ext.is_some());
+        if !self.keep_last && extended {
+            self.buf.clear();
+            self.buf.extend_from_slice(data);
+        }
         confirm_hook(ct, now, &t, &mut self.buf, &mut out);
         out
     }

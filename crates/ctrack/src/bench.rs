@@ -954,6 +954,8 @@ fn tally_outcome(tl: &mut Tally, o: &ctrack_rules::Outcome) {
 fn replay_once(cap: &ctrack_capture::Capture, mode: Mode) -> Result<Tally> {
     use ctrack_core::topology::Side;
     let mut r = Replay::new(&ReplayOptions::default());
+    // As `ctrack replay` without `--write`.
+    r.pipeline.keep_last_packet(false);
     let mut tl = Tally::default();
     if mode == Mode::Feed {
         ctrack::feed::replay(

@@ -281,6 +281,8 @@ fn cmd_replay(a: ReplayArgs) -> Result<ExitCode> {
         ))?),
         None => None,
     };
+    // Only `--write` reads the packet as it left the router.
+    r.pipeline.keep_last_packet(writer.is_some());
     let mut capacity = (a.report.is_some() || a.report_json.is_some())
         .then(|| ctrack::capacity::Capacity::new(r.ct.sysctls().nf_conntrack_max));
     let stdout = io::stdout();
