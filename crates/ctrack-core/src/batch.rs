@@ -88,16 +88,26 @@ impl Conntrack {
             for (i, p) in pkts.iter().enumerate() {
                 let table = &self.table;
                 let key = HashMemo::key(p, zid);
-                let x = Parsed::new_with(p, |t| match key {
+                let hash_of = |t: &Tuple, memo: &mut HashMemo| match key {
                     Some(k) => memo.hash(k, || table.hash(t, zid)),
                     None => table.hash(t, zid),
-                });
-                let tracked = self.track_hinted(now, p, hook, zone, x.as_ref());
+                };
+                // An IPv4 UDP packet: viewed from its bytes, its hit tracked inline.
+                let (tracked, x) = match Parsed::udp4(p) {
+                    Some((pkt, tuple)) => {
+                        let h = hash_of(&tuple, &mut memo);
+                        let t = self.track_udp4(now, pkt, tuple, h, hook, zone);
+                        (t, Some((tuple, h)))
+                    }
+                    None => {
+                        let x = Parsed::new_with(p, |t| hash_of(t, &mut memo));
+                        let t = self.track_hinted(now, p, hook, zone, x.as_ref());
+                        (t, x.map(|x| (*x.tuple(), x.hash())))
+                    }
+                };
                 let confirmed = match pipeline(i, &tracked, self) {
                     Next::Confirm => Some(match &x {
-                        Some(x) => {
-                            self.confirm_hinted(now, &tracked, &[(zid, x.tuple(), x.hash())])
-                        }
+                        Some((tuple, h)) => self.confirm_hinted(now, &tracked, &[(zid, tuple, *h)]),
                         None => self.confirm(now, &tracked),
                     }),
                     Next::Discard => {

@@ -50,6 +50,27 @@ impl<'a> Parsed<'a> {
         Some(Parsed { pkt, tuple, hash })
     }
 
+    /// The view and tuple [`Parsed::new_with`] builds for an IPv4 UDP packet with a
+    /// 20-byte header (no later fragment, the ports present), built straight from the
+    /// bytes; `None` for any other packet.
+    #[inline(always)]
+    pub(crate) fn udp4(data: &'a [u8]) -> Option<(Packet<'a>, Tuple)> {
+        let pkt = Packet::parse_v4_plain(data)?;
+        let ports = data.get(20..24)?;
+        if pkt.proto != proto::UDP {
+            return None;
+        }
+        let tuple = Tuple {
+            src: pkt.src,
+            dst: pkt.dst,
+            src_u: u16::from_be_bytes([ports[0], ports[1]]),
+            dst_u: u16::from_be_bytes([ports[2], ports[3]]),
+            family: Family::V4,
+            proto: proto::UDP,
+        };
+        Some((pkt, tuple))
+    }
+
     /// The tuple's keyed hash.
     #[inline]
     pub(crate) fn hash(&self) -> u64 {
@@ -396,9 +417,11 @@ impl Conntrack {
         hint: Option<crate::lookahead::FlowHint>,
     ) -> Tracked {
         let zone = zone.into();
-        let pre = hint
-            .filter(|h| h.is_for(data) && zone.id_for(Dir::Original) == 0)
-            .and_then(|h| Parsed::new_with(data, |_| h.hash));
+        let hint = hint.filter(|h| h.is_for(data) && zone.id_for(Dir::Original) == 0);
+        if let (Some(h), Some((pkt, tuple))) = (hint, Parsed::udp4(data)) {
+            return self.track_udp4(now, pkt, tuple, h.hash, hook, zone);
+        }
+        let pre = hint.and_then(|h| Parsed::new_with(data, |_| h.hash));
         self.track_hinted(now, data, hook, zone, pre.as_ref())
     }
 
@@ -503,7 +526,7 @@ impl Conntrack {
         check_checksum: bool,
     ) -> Tracked {
         let (pkt, tuple, hash) = (&p.pkt, &p.tuple, p.hash);
-        let mut first = match self.express(now, p, zone, check_checksum) {
+        let mut first = match self.express(now, pkt, tuple, hash, zone, check_checksum) {
             Express::Done(t) => return t,
             Express::Looked(found) => Some(found),
             Express::No => None,
@@ -557,6 +580,28 @@ impl Conntrack {
             };
         }
     }
+    /// [`Conntrack::track_hinted`] of a packet [`Parsed::udp4`] viewed (`hash`: its
+    /// tuple's hash in the zone's original-direction id): the express hit inline, with
+    /// the view and tuple kept out of memory; anything else out of line.
+    #[inline(always)]
+    pub(crate) fn track_udp4(
+        &mut self,
+        now: Instant,
+        pkt: Packet<'_>,
+        tuple: Tuple,
+        hash: u64,
+        hook: Hook,
+        zone: Zone,
+    ) -> Tracked {
+        let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
+        match self.express(now, &pkt, &tuple, hash, zone, check_checksum) {
+            Express::Done(t) => t,
+            // Not an express hit (a miss, an entry with extensions, an invalid
+            // packet): the general path, whose own express attempt looks up again
+            // (it changed nothing) — rare enough not to carry the result across.
+            _ => self.track_parsed(now, &Parsed { pkt, tuple, hash }, zone, check_checksum),
+        }
+    }
 
     /// The express hit path: a clean one-bucket lookup (no expired node met, a zone
     /// with one id for both directions) that finds a confirmed UDP entry without
@@ -571,14 +616,16 @@ impl Conntrack {
     fn express(
         &mut self,
         now: Instant,
-        p: &Parsed<'_>,
+        pkt: &Packet<'_>,
+        tuple: &Tuple,
+        hash: u64,
         zone: Zone,
         check_checksum: bool,
     ) -> Express {
         if zone.id_for(Dir::Original) != zone.id_for(Dir::Reply) {
             return Express::No;
         }
-        let Some(found) = self.table.find_clean(&p.tuple, zone, p.hash, now) else {
+        let Some(found) = self.table.find_clean(tuple, zone, hash, now) else {
             return Express::No;
         };
         let Some((id, dir)) = found else {
@@ -594,7 +641,7 @@ impl Conntrack {
         if e.ext.is_some() {
             return Express::Looked(found);
         }
-        let (ProtoState::Udp(u), proto::UDP) = (&mut e.proto, p.pkt.proto) else {
+        let (ProtoState::Udp(u), proto::UDP) = (&mut e.proto, pkt.proto) else {
             return Express::Looked(found);
         };
         let cx = Cx {
@@ -602,7 +649,7 @@ impl Conntrack {
             sysctls,
             check_checksum,
         };
-        if udp::error(&p.pkt, &cx).is_err() {
+        if udp::error(pkt, &cx).is_err() {
             return Express::Looked(found);
         }
         let status = e.status;
@@ -618,7 +665,7 @@ impl Conntrack {
             return Express::Looked(found);
         };
         let ctinfo = ctinfo_of(dir, status);
-        update_accepted(e, now, dir, ctinfo, &acc, p.pkt.len());
+        update_accepted(e, now, dir, ctinfo, &acc, pkt.len());
         Express::Done(Tracked {
             ctinfo: Some(ctinfo),
             entry: Some(id),
@@ -1491,4 +1538,62 @@ fn inner_tuple_raw(family: Family, inner: &[u8]) -> Option<Tuple> {
 /// Convenience: remaining time of an entry, for formats.
 pub fn remaining(e: &Entry, now: Instant) -> Duration {
     e.remaining(now)
+}
+
+#[cfg(test)]
+mod udp4_tests {
+    use super::*;
+
+    /// `Parsed::udp4` answers exactly when the general parse yields an IPv4 UDP packet
+    /// with a 20-byte header, and then with the same view and tuple.
+    #[test]
+    fn the_udp4_view_is_the_general_parse_where_it_answers() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let base = [
+            0x45u8, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x30, 0x39, 0,
+            53, 0, 8, 0, 0,
+        ];
+        let (mut answered, mut general_udp4) = (0, 0);
+        for i in 0..20_000 {
+            let mut p = base.to_vec();
+            // Mutate the bytes that decide the view: version/IHL, fragment word,
+            // protocol, addresses, ports, and the length.
+            for _ in 0..(i % 4) {
+                let r = next();
+                let at = [0usize, 6, 7, 9, 12, 19, 20, 23][(r % 8) as usize];
+                p[at] = match r >> 8 & 3 {
+                    0 => 0,
+                    1 => 0xff,
+                    2 => (r >> 16) as u8,
+                    _ => p[at] ^ 0x20,
+                };
+            }
+            p.truncate(20 + (next() % 9) as usize);
+            let general = Packet::parse(&p).ok().and_then(|pkt| {
+                let t = tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()).ok()?;
+                Some((pkt, t))
+            });
+            let want = general.filter(|(pkt, _)| {
+                pkt.family == Family::V4 && pkt.proto == proto::UDP && pkt.l4_off == 20
+            });
+            general_udp4 += usize::from(want.is_some());
+            let got = Parsed::udp4(&p);
+            answered += usize::from(got.is_some());
+            let show = |x: Option<(Packet<'_>, Tuple)>| {
+                x.map(|(pkt, t)| {
+                    let k = (pkt.family, pkt.src, pkt.dst, pkt.ttl, pkt.proto, pkt.l4_off);
+                    (k, pkt.data().as_ptr(), pkt.len(), t)
+                })
+            };
+            assert_eq!(show(got), show(want), "{p:02x?}");
+        }
+        assert!(answered > 2_000 && answered < 18_000, "{answered} answered");
+        assert_eq!(answered, general_udp4);
+    }
 }
