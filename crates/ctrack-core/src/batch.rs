@@ -93,29 +93,25 @@ impl Conntrack {
                     None => table.hash(t, zid),
                 };
                 // An IPv4 UDP packet: viewed from its bytes, its hit tracked inline.
-                let (tracked, x) = match Parsed::udp4(p) {
+                let result = match Parsed::udp4(p) {
                     Some((pkt, tuple)) => {
                         let h = hash_of(&tuple, &mut memo);
-                        let t = self.track_udp4(now, pkt, tuple, h, hook, zone);
-                        (t, Some((tuple, h)))
+                        let tracked = self.track_udp4(now, pkt, tuple, h, hook, zone);
+                        self.finish(i, now, tracked, &[(zid, &tuple, h)], &mut pipeline)
                     }
                     None => {
                         let x = Parsed::new_with(p, |t| hash_of(t, &mut memo));
-                        let t = self.track_hinted(now, p, hook, zone, x.as_ref());
-                        (t, x.map(|x| (*x.tuple(), x.hash())))
+                        let tracked = self.track_hinted(now, p, hook, zone, x.as_ref());
+                        match &x {
+                            Some(x) => {
+                                let hint = [(zid, x.tuple(), x.hash())];
+                                self.finish(i, now, tracked, &hint, &mut pipeline)
+                            }
+                            None => self.finish(i, now, tracked, &[], &mut pipeline),
+                        }
                     }
                 };
-                let confirmed = match pipeline(i, &tracked, self) {
-                    Next::Confirm => Some(match &x {
-                        Some((tuple, h)) => self.confirm_hinted(now, &tracked, &[(zid, tuple, *h)]),
-                        None => self.confirm(now, &tracked),
-                    }),
-                    Next::Discard => {
-                        self.discard(&tracked);
-                        None
-                    }
-                };
-                out.push(BatchResult { tracked, confirmed });
+                out.push(result);
             }
             return;
         }
@@ -179,26 +175,49 @@ impl Conntrack {
                 let i = r * ROUND + k;
                 let x = pre[k].as_ref();
                 let tracked = self.track_hinted(now, p, hook, zone, x);
-                let confirmed = match pipeline(i, &tracked, self) {
-                    Next::Confirm => Some(match (x, &replies[k]) {
-                        (Some(x), Some((t, h))) => self.confirm_hinted(
-                            now,
-                            &tracked,
-                            &[(zid, x.tuple(), x.hash()), (rzid, t, *h)],
-                        ),
-                        (Some(x), None) => {
-                            self.confirm_hinted(now, &tracked, &[(zid, x.tuple(), x.hash())])
-                        }
-                        (None, _) => self.confirm(now, &tracked),
-                    }),
-                    Next::Discard => {
-                        self.discard(&tracked);
-                        None
+                let result = match (x, &replies[k]) {
+                    (Some(x), Some((t, h))) => self.finish(
+                        i,
+                        now,
+                        tracked,
+                        &[(zid, x.tuple(), x.hash()), (rzid, t, *h)],
+                        &mut pipeline,
+                    ),
+                    (Some(x), None) => {
+                        let hint = [(zid, x.tuple(), x.hash())];
+                        self.finish(i, now, tracked, &hint, &mut pipeline)
                     }
+                    (None, _) => self.finish(i, now, tracked, &[], &mut pipeline),
                 };
-                out.push(BatchResult { tracked, confirmed });
+                out.push(result);
             }
         }
+    }
+}
+
+impl Conntrack {
+    /// A tracked packet of a batch: the caller's pipeline step, then `confirm` (with
+    /// the tuples' hashes the batch knows as hints) or `discard`.
+    #[inline(always)]
+    fn finish<F>(
+        &mut self,
+        i: usize,
+        now: Instant,
+        tracked: Tracked,
+        hints: &[(u16, &Tuple, u64)],
+        pipeline: &mut F,
+    ) -> BatchResult
+    where
+        F: FnMut(usize, &Tracked, &mut Conntrack) -> Next,
+    {
+        let confirmed = match pipeline(i, &tracked, self) {
+            Next::Confirm => Some(self.confirm_hinted(now, &tracked, hints)),
+            Next::Discard => {
+                self.discard(&tracked);
+                None
+            }
+        };
+        BatchResult { tracked, confirmed }
     }
 }
 
