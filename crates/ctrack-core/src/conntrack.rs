@@ -474,6 +474,11 @@ impl Conntrack {
         zone: Zone,
         check_checksum: bool,
     ) -> Result<Parsed<'a>, Tracked> {
+        // The commonest packets: no ICMP error path, no GRE key, the tuple is the ports.
+        if let Some((pkt, tuple)) = Parsed::ports4(data) {
+            let hash = self.table.hash(&tuple, zone.id_for(Dir::Original));
+            return Ok(Parsed { pkt, tuple, hash });
+        }
         let pkt = match Packet::parse(data) {
             Ok(p) => p,
             Err(ParseError::NoL4(r, _)) => {
