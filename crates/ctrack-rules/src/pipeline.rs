@@ -470,9 +470,10 @@ impl Pipeline {
             out.ctstate = Some(CtState::Untracked);
         } else {
             let zone = st.template.unwrap_or_default();
-            let Some(t) = conntrack_hook(ct, now, data, ct_hook, zone, hint, &mut out) else {
+            let t = conntrack_hook(ct, now, data, ct_hook, zone, hint, &mut out);
+            if out.drop {
                 return out;
-            };
+            }
             p.ct = CtCtx {
                 ctinfo: t.ctinfo,
                 entry: t.entry,
@@ -623,9 +624,10 @@ impl Pipeline {
         mut out: Outcome,
     ) -> Outcome {
         let zone = ctrack_core::Zone::default();
-        let Some(t) = conntrack_hook(ct, now, data, Hook::PreRouting, zone, hint, &mut out) else {
+        let t = conntrack_hook(ct, now, data, Hook::PreRouting, zone, hint, &mut out);
+        if out.drop {
             return out;
-        };
+        }
         match topology::route(data) {
             Route::Forward => {}
             Route::Local => out.path = Path::Input,
@@ -650,8 +652,10 @@ impl Pipeline {
 }
 
 /// The conntrack hook (priority −200): track the packet and record its ct state,
-/// direction and reason in `out`; `None` when conntrack dropped it (its unconfirmed
-/// entry, if any, is discarded and `out` says so).
+/// direction and reason in `out`. When conntrack dropped it, `out.drop` says so and
+/// its unconfirmed entry, if any, is discarded. (The result is returned as it is, not
+/// in an `Option`: copying it into one right after the engine wrote it stalled on
+/// store forwarding.)
 fn conntrack_hook(
     ct: &mut Conntrack,
     now: Instant,
@@ -660,7 +664,7 @@ fn conntrack_hook(
     zone: ctrack_core::Zone,
     hint: Option<ctrack_core::lookahead::FlowHint>,
     out: &mut Outcome,
-) -> Option<Tracked> {
+) -> Tracked {
     let t = ct.track_with_hint(now, data, hook, zone, hint);
     out.ctstate = t.ctstate();
     out.direction = t.direction();
@@ -669,9 +673,8 @@ fn conntrack_hook(
         out.drop = true;
         out.fate = Fate::Dropped;
         ct.discard(&t);
-        return None;
     }
-    Some(t)
+    t
 }
 
 /// The confirm hook (INT_MAX of POSTROUTING or LOCAL_IN): helpers (NAT: payload
