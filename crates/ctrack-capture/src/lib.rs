@@ -46,12 +46,6 @@ pub use link::{IpFamily, NonIpReason, Payload, VlanStack, MAX_VLAN_TAGS};
 use pcap::{PcapHeader, PcapReader};
 use pcapng::PcapNgReader;
 
-/// Files up to this size are mapped with `MAP_POPULATE`: all their pages
-/// are mapped at open (about 15 ms per GB when the file is in the page
-/// cache) instead of one page fault at a time during the first pass.
-/// Larger files rely on the sequential-access hint alone.
-const POPULATE_MAX: u64 = 8 << 30;
-
 /// The container format of a capture, as its magic number says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -131,10 +125,11 @@ impl Capture {
         let mut file = File::open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         let data = if meta.is_file() && meta.len() > 0 {
-            let mut options = memmap2::MmapOptions::new();
-            if meta.len() <= POPULATE_MAX {
-                options.populate();
-            }
+            // Not populated at open (`MAP_POPULATE` took 0.1 s per GB before the first
+            // record could be read): the pages are faulted in as they are read, by
+            // replay's reader thread, while the tracking thread works; the
+            // sequential-access hint below makes the kernel read ahead.
+            let options = memmap2::MmapOptions::new();
             // SAFETY: `Mmap::map` is unsafe because the bytes of a file-backed
             // map can change under the `&[u8]` slices handed out, if another
             // process writes or truncates the file while it is mapped (Rust
