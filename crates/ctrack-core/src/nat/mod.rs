@@ -30,6 +30,7 @@ use crate::proto::tcp::TcpState;
 use crate::proto::ProtoState;
 use crate::status::Status;
 use crate::table::EntryId;
+use crate::table::WordsBuildHasher;
 use crate::time::Instant;
 use crate::tuple::{proto, Addr, Dir, Family, Tuple};
 use crate::zone::Zone;
@@ -119,7 +120,48 @@ impl NatRange {
 
 /// Key of the bysource index: original source address, key, protocol, and the zone's
 /// original-direction id.
-type SrcKey = (Addr, u16, u8, u16);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SrcKey {
+    addr: Addr,
+    key: u16,
+    proto: u8,
+    zone: u16,
+}
+
+impl SrcKey {
+    /// The key of the original tuple `t` in zone id `zone`.
+    fn of(t: &Tuple, zone: u16) -> SrcKey {
+        SrcKey {
+            addr: t.src,
+            key: t.src_u,
+            proto: t.proto,
+            zone,
+        }
+    }
+}
+
+impl std::hash::Hash for SrcKey {
+    /// Three words (the address's two halves, then key, protocol and zone), for
+    /// [`WordsBuildHasher`].
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let a = &self.addr.0;
+        let half = |i: usize| {
+            u64::from_le_bytes([
+                a[i],
+                a[i + 1],
+                a[i + 2],
+                a[i + 3],
+                a[i + 4],
+                a[i + 5],
+                a[i + 6],
+                a[i + 7],
+            ])
+        };
+        h.write_u64(half(0));
+        h.write_u64(half(8));
+        h.write_u64(u64::from(self.key) | u64::from(self.proto) << 16 | u64::from(self.zone) << 24);
+    }
+}
 
 /// The entries of one bysource key: nearly always one, so no allocation then.
 #[derive(Debug, Clone)]
@@ -148,7 +190,7 @@ impl SrcIds {
 /// source of port searches.
 #[derive(Debug, Clone, Default)]
 pub struct NatState {
-    bysource: HashMap<SrcKey, SrcIds>,
+    bysource: HashMap<SrcKey, SrcIds, WordsBuildHasher>,
     rng: u64,
 }
 
@@ -156,7 +198,7 @@ impl NatState {
     /// Empty, with the random source seeded from `seed`.
     pub fn new(seed: u64) -> NatState {
         NatState {
-            bysource: HashMap::new(),
+            bysource: HashMap::with_hasher(WordsBuildHasher::new(seed)),
             rng: seed ^ 0x6e61_745f_7365_6564,
         }
     }
@@ -287,7 +329,7 @@ impl alloc::TupleSpace for Space<'_> {
 
     fn src_mappings(&mut self, t: &Tuple) -> Vec<Tuple> {
         // kernel find_appropriate_src: same source, zone equal in the orig direction.
-        let key = (t.src, t.src_u, t.proto, self.zone.id_for(Dir::Original));
+        let key = SrcKey::of(t, self.zone.id_for(Dir::Original));
         let Some(ids) = self.ct.nat.bysource.get(&key) else {
             return Vec::new();
         };
@@ -298,7 +340,7 @@ impl alloc::TupleSpace for Space<'_> {
                     && e.tuple(Dir::Original).src == t.src
                     && e.tuple(Dir::Original).src_u == t.src_u
                     && e.tuple(Dir::Original).proto == t.proto
-                    && e.zone.id_for(Dir::Original) == key.3
+                    && e.zone.id_for(Dir::Original) == key.zone
             })
         };
         let mapping = |id: EntryId| {
@@ -402,7 +444,7 @@ impl Conntrack {
         }
         e.status.set(manip.done_bit());
         if manip == Manip::Src {
-            let key = (orig.src, orig.src_u, orig.proto, zone.id_for(Dir::Original));
+            let key = SrcKey::of(&orig, zone.id_for(Dir::Original));
             match self.nat.bysource.entry(key) {
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(SrcIds::One(id));
