@@ -48,6 +48,12 @@ pub struct UdpConn {
 
 /// `udp_error`.
 pub(crate) fn error(pkt: &Packet<'_>, cx: &Cx<'_>) -> Result<(), InvalidReason> {
+    error_inline(pkt, cx)
+}
+
+/// [`error`], for a caller that wants it inline (the express hit on the UDP view).
+#[inline(always)]
+pub(crate) fn error_inline(pkt: &Packet<'_>, cx: &Cx<'_>) -> Result<(), InvalidReason> {
     let l4 = pkt.l4();
     let h = l4.get(..8).ok_or(UdpReason::ShortPacket)?;
     let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
