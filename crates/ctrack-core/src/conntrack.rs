@@ -188,7 +188,23 @@ pub enum Confirmed {
     /// and with no NEW event (kernel `nf_ct_resolve_clash_harder`).
     ReplyOnly,
     /// Confirm failed: the packet is dropped (`insert_failed`).
-    Failed(InvalidReason),
+    Failed(ConfirmFailure),
+}
+
+/// Why [`Confirmed::Failed`]: a fieldless reason, so that a confirm result (and a
+/// batch's [`crate::batch::BatchResult`]) stays small; [`InvalidReason`] has its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmFailure {
+    /// The tuple was taken (an unresolvable clash) or its chain too long.
+    InsertClash,
+}
+
+impl From<ConfirmFailure> for InvalidReason {
+    fn from(f: ConfirmFailure) -> InvalidReason {
+        match f {
+            ConfirmFailure::InsertClash => InvalidReason::InsertClash,
+        }
+    }
 }
 
 /// Engine configuration.
@@ -895,7 +911,7 @@ impl Conntrack {
             self.stats.drop += 1;
             let freed = self.table.free(id);
             self.gre_child_freed(freed.as_ref());
-            return Confirmed::Failed(InvalidReason::InsertClash);
+            return Confirmed::Failed(ConfirmFailure::InsertClash);
         }
         if let Some((other, _)) = clash0.or(clash1) {
             // Clash resolution (kernel `nf_ct_resolve_clash`): only protocols that
@@ -930,7 +946,7 @@ impl Conntrack {
             self.stats.drop += 1;
             let freed = self.table.free(id);
             self.gre_child_freed(freed.as_ref());
-            return Confirmed::Failed(InvalidReason::InsertClash);
+            return Confirmed::Failed(ConfirmFailure::InsertClash);
         }
         self.table.link_hashed(id, [h0, h1]);
         if let Some(e) = self.table.get_mut(id) {

@@ -36,7 +36,7 @@ pub mod topology;
 pub mod tuple;
 pub mod zone;
 
-pub use conntrack::{Config, Confirmed, Conntrack, Hook, Tracked, Verdict};
+pub use conntrack::{Config, ConfirmFailure, Confirmed, Conntrack, Hook, Tracked, Verdict};
 pub use entry::Entry;
 pub use invalid::InvalidReason;
 pub use stats::Stats;

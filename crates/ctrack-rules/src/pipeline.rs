@@ -691,7 +691,7 @@ fn confirm_hook(
             // Dropped at the confirm hook itself (clash, chain too long), after
             // POSTROUTING/INPUT: the fate stays, as for a helper drop there.
             out.drop = true;
-            out.reason = Some(Reason::Confirm(r));
+            out.reason = Some(Reason::Confirm(r.into()));
         }
         Ok(_) => {}
         Err(d) => {
