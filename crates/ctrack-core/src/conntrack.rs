@@ -836,6 +836,7 @@ impl Conntrack {
     /// (zone id, tuple, [`Table::hash`] of it), used when it matches one of the entry's
     /// tuples (the batch path computes the packet's and, for predicted misses, its
     /// reply's); a tuple without a hint is hashed here.
+    #[inline]
     pub(crate) fn confirm_hinted(
         &mut self,
         now: Instant,
