@@ -158,7 +158,7 @@ impl<T> Lookahead<T> {
 /// The window's prefetch stages for a stream whose packets stay where the caller keeps
 /// them (replay's reader thread hands over chunks of records; moving each record
 /// through a [`Lookahead`] queue costs more than the prefetches save). Before tracking
-/// packet number `n` of the stream, the caller calls [`Stages::step`] with the hashes
+/// packet number `n` of the stream, the caller calls [`Stages::step`] with the hints
 /// of the packets [`Stages::DEPTH`], half that and a quarter of that ahead: the first
 /// gets its bucket head requested, the second its chain's first node, the third its
 /// second node — the same schedule as [`Lookahead::pop`]. Only prefetches: results
