@@ -670,9 +670,9 @@ impl Conntrack {
         let Some((id, dir)) = found else {
             return Express::Looked(None);
         };
-        if !self.table.is_linked(id) {
-            return Express::Looked(found);
-        }
+        // Found by a chain walk, so linked: confirmed (unconfirmed entries are never
+        // in a chain).
+        debug_assert!(self.table.is_linked(id));
         let sysctls = &self.sysctls;
         let Some(e) = self.table.get_mut(id) else {
             return Express::Looked(found);
