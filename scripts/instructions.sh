@@ -23,7 +23,8 @@ for w in "${@:-hit udp-flows tcp new-flows replay}"; do
       hit) n=200000; args=(--packets $n); fn='*bench*drive*' ;;
       udp-flows) n=1000000; args=(); fn='*bench*drive*' ;;
       tcp) n=800000; args=(); fn='*bench*drive*' ;;
-      new-flows) n=200000; args=(--flows $n); fn='*bench*drive*' ;;
+      # The cold run, then the warm-slab run's untimed fill and its timed part.
+      new-flows) n=$((3 * 200000)); args=(--flows 200000); fn='*bench*drive*' ;;
       replay) n=0; args=(--packets 200000 --flows 10000); fn='*packet_outcome*' ;;
       *) echo "no instruction count for $w" >&2; exit 2 ;;
     esac

@@ -66,6 +66,7 @@ impl<'a> Parsed<'a> {
             return None;
         }
         let pkt = Packet::parse_v4_plain(data)?;
+        // The tuple `tuple_of` builds for these protocols, without its match.
         let tuple = Tuple {
             src: pkt.src,
             dst: pkt.dst,
@@ -470,9 +471,9 @@ impl Conntrack {
     ) -> Tracked {
         let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
         match pre {
-            Some(p) => self.track_parsed(now, p, zone, check_checksum),
+            Some(p) => self.track_parsed(now, p, zone, check_checksum, None),
             None => match self.parse_for_track(now, data, zone, check_checksum) {
-                Ok(p) => self.track_parsed(now, &p, zone, check_checksum),
+                Ok(p) => self.track_parsed(now, &p, zone, check_checksum, None),
                 Err(t) => t,
             },
         }
@@ -553,6 +554,8 @@ impl Conntrack {
     /// The second half of `nf_conntrack_in`: lookup or create, the L4 tracker, the
     /// entry's update. The hit path (an existing entry whose tracker accepts) stays in
     /// this function; creation and every non-accepting result are out of line.
+    /// `looked`: the result of a clean lookup of this packet already made (by an
+    /// express attempt), or `None` to try the express path here.
     #[inline]
     fn track_parsed(
         &mut self,
@@ -560,12 +563,16 @@ impl Conntrack {
         p: &Parsed<'_>,
         zone: Zone,
         check_checksum: bool,
+        looked: Option<Option<(EntryId, Dir)>>,
     ) -> Tracked {
         let (pkt, tuple, hash) = (&p.pkt, &p.tuple, p.hash);
-        let mut first = match self.express::<false>(now, pkt, tuple, hash, zone, check_checksum) {
-            Express::Done(t) => return t,
-            Express::Looked(found) => Some(found),
-            Express::No => None,
+        let mut first = match looked {
+            Some(found) => Some(found),
+            None => match self.express::<false>(now, pkt, tuple, hash, zone, check_checksum) {
+                Express::Done(t) => return t,
+                Express::Looked(found) => Some(found),
+                Express::No => None,
+            },
         };
         loop {
             let found = match first.take() {
@@ -630,13 +637,20 @@ impl Conntrack {
         zone: Zone,
     ) -> Tracked {
         let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
-        match self.express::<true>(now, &pkt, &tuple, hash, zone, check_checksum) {
-            Express::Done(t) => t,
-            // Not an express hit (a miss, an entry with extensions, an invalid
-            // packet): the general path, whose own express attempt looks up again
-            // (it changed nothing) — rare enough not to carry the result across.
-            _ => self.track_parsed(now, &Parsed { pkt, tuple, hash }, zone, check_checksum),
-        }
+        let looked = match self.express::<true>(now, &pkt, &tuple, hash, zone, check_checksum) {
+            Express::Done(t) => return t,
+            Express::Looked(found) => Some(found),
+            Express::No => None,
+        };
+        // Not an express hit (a miss, an entry with extensions, an invalid packet):
+        // the general path, from the lookup the express path made.
+        self.track_parsed(
+            now,
+            &Parsed { pkt, tuple, hash },
+            zone,
+            check_checksum,
+            looked,
+        )
     }
 
     /// The express hit path: a clean one-bucket lookup (no expired node met, a zone

@@ -45,10 +45,7 @@ impl FlowHint {
     /// parses itself (ICMP, GRE, no tuple).
     pub fn compute(hasher: &crate::table::FlowHasher, l3: &[u8]) -> Option<FlowHint> {
         let x = Parsed::new_with(l3, |t| hasher.hash(t, 0))?;
-        let checked = match l3.first().map(|b| b >> 4) {
-            Some(6) => crate::packet::ip::check_ipv6(l3),
-            _ => crate::packet::ip::check_ipv4(l3),
-        };
+        let checked = crate::packet::ip::check_ip(l3);
         Some(FlowHint {
             hash: x.hash(),
             ptr: l3.as_ptr() as usize,
@@ -57,8 +54,7 @@ impl FlowHint {
         })
     }
 
-    /// What the IP input checks (`packet::ip::check_ipv4`/`check_ipv6`, by the version
-    /// nibble) return for `l3` when the hint was made from exactly these bytes and they
+    /// What the IP input checks ([`crate::packet::ip::check_ip`]) return for `l3` when the hint was made from exactly these bytes and they
     /// passed: the packet trimmed to its IP length. `None` otherwise (the caller runs
     /// the checks). A pure function of the bytes, so a reader thread may run it ahead.
     pub fn ip_checked<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
@@ -81,28 +77,22 @@ impl FlowHint {
     }
 }
 
-/// One packet in the window: the item, its hint, and how far its prefetch went.
-#[derive(Debug)]
-struct Slot<T> {
-    item: T,
-    hint: Option<FlowHint>,
-    /// The chain's first node once requested (stage 2), or `None` (stage 1: only the
-    /// bucket head was requested, at push).
-    first: Option<u32>,
-    /// The second node was requested too (stage 3).
-    done: bool,
-}
-
-/// A window of upcoming packets (any item type) with their prefetch state.
+/// A window of upcoming packets (any item type) with their hints; the prefetch
+/// schedule is [`Stages`]'s, by each item's number in the stream.
 #[derive(Debug)]
 pub struct Lookahead<T> {
-    q: VecDeque<Slot<T>>,
+    q: VecDeque<(T, Option<FlowHint>)>,
+    stages: Stages,
+    /// Stream number of the item at the front.
+    n: u64,
 }
 
 impl<T> Default for Lookahead<T> {
     fn default() -> Self {
         Lookahead {
             q: VecDeque::with_capacity(DEPTH + 1),
+            stages: Stages::default(),
+            n: 0,
         }
     }
 }
@@ -122,36 +112,26 @@ impl<T> Lookahead<T> {
     }
 
     /// [`Lookahead::push`] of an item whose hint was computed already
-    /// ([`FlowHint::compute`], e.g. on a reader thread).
+    /// ([`FlowHint::compute`], e.g. on a reader thread). Its bucket head is requested
+    /// now, a window ahead (the first stage).
     pub fn push_hinted(&mut self, ct: &Conntrack, item: T, hint: Option<FlowHint>) {
         if let Some(h) = hint {
             ct.table().prefetch(h.hash);
         }
-        self.q.push_back(Slot {
-            item,
-            hint,
-            first: None,
-            done: false,
-        });
+        self.q.push_back((item, hint));
     }
 
     /// The oldest item with its hint (for [`Conntrack::track_with_hint`]). On the
     /// way, the packet half a window behind gets its chain's first node requested,
     /// and the one a quarter window behind (whose first node has had time to arrive)
-    /// its second node.
+    /// its second node ([`Stages::step`]; the window holds no packet a whole window
+    /// behind, whose head [`Lookahead::push_hinted`] requested).
     pub fn pop(&mut self, ct: &Conntrack) -> Option<(T, Option<FlowHint>)> {
-        if let Some(x) = self.q.get_mut(HALF) {
-            if let (Some(h), None) = (x.hint, x.first) {
-                x.first = Some(ct.table().prefetch_first(h.hash));
-            }
-        }
-        if let Some(x) = self.q.get_mut(QUARTER) {
-            if let (Some(first), false) = (x.first, x.done) {
-                ct.table().prefetch_next(first);
-                x.done = true;
-            }
-        }
-        self.q.pop_front().map(|x| (x.item, x.hint))
+        let q = &self.q;
+        self.stages.step(ct, self.n, |k| q.get(k).and_then(|x| x.1));
+        let item = self.q.pop_front()?;
+        self.n += 1;
+        Some(item)
     }
 }
 
@@ -161,7 +141,7 @@ impl<T> Lookahead<T> {
 /// packet number `n` of the stream, the caller calls [`Stages::step`] with the hints
 /// of the packets [`Stages::DEPTH`], half that and a quarter of that ahead: the first
 /// gets its bucket head requested, the second its chain's first node, the third its
-/// second node — the same schedule as [`Lookahead::pop`]. Only prefetches: results
+/// second node ([`Lookahead::pop`] runs the same schedule). Only prefetches: results
 /// never depend on it.
 #[derive(Debug)]
 pub struct Stages {

@@ -52,29 +52,14 @@ const _: () = assert!(size_of::<Slot>() == 120);
 /// forwarded from those stores and stall the hit path.
 #[inline(always)]
 pub(crate) fn same_tuple(a: &Tuple, b: &Tuple) -> bool {
-    let w = |x: &[u8; 16], i: usize| {
-        u64::from_ne_bytes([
-            x[i],
-            x[i + 1],
-            x[i + 2],
-            x[i + 3],
-            x[i + 4],
-            x[i + 5],
-            x[i + 6],
-            x[i + 7],
-        ])
-    };
     let misc = |t: &Tuple| {
         u64::from(t.src_u)
             | u64::from(t.dst_u) << 16
             | u64::from(t.family as u8) << 32
             | u64::from(t.proto) << 40
     };
-    ((w(&a.src.0, 0) ^ w(&b.src.0, 0))
-        | (w(&a.src.0, 8) ^ w(&b.src.0, 8))
-        | (w(&a.dst.0, 0) ^ w(&b.dst.0, 0))
-        | (w(&a.dst.0, 8) ^ w(&b.dst.0, 8))
-        | (misc(a) ^ misc(b)))
+    let (sa, sb, da, db) = (a.src.words(), b.src.words(), a.dst.words(), b.dst.words());
+    ((sa[0] ^ sb[0]) | (sa[1] ^ sb[1]) | (da[0] ^ db[0]) | (da[1] ^ db[1]) | (misc(a) ^ misc(b)))
         == 0
 }
 
@@ -120,31 +105,17 @@ impl FlowHasher {
             | u64::from(t.family as u8) << 32
             | u64::from(t.proto) << 40
             | u64::from(zone) << 48;
-        let a = &t.src.0;
-        let b = &t.dst.0;
-        let w = |x: &[u8; 16], i: usize| {
-            u64::from_le_bytes([
-                x[i],
-                x[i + 1],
-                x[i + 2],
-                x[i + 3],
-                x[i + 4],
-                x[i + 5],
-                x[i + 6],
-                x[i + 7],
-            ])
-        };
         match t.family {
             Family::V4 => {
+                let (a, b) = (&t.src.0, &t.dst.0);
                 let v4 = u64::from(u32::from_le_bytes([a[0], a[1], a[2], a[3]]))
                     | u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])) << 32;
                 sip13(self.k0, self.k1, &[v4, misc])
             }
-            Family::V6 => sip13(
-                self.k0,
-                self.k1,
-                &[w(a, 0), w(a, 8), w(b, 0), w(b, 8), misc],
-            ),
+            Family::V6 => {
+                let (a, b) = (t.src.words(), t.dst.words());
+                sip13(self.k0, self.k1, &[a[0], a[1], b[0], b[1], misc])
+            }
         }
     }
 }
@@ -153,7 +124,7 @@ impl FlowHasher {
 /// (`Hasher::write_u64`, up to 4): SipHash-1-3 over the words, as the table's own hash,
 /// so a map of attacker-chosen keys (NAT's bysource index) resists hash flooding
 /// without std's byte-buffering `SipHasher` (~4× the cost per key).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct WordsBuildHasher {
     k0: u64,
     k1: u64,

@@ -48,6 +48,16 @@ impl Addr {
     pub fn v6(b: [u8; 16]) -> Addr {
         Addr(b)
     }
+    /// The 16 bytes as two little-endian 64-bit words (what the hashes and the word
+    /// compares of tuples read).
+    #[inline(always)]
+    pub fn words(&self) -> [u64; 2] {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = self.0;
+        [
+            u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+            u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+        ]
+    }
     /// The IPv4 octets (first 4 bytes).
     pub fn v4_octets(&self) -> [u8; 4] {
         [self.0[0], self.0[1], self.0[2], self.0[3]]

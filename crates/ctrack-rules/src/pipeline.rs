@@ -355,13 +355,9 @@ impl Pipeline {
         };
         // The reader thread may have run the checks already (a pure function of the
         // bytes): its hint carries the result when they passed.
-        let checked = match (
-            hint.and_then(|h| h.ip_checked(l3)),
-            l3.first().map(|b| b >> 4),
-        ) {
-            (Some(d), _) => Ok(d),
-            (None, Some(6)) => ip::check_ipv6(l3),
-            (None, _) => ip::check_ipv4(l3),
+        let checked = match hint.and_then(|h| h.ip_checked(l3)) {
+            Some(d) => Ok(d),
+            None => ip::check_ip(l3),
         };
         let data = match checked {
             Ok(d) => d,
@@ -386,14 +382,11 @@ impl Pipeline {
                 return out;
             }
         };
-        let plain = self.is_plain();
-        if self.keep_last || !plain {
-            self.buf.clear();
-            self.buf.extend_from_slice(data);
-        }
-        if plain {
+        if self.is_plain() {
             return self.plain_packet(ct, now, data, hint, out);
         }
+        self.buf.clear();
+        self.buf.extend_from_slice(data);
         let Some(mut p) = PacketCtx::parse(data) else {
             // Unreachable after the IP checks; track as before (conntrack counts it).
             let t = ct.track(now, data, Hook::PreRouting, 0);
@@ -612,9 +605,10 @@ impl Pipeline {
     /// [`Pipeline::packet_with_hint`] for a plain pipeline ([`Pipeline::is_plain`])
     /// after the IP checks and defrag: what the general walk does with no chain to
     /// run, without building the rules' view of the packet (which cannot fail on a
-    /// packet that passed the IP checks). `data` is in `self.buf` when the last packet
-    /// is kept, and copied there when the entry has extensions (a helper or sequence
-    /// adjustment may rewrite it at confirm).
+    /// packet that passed the IP checks). `data` is copied into `self.buf` for the
+    /// confirm hook when the last packet is kept or the entry has extensions (a helper
+    /// or sequence adjustment may rewrite it there); a packet dropped before has no
+    /// last packet to keep.
     fn plain_packet(
         &mut self,
         ct: &mut Conntrack,
@@ -642,7 +636,7 @@ impl Pipeline {
             .entry
             .and_then(|id| ct.table().get(id))
             .is_some_and(|e| e.ext.is_some());
-        if !self.keep_last && extended {
+        if self.keep_last || extended {
             self.buf.clear();
             self.buf.extend_from_slice(data);
         }

@@ -375,6 +375,33 @@ where
     now_ns
 }
 
+/// Seconds (best of `--repeat`) to drive `pkts` through an engine sized for `flows`
+/// that `fill` went through first, untimed, followed by `settle` (given the time the
+/// fill ended, it returns the time the timed part starts at); `tally` counts the
+/// timed packets of the last run.
+fn after_fill(
+    a: &BenchArgs,
+    flows: usize,
+    fill: &Packets,
+    pkts: &Packets,
+    tally: &mut Tally,
+    settle: impl Fn(&mut Conntrack, u64) -> u64,
+) -> f64 {
+    best(
+        a.repeat,
+        || {
+            let mut ct = engine(flows);
+            let end = drive(&mut ct, fill, a.batch, 1_000_000_000, &mut Tally::default());
+            let start = settle(&mut ct, end);
+            (ct, start)
+        },
+        |(ct, start)| {
+            *tally = Tally::default();
+            drive(ct, pkts, a.batch, *start, tally)
+        },
+    )
+}
+
 /// Best of `repeat` runs of `f` (each gets a fresh state from `setup`), in seconds.
 fn best<S, R>(repeat: usize, mut setup: impl FnMut() -> S, mut f: impl FnMut(&mut S) -> R) -> f64 {
     let mut best = f64::INFINITY;
@@ -550,23 +577,13 @@ fn new_flows(a: &BenchArgs) -> Figure {
     let pkts = udp_flows_packets(flows, 1);
     let mut figure = plain_figure(a, "new-flows", &pkts, flows, flows * 2);
     let mut tally = Tally::default();
-    let warm = best(
-        a.repeat,
-        || {
-            let mut ct = engine(flows);
-            let mut t = Tally::default();
-            let end = drive(&mut ct, &pkts, a.batch, 1_000_000_000, &mut t);
-            // Past the unreplied UDP timeout (30 s): every entry expires.
-            let later = end + 60_000_000_000;
-            ct.expire(Instant::from_nanos(later));
-            assert_eq!(ct.count(), 0, "every entry expired");
-            (ct, later)
-        },
-        |(ct, later)| {
-            tally = Tally::default();
-            drive(ct, &pkts, a.batch, *later, &mut tally)
-        },
-    );
+    let warm = after_fill(a, flows, &pkts, &pkts, &mut tally, |ct, end| {
+        // Past the unreplied UDP timeout (30 s): every entry expires.
+        let later = end + 60_000_000_000;
+        ct.expire(Instant::from_nanos(later));
+        assert_eq!(ct.count(), 0, "every entry expired");
+        later
+    });
     figure.extra = format!(
         "{}; warm slab (as many flows created and expired before): {:.2} M/s, {:.1} ns/flow {}",
         figure.extra,
@@ -781,19 +798,7 @@ fn live(a: &BenchArgs) -> Figure {
         pkts.push(&udp_flow(i, s & 1 == 1));
     }
     let mut tally = Tally::default();
-    let secs = best(
-        a.repeat,
-        || {
-            let mut ct = engine(flows);
-            let mut t = Tally::default();
-            let t_end = drive(&mut ct, &fill, a.batch, 1_000_000_000, &mut t);
-            (ct, t_end)
-        },
-        |(ct, t_end)| {
-            tally = Tally::default();
-            drive(ct, &pkts, a.batch, *t_end, &mut tally)
-        },
-    );
+    let secs = after_fill(a, flows, &fill, &pkts, &mut tally, |_, end| end);
     Figure {
         name: "live",
         packets: n,

@@ -12,10 +12,9 @@ use std::sync::mpsc;
 /// One record as the reader hands it over, with its IP packet's hint.
 pub type Item<'a> = (Result<Record<'a>, CaptureError>, Option<FlowHint>);
 
-/// Records per chunk: large enough that the hand-over (a futex wake of the reader,
-/// which is ahead and waits for room, per chunk taken) costs little per record, small
-/// enough that the tracking thread starts at once. 512 halved the wake's share of the
-/// tracking thread against 128 (perf, `ctrack bench replay --save`'d capture).
+/// Records per chunk: large enough that the hand-over (the channel, and the reader's
+/// naps when it is ahead) costs little per record, small enough that the tracking
+/// thread starts at once.
 const CHUNK: usize = 512;
 
 /// Chunks in flight between the threads.
@@ -225,6 +224,18 @@ impl<'a> Held<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replay::{Replay, ReplayOptions};
+
+    /// (index, hint) of every record of `cap`, read one at a time on this thread.
+    fn hints_of(cap: &Capture, hasher: &FlowHasher) -> Vec<(u64, Option<FlowHint>)> {
+        cap.records()
+            .map(|r| {
+                let r = r.expect("record");
+                let hint = r.payload.l3().and_then(|l3| FlowHint::compute(hasher, l3));
+                (r.index, hint)
+            })
+            .collect()
+    }
 
     #[test]
     fn chunks_hold_every_record_in_order_with_the_windows_hints() {
@@ -232,14 +243,7 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/sample.pcap");
         let cap = Capture::open(&pcap).expect("opens");
         let hasher = FlowHasher::new(7);
-        let want: Vec<(u64, Option<FlowHint>)> = cap
-            .records()
-            .map(|r| {
-                let r = r.expect("record");
-                let hint = r.payload.l3().and_then(|l3| FlowHint::compute(&hasher, l3));
-                (r.index, hint)
-            })
-            .collect();
+        let want = hints_of(&cap, &hasher);
         let mut got = Vec::new();
         read_ahead::<()>(&cap, hasher, |chunk| {
             for (rec, hint) in &chunk.items {
@@ -255,15 +259,9 @@ mod tests {
         );
         assert_eq!(got, want);
     }
-}
 
-#[cfg(test)]
-mod replay_tests {
-    use super::*;
-    use crate::replay::{Replay, ReplayOptions};
-
-    /// A classic pcap of `n` Ethernet/IPv4/UDP records on 37 flows, the last `broken`
-    /// bytes cut off the final record when asked.
+    /// A classic pcap of `n` Ethernet/IPv4/UDP records on 37 flows, the last `cut`
+    /// bytes cut off the final record.
     fn pcap(n: usize, cut: usize) -> Vec<u8> {
         let mut out = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         out.extend_from_slice(&65535u32.to_le_bytes());
@@ -312,14 +310,7 @@ mod replay_tests {
         let n = 3 * CHUNK + 45;
         let cap = Capture::from_bytes("t.pcap", pcap(n, 0)).expect("valid");
         let hasher = Replay::new(&ReplayOptions::default()).ct.table().hasher();
-        let want: Vec<(u64, Option<FlowHint>)> = cap
-            .records()
-            .map(|r| {
-                let r = r.expect("record");
-                let hint = r.payload.l3().and_then(|l3| FlowHint::compute(&hasher, l3));
-                (r.index, hint)
-            })
-            .collect();
+        let want = hints_of(&cap, &hasher);
         assert_eq!(want.len(), n);
         assert!(want.iter().all(|w| w.1.is_some()));
         let (got, err) = fed(&cap, usize::MAX);

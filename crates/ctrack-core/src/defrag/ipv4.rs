@@ -25,8 +25,14 @@ use crate::time::{secs, Instant};
 use std::collections::HashMap;
 
 const IP_DF: u16 = 0x4000;
-pub(super) const IP_MF: u16 = 0x2000;
-pub(super) const IP_OFFSET: u16 = 0x1fff;
+const IP_MF: u16 = 0x2000;
+const IP_OFFSET: u16 = 0x1fff;
+
+/// Whether an IPv4 packet (at least 20 bytes) is no fragment: MF clear, offset 0.
+#[inline(always)]
+pub(super) fn is_whole(pkt: &[u8]) -> bool {
+    u16::from_be_bytes([pkt[6], pkt[7]]) & (IP_MF | IP_OFFSET) == 0
+}
 
 /// Queue key (`struct frag_v4_compare_key`; VRF index always 0, user = zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,7 +124,7 @@ impl Ipv4Defrag {
         stats: &mut DefragStats,
         out: &mut Reassembled,
     ) -> Outcome {
-        if pkt.len() < 20 {
+        if pkt.len() < 20 || is_whole(pkt) {
             return Outcome::NotFragment;
         }
         let ihl = usize::from(pkt[0] & 0x0f) * 4;
@@ -126,9 +132,6 @@ impl Ipv4Defrag {
             return Outcome::NotFragment;
         }
         let frag = u16::from_be_bytes([pkt[6], pkt[7]]);
-        if frag & (IP_MF | IP_OFFSET) == 0 {
-            return Outcome::NotFragment;
-        }
         self.push_fragment(now, pkt, ihl, frag, zone, sysctls, stats, out)
     }
 

@@ -144,21 +144,9 @@ impl std::hash::Hash for SrcKey {
     /// Three words (the address's two halves, then key, protocol and zone), for
     /// [`WordsBuildHasher`].
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let a = &self.addr.0;
-        let half = |i: usize| {
-            u64::from_le_bytes([
-                a[i],
-                a[i + 1],
-                a[i + 2],
-                a[i + 3],
-                a[i + 4],
-                a[i + 5],
-                a[i + 6],
-                a[i + 7],
-            ])
-        };
-        h.write_u64(half(0));
-        h.write_u64(half(8));
+        let [lo, hi] = self.addr.words();
+        h.write_u64(lo);
+        h.write_u64(hi);
         h.write_u64(u64::from(self.key) | u64::from(self.proto) << 16 | u64::from(self.zone) << 24);
     }
 }
@@ -187,8 +175,9 @@ impl SrcIds {
 }
 
 /// The engine's NAT state: the bysource index (kernel `nf_nat_bysource`) and the random
-/// source of port searches.
-#[derive(Debug, Clone, Default)]
+/// source of port searches. Built by [`NatState::new`] only: the index's hash key
+/// comes from the engine's seed.
+#[derive(Debug, Clone)]
 pub struct NatState {
     bysource: HashMap<SrcKey, SrcIds, WordsBuildHasher>,
     rng: u64,

@@ -45,6 +45,16 @@ impl fmt::Display for IpDrop {
     }
 }
 
+/// The IP input checks of the packet's version (the version nibble: 6 is IPv6,
+/// anything else goes through the IPv4 checks, which reject it).
+#[inline]
+pub fn check_ip(frame: &[u8]) -> Result<&[u8], IpDrop> {
+    match frame.first().map(|b| b >> 4) {
+        Some(6) => check_ipv6(frame),
+        _ => check_ipv4(frame),
+    }
+}
+
 /// IPv4 input checks. Returns the packet trimmed to `tot_len` (link padding removed).
 pub fn check_ipv4(frame: &[u8]) -> Result<&[u8], IpDrop> {
     if frame.len() < 20 {

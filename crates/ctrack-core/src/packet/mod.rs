@@ -55,18 +55,8 @@ impl<'a> Packet<'a> {
                 if ihl < 20 || ihl > data.len() {
                     return Err(ParseError::Truncated);
                 }
-                let src = Addr::v4([data[12], data[13], data[14], data[15]]);
-                let dst = Addr::v4([data[16], data[17], data[18], data[19]]);
                 let frag = u16::from_be_bytes([data[6], data[7]]);
-                let pkt = Packet {
-                    data,
-                    family: Family::V4,
-                    src,
-                    dst,
-                    ttl: data[8],
-                    proto: data[9],
-                    l4_off: ihl,
-                };
+                let pkt = Packet::v4(data, ihl);
                 if frag & 0x1fff != 0 {
                     return Err(ParseError::NoL4(NoL4::Ipv4Fragment, pkt.header_only()));
                 }
@@ -111,15 +101,22 @@ impl<'a> Packet<'a> {
         if h[0] != 0x45 || u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
             return None;
         }
-        Some(Packet {
+        Some(Packet::v4(data, 20))
+    }
+
+    /// The view of an IPv4 packet whose header (`ihl` bytes, at least 20) is in `data`.
+    #[inline(always)]
+    fn v4(data: &'a [u8], ihl: usize) -> Packet<'a> {
+        let h = &data[..20];
+        Packet {
             data,
             family: Family::V4,
             src: Addr::v4([h[12], h[13], h[14], h[15]]),
             dst: Addr::v4([h[16], h[17], h[18], h[19]]),
             ttl: h[8],
             proto: h[9],
-            l4_off: 20,
-        })
+            l4_off: ihl,
+        }
     }
 
     fn header_only(mut self) -> Packet<'a> {
