@@ -8,8 +8,10 @@
 //! the same batch behave as in the kernel (the second finds the confirmed entry).
 
 use crate::conntrack::{invert, Confirmed, Conntrack, Hook, Parsed, Tracked};
+use crate::sip_lanes::{Words, MAX_LANES};
+use crate::table::{FlowHasher, Table};
 use crate::time::Instant;
-use crate::tuple::{Dir, Tuple};
+use crate::tuple::{Dir, Family, Tuple};
 use crate::zone::Zone;
 
 /// What the pipeline decided for a tracked packet.
@@ -37,6 +39,7 @@ const SMALL_TABLE: u32 = 1024;
 /// Packets resolved per prefetch round: enough to hide a memory access behind the
 /// others' hashing, few enough that the lines fetched stay in L1.
 const ROUND: usize = 16;
+const _: () = assert!(ROUND <= MAX_LANES, "a round is hashed in one call");
 
 impl Conntrack {
     /// Track a batch of IP packets that share one `now`, hook and template zone (a plain
@@ -118,18 +121,32 @@ impl Conntrack {
         let mut pre: [Option<Parsed<'_>>; ROUND] = [None; ROUND];
         // Reply tuples (and their hashes) of the packets predicted to miss.
         let mut replies: [Option<(Tuple, u64)>; ROUND] = [None; ROUND];
-        let mut memo = HashMemo::default();
+        // A round's IPv4 tuples as hash words, hashed together in SIMD lanes, and
+        // where each one's packet sits in the round.
+        let mut lanes = Lanes::default();
         for (r, round) in pkts.chunks(ROUND).enumerate() {
-            for (slot, p) in pre.iter_mut().zip(round) {
-                let table = &self.table;
-                let key = HashMemo::key(p, zid);
-                *slot = Parsed::new_with(p, |t| match key {
-                    Some(k) => memo.hash(k, || table.hash(t, zid)),
-                    None => table.hash(t, zid),
-                });
-                if let Some(x) = slot {
-                    self.table().prefetch(x.hash());
+            lanes.clear();
+            for (k, (slot, p)) in pre.iter_mut().zip(round).enumerate() {
+                *slot = match Parsed::ports4(p) {
+                    Some((pkt, tuple)) => {
+                        let words = Parsed::ports4_words(p, zid)
+                            .unwrap_or_else(|| FlowHasher::v4_words(&tuple, zid));
+                        lanes.push(k, words);
+                        Some(Parsed::from_view(pkt, tuple, 0))
+                    }
+                    None => {
+                        let table = &self.table;
+                        Parsed::general(p, |t| table.hash(t, zid))
+                    }
+                };
+            }
+            for (k, h) in lanes.hash(self.table()) {
+                if let Some(x) = &mut pre[k] {
+                    x.set_hash(h);
                 }
+            }
+            for x in pre[..round.len()].iter().flatten() {
+                self.table().prefetch(x.hash());
             }
             if round.len() > 1 {
                 let mut first = [u32::MAX; ROUND];
@@ -146,17 +163,28 @@ impl Conntrack {
                 // A packet whose bucket has no node with its tag will miss and create
                 // an entry: hash its reply tuple now and fetch that bucket too, so
                 // confirm finds both buckets in cache and does not hash again.
-                for (x, rep) in pre[..round.len()].iter().zip(&mut replies) {
+                lanes.clear();
+                for (k, (x, rep)) in pre[..round.len()].iter().zip(&mut replies).enumerate() {
                     *rep = None;
                     let Some(x) = x else { continue };
                     if self.table().may_contain(x.hash()) {
                         continue;
                     }
-                    if let Some(t) = invert(x.tuple()) {
-                        let h = self.table().hash(&t, rzid);
-                        self.table().prefetch(h);
-                        *rep = Some((t, h));
+                    let Some(t) = invert(x.tuple()) else { continue };
+                    if t.family == Family::V4 {
+                        lanes.push(k, FlowHasher::v4_words(&t, rzid));
+                        *rep = Some((t, 0));
+                    } else {
+                        *rep = Some((t, self.table().hash(&t, rzid)));
                     }
+                }
+                for (k, h) in lanes.hash(self.table()) {
+                    if let Some((_, rh)) = &mut replies[k] {
+                        *rh = h;
+                    }
+                }
+                for (_, h) in replies[..round.len()].iter().flatten() {
+                    self.table().prefetch(*h);
                 }
                 // Confirm walks the whole reply chain: fetch its first two nodes.
                 for (f, rep) in first.iter_mut().zip(&replies[..round.len()]) {
@@ -221,6 +249,52 @@ impl Conntrack {
     }
 }
 
+/// A round's IPv4 tuples waiting to be hashed together ([`FlowHasher::hash_lanes`]),
+/// with the round position of each one's packet.
+struct Lanes {
+    w0: Words,
+    w1: Words,
+    at: [usize; MAX_LANES],
+    n: usize,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes {
+            w0: [0; MAX_LANES],
+            w1: [0; MAX_LANES],
+            at: [0; MAX_LANES],
+            n: 0,
+        }
+    }
+}
+
+impl Lanes {
+    fn clear(&mut self) {
+        self.n = 0;
+    }
+
+    /// Queue the hash words of the tuple of round position `k`.
+    #[inline(always)]
+    fn push(&mut self, k: usize, [a, b]: [u64; 2]) {
+        self.w0[self.n] = a;
+        self.w1[self.n] = b;
+        self.at[self.n] = k;
+        self.n += 1;
+    }
+
+    /// The queued tuples' hashes, each with its round position.
+    #[inline(always)]
+    fn hash(&self, table: &Table) -> impl Iterator<Item = (usize, u64)> {
+        let mut out = [0u64; MAX_LANES];
+        table
+            .hasher()
+            .hash_lanes(&self.w0, &self.w1, self.n, &mut out);
+        let at = self.at;
+        (0..self.n).map(move |i| (at[i], out[i]))
+    }
+}
+
 /// The batch's flow cache: the keyed hashes of the flows seen last, in 8 slots, keyed
 /// by the packet's own 5-tuple words. It only saves recomputing a pure function of
 /// (tuple, zone): every packet still goes through the full lookup, its tracker, the
@@ -269,8 +343,7 @@ impl HashMemo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::Table;
-    use crate::tuple::{Addr, Family};
+    use crate::tuple::Addr;
 
     #[test]
     fn a_batch_result_stays_small() {

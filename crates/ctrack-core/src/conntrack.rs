@@ -43,6 +43,13 @@ impl<'a> Parsed<'a> {
             let hash = hash(&tuple);
             return Some(Parsed { pkt, tuple, hash });
         }
+        Parsed::general(data, hash)
+    }
+
+    /// [`Parsed::new_with`] of a packet [`Parsed::ports4`] does not view (the caller
+    /// tried it first): the full parse.
+    #[inline(never)]
+    pub(crate) fn general(data: &'a [u8], hash: impl FnOnce(&Tuple) -> u64) -> Option<Parsed<'a>> {
         let pkt = Packet::parse(data).ok()?;
         // ICMP errors look up the quoted tuple; a GRE tuple may depend on the keymap,
         // which an earlier packet of the batch may still change.
@@ -76,6 +83,37 @@ impl<'a> Parsed<'a> {
             proto: p,
         };
         Some((pkt, tuple))
+    }
+
+    /// [`FlowHasher::v4_words`] of the tuple [`Parsed::ports4`] builds from `data`,
+    /// read straight from the header bytes (addresses at 12..20, ports at 20..24, as
+    /// the view reads them); `None` when `data` is shorter than that.
+    #[inline(always)]
+    pub(crate) fn ports4_words(data: &[u8], zone: u16) -> Option<[u64; 2]> {
+        let h: &[u8; 12] = data.get(12..24)?.try_into().ok()?;
+        let [a0, a1, a2, a3, a4, a5, a6, a7, p0, p1, p2, p3] = *h;
+        let addrs = u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]);
+        // The source port in the low half, the destination port above, both in host
+        // order: the big-endian read puts the source above, so swap the halves.
+        let ports = u32::from_be_bytes([p0, p1, p2, p3]).rotate_left(16);
+        let misc = u64::from(ports)
+            | u64::from(Family::V4 as u8) << 32
+            | u64::from(data[9]) << 40
+            | u64::from(zone) << 48;
+        Some([addrs, misc])
+    }
+
+    /// A [`Parsed::ports4`] view with its tuple's hash computed apart (the batch path
+    /// hashes a round's tuples together).
+    #[inline(always)]
+    pub(crate) fn from_view(pkt: Packet<'a>, tuple: Tuple, hash: u64) -> Parsed<'a> {
+        Parsed { pkt, tuple, hash }
+    }
+
+    /// Sets the tuple's hash (see [`Parsed::from_view`]).
+    #[inline(always)]
+    pub(crate) fn set_hash(&mut self, hash: u64) {
+        self.hash = hash;
     }
 
     /// [`Parsed::ports4`] of a UDP packet (the express path's protocol).
@@ -1602,10 +1640,29 @@ pub fn remaining(e: &Entry, now: Instant) -> Duration {
 #[cfg(test)]
 mod view_tests {
     use super::*;
+    use crate::table::FlowHasher;
 
     /// `Parsed::ports4` answers exactly when the general parse yields an IPv4 TCP, UDP,
     /// UDP-Lite or SCTP packet with a 20-byte header and its ports, and then with the
     /// same view and tuple; `Parsed::udp4` is its UDP part.
+    #[test]
+    fn ports4_words_are_the_tuple_hash_words() {
+        let mut p = vec![0x45u8, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+        p.extend([10, 1, 2, 3, 192, 168, 7, 9]);
+        p.extend(40000u16.to_be_bytes());
+        p.extend(53u16.to_be_bytes());
+        p.extend([0, 8, 0, 0]);
+        for proto in [proto::TCP, proto::UDP, proto::UDPLITE, proto::SCTP] {
+            p[9] = proto;
+            let (_, t) = Parsed::ports4(&p).expect("viewed");
+            for zone in [0u16, 1, 0xfffe] {
+                let w = Parsed::ports4_words(&p, zone).expect("words");
+                assert_eq!(w, FlowHasher::v4_words(&t, zone), "{proto} {zone}");
+            }
+        }
+        assert_eq!(Parsed::ports4_words(&p[..23], 0), None);
+    }
+
     #[test]
     fn the_ports4_view_is_the_general_parse_where_it_answers() {
         let mut rng = 0x2545_f491_4f6c_dd1du64;

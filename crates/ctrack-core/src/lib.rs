@@ -27,6 +27,7 @@ pub mod nat;
 pub mod packet;
 pub mod proto;
 pub mod shard;
+pub mod sip_lanes;
 pub mod stats;
 pub mod status;
 pub mod sysctl;

@@ -68,6 +68,47 @@ fn tcp(
     ipv4(src, dst, 6, &l4)
 }
 
+/// An IPv6 UDP packet (checksum over the IPv6 pseudo-header): it takes the batch's
+/// scalar hash, not the IPv4 SIMD lanes.
+fn udp6(src: u16, sport: u16, dst: u16, dport: u16) -> Vec<u8> {
+    let addr = |x: u16| {
+        let mut a = [0u8; 16];
+        a[..2].copy_from_slice(&[0x20, 0x01]);
+        a[14..].copy_from_slice(&x.to_be_bytes());
+        a
+    };
+    let (s, d) = (addr(src), addr(dst));
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
+    l4.extend_from_slice(&12u16.to_be_bytes());
+    l4.extend_from_slice(&[0, 0, b'p', b'i', b'n', b'g']);
+    let ph = checksum::pseudo_header(Family::V6, &Addr::v6(s), &Addr::v6(d), 12, 17);
+    let c = checksum::compute(ph, &l4);
+    l4[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut p = vec![0x60, 0, 0, 0, 0, 12, 17, 64];
+    p.extend_from_slice(&s);
+    p.extend_from_slice(&d);
+    p.extend_from_slice(&l4);
+    p
+}
+
+/// [`udp`] with a 4-byte IP option (NOP padding): a 24-byte header, so the batch
+/// parses it the general way.
+fn udp_with_option(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let plain = udp(src, sport, dst, dport, true);
+    let mut p = plain[..20].to_vec();
+    p[0] = 0x46;
+    p.extend_from_slice(&[1, 1, 1, 0]);
+    let len = (plain.len() + 4) as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::compute(0, &p[..24]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&plain[20..]);
+    p
+}
+
 fn client(i: u32) -> [u8; 4] {
     [10, 1, (i >> 8) as u8, i as u8]
 }
@@ -109,6 +150,22 @@ fn workload() -> Vec<(u64, Vec<Vec<u8>>)> {
         for i in 0..600u32 {
             let c = client(3000 + i % 5);
             pkts.push((t, udp(c, 7000, SERVER, 123, true)));
+        }
+        // IPv6 flows and IPv4 packets with options: parsed and hashed outside the
+        // IPv4 fast view (and their replies' hashes too).
+        for i in 0..300u32 {
+            let (c, sport) = (i as u16 % 250, 30000 + i as u16);
+            pkts.push((
+                t,
+                if round % 2 == 0 {
+                    udp6(c, sport, 0xffff, 53)
+                } else {
+                    udp6(0xffff, 53, c, sport)
+                },
+            ));
+            if i % 3 == 0 {
+                pkts.push((t, udp_with_option(client(i), 9000, SERVER, 69)));
+            }
         }
         for i in 0..400u32 {
             let c = client(i);
