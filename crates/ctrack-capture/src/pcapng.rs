@@ -77,9 +77,9 @@ impl TsConv {
             1u64.checked_shl(u32::from(tsresol & 0x7F))?
         };
         const NS: u64 = 1_000_000_000;
-        let scale = if NS % units == 0 {
+        let scale = if NS.is_multiple_of(units) {
             TsScale::Mul(NS / units)
-        } else if units % NS == 0 {
+        } else if units.is_multiple_of(NS) {
             TsScale::Div(units / NS)
         } else {
             TsScale::PerSecond(units)
@@ -242,7 +242,7 @@ impl PcapNgReader {
         let be = self.big_endian;
         let block_type = u32_at(head, 0, be).unwrap_or(0);
         let block_len = u32_at(head, 4, be).unwrap_or(0);
-        if block_len % 4 != 0 || (block_len as usize) < BLOCK_OVERHEAD {
+        if !block_len.is_multiple_of(4) || (block_len as usize) < BLOCK_OVERHEAD {
             return Err(corrupt(
                 "block header",
                 format!("block length {block_len} is not a multiple of 4 of at least 12"),

@@ -172,7 +172,7 @@ impl Ng {
     pub fn block(mut self, block_type: u32, body: &[u8]) -> Ng {
         let be = self.be;
         let mut body = body.to_vec();
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         let len = u32::try_from(12 + body.len()).expect("small block");

@@ -168,7 +168,8 @@ fn sack_adjust(l4: &mut [u8], other: &SeqAdjDir) -> bool {
                 if off + 1 == end || off + len > end || len < 2 {
                     return false;
                 }
-                if kind == OPT_SACK && len >= 2 + SACK_BLOCK && (len - 2) % SACK_BLOCK == 0 {
+                if kind == OPT_SACK && len >= 2 + SACK_BLOCK && (len - 2).is_multiple_of(SACK_BLOCK)
+                {
                     let mut b = off + 2;
                     while b < off + len {
                         for edge in [b, b + 4] {
