@@ -152,13 +152,13 @@ impl Conntrack {
                 let mut first = [u32::MAX; ROUND];
                 for (f, x) in first.iter_mut().zip(&pre[..round.len()]) {
                     if let Some(x) = x {
-                        *f = self.table().prefetch_first(x.hash());
+                        *f = self.table().prefetch_first_link(x.hash());
                     }
                 }
                 // Each connection is linked twice, so a chain holds two nodes per
                 // entry on average at load factor 1: fetch the second one too.
                 for f in &first[..round.len()] {
-                    self.table().prefetch_next(*f);
+                    self.table().prefetch_next_link(*f);
                 }
                 // A packet whose bucket has no node with its tag will miss and create
                 // an entry: hash its reply tuple now and fetch that bucket too, so
@@ -167,7 +167,7 @@ impl Conntrack {
                 for (k, (x, rep)) in pre[..round.len()].iter().zip(&mut replies).enumerate() {
                     *rep = None;
                     let Some(x) = x else { continue };
-                    if self.table().may_contain(x.hash()) {
+                    if self.table().prefetch_match(x.hash()) {
                         continue;
                     }
                     let Some(t) = invert(x.tuple()) else { continue };

@@ -72,6 +72,10 @@ fn tag_of(h: u64) -> u32 {
     h as u32 | 1
 }
 
+/// Bytes of a slot a chain walk reads of every node it meets: the links, the tags and
+/// the entry's deadline.
+const LINK_BYTES: usize = 24;
+
 /// The original-direction tag of a reply-only entry ([`Table::link_reply_only`]):
 /// non-zero (linked) but even, so no real tag equals it.
 const FAKE_TAG: u32 = 2;
@@ -535,6 +539,70 @@ impl Table {
             .map_or(NIL, |s| s.next[(node & 1) as usize]);
         self.prefetch_node(next);
         next
+    }
+
+    /// [`Table::prefetch_first`] of only the node's link line(s): its chain link, tag
+    /// and entry deadline, what a walk reads of a node that does not match
+    /// (the batch fetches the rest of the matching node's slot once the tags have
+    /// told which it is: [`Table::prefetch_match`]).
+    #[inline]
+    pub fn prefetch_first_link(&self, h: u64) -> u32 {
+        let head = self.heads[self.bucket_of_hash(h) as usize];
+        self.prefetch_link(head);
+        head
+    }
+
+    /// [`Table::prefetch_next`] of only the next node's link line(s) (see
+    /// [`Table::prefetch_first_link`]).
+    #[inline]
+    pub fn prefetch_next_link(&self, node: u32) -> u32 {
+        if node == NIL {
+            return NIL;
+        }
+        let next = self
+            .slots
+            .get((node / 2) as usize)
+            .map_or(NIL, |s| s.next[(node & 1) as usize]);
+        self.prefetch_link(next);
+        next
+    }
+
+    /// The walk's first bytes of a node's slot: links, tags and the entry's deadline
+    /// (one line, two when the slot starts late in a line).
+    #[inline]
+    fn prefetch_link(&self, node: u32) {
+        if node == NIL {
+            return;
+        }
+        let p = self
+            .slots
+            .as_ptr()
+            .wrapping_add((node / 2) as usize)
+            .cast::<u8>();
+        prefetch_read(p);
+        prefetch_read(p.wrapping_add(LINK_BYTES - 1));
+    }
+
+    /// [`Table::may_contain`], and the rest of the first node carrying `h`'s tag
+    /// fetched (its tuple, zone, status and L4 state: what a hit reads and updates).
+    #[inline]
+    pub fn prefetch_match(&self, h: u64) -> bool {
+        let tag = tag_of(h);
+        let mut cur = self.heads[self.bucket_of_hash(h) as usize];
+        while cur != NIL {
+            let Some(slot) = self.slots.get((cur / 2) as usize) else {
+                return true;
+            };
+            let d = (cur & 1) as usize;
+            if slot.tag[d] == tag {
+                let p = (slot as *const Slot).cast::<u8>();
+                prefetch_read(p.wrapping_add(64));
+                prefetch_read(p.wrapping_add(size_of::<Slot>() - 1));
+                return true;
+            }
+            cur = slot.next[d];
+        }
+        false
     }
 
     /// Prefetch every cache line of a node's slot (2 or 3 lines: the slot is not
