@@ -167,7 +167,8 @@ impl Conntrack {
                 for (k, (x, rep)) in pre[..round.len()].iter().zip(&mut replies).enumerate() {
                     *rep = None;
                     let Some(x) = x else { continue };
-                    if self.table().prefetch_match(x.hash()) {
+                    let udp = x.tuple().proto == crate::tuple::proto::UDP;
+                    if self.table().prefetch_match(x.hash(), udp) {
                         continue;
                     }
                     let Some(t) = invert(x.tuple()) else { continue };

@@ -409,6 +409,17 @@ mod tests {
         assert_eq!(core::mem::offset_of!(Entry, tuples), 8);
         assert_eq!(core::mem::offset_of!(Entry, zone), 24);
         assert_eq!(core::mem::offset_of!(Entry, proto), 48);
+        // A UDP hit reads the L4 state's first 16 bytes (the variant's tag, then the UDP
+        // state): the batch prefetches a UDP entry's slot only that far.
+        let udp = ProtoState::Udp(Default::default());
+        let ProtoState::Udp(u) = &udp else {
+            unreachable!("built as UDP")
+        };
+        let at = (u as *const crate::proto::udp::UdpConn as usize) - (&udp as *const _ as usize);
+        assert!(
+            at + size_of::<crate::proto::udp::UdpConn>() <= 16,
+            "UDP state at {at}"
+        );
     }
 
     /// Every way of storing tuples gives them back unchanged, `has_tuple` is tuple

@@ -76,6 +76,10 @@ fn tag_of(h: u64) -> u32 {
 /// the entry's deadline.
 const LINK_BYTES: usize = 24;
 
+/// Bytes of a slot a UDP hit reads and writes: up to the end of the L4 state's first
+/// 16 bytes (the variant's tag and the UDP state, pinned by `entry_size_is_bounded`).
+pub const UDP_HIT_BYTES: usize = 16 + 48 + 16;
+
 /// The original-direction tag of a reply-only entry ([`Table::link_reply_only`]):
 /// non-zero (linked) but even, so no real tag equals it.
 const FAKE_TAG: u32 = 2;
@@ -584,9 +588,11 @@ impl Table {
     }
 
     /// [`Table::may_contain`], and the rest of the first node carrying `h`'s tag
-    /// fetched (its tuple, zone, status and L4 state: what a hit reads and updates).
+    /// fetched (its tuple, zone, status and L4 state: what a hit reads and updates):
+    /// the whole slot, or for a UDP packet (`udp`) only its first
+    /// [`UDP_HIT_BYTES`] (a UDP entry's state ends there).
     #[inline]
-    pub fn prefetch_match(&self, h: u64) -> bool {
+    pub fn prefetch_match(&self, h: u64, udp: bool) -> bool {
         let tag = tag_of(h);
         let mut cur = self.heads[self.bucket_of_hash(h) as usize];
         while cur != NIL {
@@ -596,8 +602,13 @@ impl Table {
             let d = (cur & 1) as usize;
             if slot.tag[d] == tag {
                 let p = (slot as *const Slot).cast::<u8>();
+                let end = if udp {
+                    UDP_HIT_BYTES
+                } else {
+                    size_of::<Slot>()
+                };
                 prefetch_read(p.wrapping_add(64));
-                prefetch_read(p.wrapping_add(size_of::<Slot>() - 1));
+                prefetch_read(p.wrapping_add(end - 1));
                 return true;
             }
             cur = slot.next[d];

@@ -330,21 +330,15 @@ impl DirState {
 
 /// Per-connection TCP state (kernel `struct ip_ct_tcp`).
 ///
-/// Layout: 2 × 18 bytes of [`DirState`] + 3 × u32 + u16 + 6 × u8 = 56 bytes, no padding
-/// (pinned by the test `tcp_conn_fits_56_bytes`); `state`'s unused values give
-/// [`super::ProtoState`] its tag, so that is 56 bytes too.
+/// Layout (`repr(C)`, pinned by the test `tcp_conn_fits_56_bytes`): the six bytes and
+/// the raw window first, then 2 × 18 bytes of [`DirState`], then 3 × u32 = 56 bytes, no
+/// padding. The small fields come first because their unused values (`state`'s,
+/// `last_dir`'s) give [`super::ProtoState`] its tag: at the start of the L4 state, a
+/// UDP hit (the tag and the 8-byte UDP state just after it) stays in the slot's first
+/// 80 bytes and skips its last line.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[repr(C)]
 pub struct TcpConn {
-    /// Window data per direction, indexed by [`Dir::index`].
-    seen: [DirState; 2],
-    /// Last recorded seq (retransmission detection, ignored-packet record).
-    last_seq: u32,
-    /// Last recorded ack (retransmission detection; the REPLY ACK ignored in SYN_SENT).
-    last_ack: u32,
-    /// Last recorded seq + len.
-    last_end: u32,
-    /// Last recorded raw window.
-    last_win: u16,
     /// Current state.
     state: TcpState,
     /// Direction of the last recorded packet.
@@ -357,6 +351,16 @@ pub struct TcpConn {
     last_wscale: u8,
     /// Options of the last ignored ORIGINAL SYN plus `LAST_FLAG_*`.
     last_flags: u8,
+    /// Last recorded raw window.
+    last_win: u16,
+    /// Window data per direction, indexed by [`Dir::index`].
+    seen: [DirState; 2],
+    /// Last recorded seq (retransmission detection, ignored-packet record).
+    last_seq: u32,
+    /// Last recorded ack (retransmission detection; the REPLY ACK ignored in SYN_SENT).
+    last_ack: u32,
+    /// Last recorded seq + len.
+    last_end: u32,
 }
 
 /// The fields of a TCP header the tracker uses, plus the option bytes and payload length.
