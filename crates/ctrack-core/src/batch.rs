@@ -9,7 +9,7 @@
 
 use crate::conntrack::{invert, Confirmed, Conntrack, Hook, Parsed, Tracked};
 use crate::sip_lanes::{Words, MAX_LANES};
-use crate::table::{FlowHasher, Table};
+use crate::table::{FlowHasher, Table, TagWalk};
 use crate::time::Instant;
 use crate::tuple::{Dir, Family, Tuple};
 use crate::zone::Zone;
@@ -40,6 +40,11 @@ const SMALL_TABLE: u32 = 1024;
 /// others' hashing, few enough that the lines fetched stay in L1.
 const ROUND: usize = 16;
 const _: () = assert!(ROUND <= MAX_LANES, "a round is hashed in one call");
+
+/// Chain nodes a round's tag walk looks at per packet after the first: a chain holds
+/// ~2 nodes per bucket at load factor 1 (each connection linked twice), so a tuple's
+/// node is the third or later in about a quarter of lookups.
+const WALK_PASSES: usize = 3;
 
 impl Conntrack {
     /// Track a batch of IP packets that share one `now`, hook and template zone (a plain
@@ -149,26 +154,33 @@ impl Conntrack {
                 self.table().prefetch(x.hash());
             }
             if round.len() > 1 {
-                let mut first = [u32::MAX; ROUND];
-                for (f, x) in first.iter_mut().zip(&pre[..round.len()]) {
+                // Walk each bucket's chain by tags, one node per pass over the round,
+                // so each node's link line has a pass's time to arrive: a node with
+                // the packet's tag gets its slot fetched (a likely hit), a chain that
+                // ends without one proves a miss.
+                let mut walks = [TagWalk::Unknown; ROUND];
+                for (w, x) in walks.iter_mut().zip(&pre[..round.len()]) {
                     if let Some(x) = x {
-                        *f = self.table().prefetch_first_link(x.hash());
+                        *w = self.table().tag_walk_start(x.hash());
                     }
                 }
-                // Each connection is linked twice, so a chain holds two nodes per
-                // entry on average at load factor 1: fetch the second one too.
-                for f in &first[..round.len()] {
-                    self.table().prefetch_next_link(*f);
+                for _ in 0..WALK_PASSES {
+                    for (w, x) in walks.iter_mut().zip(&pre[..round.len()]) {
+                        if let (TagWalk::At(_), Some(x)) = (*w, x) {
+                            let udp = x.tuple().proto == crate::tuple::proto::UDP;
+                            *w = self.table().tag_step(*w, x.hash(), udp);
+                        }
+                    }
                 }
                 // A packet whose bucket has no node with its tag will miss and create
                 // an entry: hash its reply tuple now and fetch that bucket too, so
                 // confirm finds both buckets in cache and does not hash again.
+                let mut first = [u32::MAX; ROUND];
                 lanes.clear();
                 for (k, (x, rep)) in pre[..round.len()].iter().zip(&mut replies).enumerate() {
                     *rep = None;
                     let Some(x) = x else { continue };
-                    let udp = x.tuple().proto == crate::tuple::proto::UDP;
-                    if self.table().prefetch_match(x.hash(), udp) {
+                    if walks[k] != TagWalk::Absent {
                         continue;
                     }
                     let Some(t) = invert(x.tuple()) else { continue };

@@ -269,6 +269,22 @@ pub fn sip13(k0: u64, k1: u64, words: &[u64]) -> u64 {
     v0 ^ v1 ^ v2 ^ v3
 }
 
+/// Where a batch's tag walk of one bucket stands ([`Table::tag_walk_start`],
+/// [`Table::tag_step`]): only a prediction of the lookup to come, made before the
+/// batch's earlier packets change the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagWalk {
+    /// At this node (its link bytes requested), not yet looked at.
+    At(u32),
+    /// A node carries the hash's tag (its slot requested): a likely hit.
+    Tagged,
+    /// No node carries the tag: the lookup will miss (unless an earlier packet of
+    /// the batch links the tuple first).
+    Absent,
+    /// Not known (the walk stopped early).
+    Unknown,
+}
+
 /// The table: bucket heads plus a slab of entries.
 pub struct Table {
     heads: Vec<u32>,
@@ -545,30 +561,53 @@ impl Table {
         next
     }
 
-    /// [`Table::prefetch_first`] of only the node's link line(s): its chain link, tag
-    /// and entry deadline, what a walk reads of a node that does not match
-    /// (the batch fetches the rest of the matching node's slot once the tags have
-    /// told which it is: [`Table::prefetch_match`]).
+    /// The first step of a batch's tag walk of the bucket of hash `h` (the head
+    /// fetched by [`Table::prefetch`]): the chain's first node, whose link bytes are
+    /// requested; [`Table::tag_step`] then looks at it once they have had time to come.
     #[inline]
-    pub fn prefetch_first_link(&self, h: u64) -> u32 {
-        let head = self.heads[self.bucket_of_hash(h) as usize];
-        self.prefetch_link(head);
-        head
+    pub fn tag_walk_start(&self, h: u64) -> TagWalk {
+        let node = self.heads[self.bucket_of_hash(h) as usize];
+        self.prefetch_link(node);
+        if node == NIL {
+            TagWalk::Absent
+        } else {
+            TagWalk::At(node)
+        }
     }
 
-    /// [`Table::prefetch_next`] of only the next node's link line(s) (see
-    /// [`Table::prefetch_first_link`]).
+    /// One step of a batch's tag walk for hash `h` (what [`Table::may_contain`] does in
+    /// one go, spread over rounds so each node's line has time to arrive): at
+    /// `TagWalk::At(node)`, a node carrying `h`'s tag ends the walk with the rest of
+    /// its slot requested (what a hit reads and updates: the whole slot, or for a UDP
+    /// packet, `udp`, only its first [`UDP_HIT_BYTES`]); the chain's end proves that
+    /// no linked tuple has this hash; otherwise the walk moves on to the next node,
+    /// whose link bytes are requested. Any other state stays as it is.
     #[inline]
-    pub fn prefetch_next_link(&self, node: u32) -> u32 {
-        if node == NIL {
-            return NIL;
+    pub fn tag_step(&self, walk: TagWalk, h: u64, udp: bool) -> TagWalk {
+        let TagWalk::At(node) = walk else {
+            return walk;
+        };
+        let Some(slot) = self.slots.get((node / 2) as usize) else {
+            return TagWalk::Unknown;
+        };
+        let d = (node & 1) as usize;
+        if slot.tag[d] == tag_of(h) {
+            let p = (slot as *const Slot).cast::<u8>();
+            let end = if udp {
+                UDP_HIT_BYTES
+            } else {
+                size_of::<Slot>()
+            };
+            prefetch_read(p.wrapping_add(64));
+            prefetch_read(p.wrapping_add(end - 1));
+            return TagWalk::Tagged;
         }
-        let next = self
-            .slots
-            .get((node / 2) as usize)
-            .map_or(NIL, |s| s.next[(node & 1) as usize]);
+        let next = slot.next[d];
+        if next == NIL {
+            return TagWalk::Absent;
+        }
         self.prefetch_link(next);
-        next
+        TagWalk::At(next)
     }
 
     /// The walk's first bytes of a node's slot: links, tags and the entry's deadline
@@ -585,35 +624,6 @@ impl Table {
             .cast::<u8>();
         prefetch_read(p);
         prefetch_read(p.wrapping_add(LINK_BYTES - 1));
-    }
-
-    /// [`Table::may_contain`], and the rest of the first node carrying `h`'s tag
-    /// fetched (its tuple, zone, status and L4 state: what a hit reads and updates):
-    /// the whole slot, or for a UDP packet (`udp`) only its first
-    /// [`UDP_HIT_BYTES`] (a UDP entry's state ends there).
-    #[inline]
-    pub fn prefetch_match(&self, h: u64, udp: bool) -> bool {
-        let tag = tag_of(h);
-        let mut cur = self.heads[self.bucket_of_hash(h) as usize];
-        while cur != NIL {
-            let Some(slot) = self.slots.get((cur / 2) as usize) else {
-                return true;
-            };
-            let d = (cur & 1) as usize;
-            if slot.tag[d] == tag {
-                let p = (slot as *const Slot).cast::<u8>();
-                let end = if udp {
-                    UDP_HIT_BYTES
-                } else {
-                    size_of::<Slot>()
-                };
-                prefetch_read(p.wrapping_add(64));
-                prefetch_read(p.wrapping_add(end - 1));
-                return true;
-            }
-            cur = slot.next[d];
-        }
-        false
     }
 
     /// Prefetch every cache line of a node's slot (2 or 3 lines: the slot is not
@@ -1015,6 +1025,59 @@ mod tests {
         // The walk's fields: links and tags, then the entry's deadline, compact key,
         // zone, family and protocol, all in the slot's first 44 bytes.
         assert_eq!(core::mem::offset_of!(Slot, entry), 16);
+    }
+
+    #[test]
+    fn tag_walk_finds_every_linked_tuple_and_proves_misses() {
+        // Two buckets for 40 connections: chains of ~40 nodes.
+        let mut t = Table::new(2, 5);
+        let tuple = |i: u16| Tuple {
+            src: Addr::v4([10, 0, 0, 1]),
+            dst: Addr::v4([10, 0, 0, 2]),
+            src_u: 1000 + i,
+            dst_u: 53,
+            family: Family::V4,
+            proto: 17,
+        };
+        let walk = |t: &Table, h: u64| {
+            let mut w = t.tag_walk_start(h);
+            let mut steps = 0;
+            while let TagWalk::At(_) = w {
+                w = t.tag_step(w, h, steps % 2 == 0);
+                steps += 1;
+            }
+            (w, steps)
+        };
+        assert_eq!(walk(&t, t.hash(&tuple(0), 0)), (TagWalk::Absent, 0));
+        for i in 0..40 {
+            let o = tuple(i);
+            let r = crate::conntrack::invert(&o).expect("udp inverts");
+            let id = t.alloc(Entry::new([o, r], None));
+            t.link(id);
+        }
+        let mut longest = 0;
+        for i in 0..40 {
+            for (k, d) in [
+                (tuple(i), 0u16),
+                (crate::conntrack::invert(&tuple(i)).expect("inverts"), 0),
+            ] {
+                let (w, steps) = walk(&t, t.hash(&k, d));
+                assert_eq!(w, TagWalk::Tagged, "{k:?}");
+                longest = longest.max(steps);
+            }
+        }
+        assert!(longest > 10, "{longest}");
+        // Tuples never linked: the walk ends at the chain's end (a 32-bit tag
+        // collision among 80 nodes would make it Tagged; not with this seed).
+        for i in 100..140 {
+            let h = t.hash(&tuple(i), 0);
+            assert_eq!(walk(&t, h).0, TagWalk::Absent);
+            assert!(!t.may_contain(h));
+        }
+        // A state other than `At` stays as it is.
+        for w in [TagWalk::Tagged, TagWalk::Absent, TagWalk::Unknown] {
+            assert_eq!(t.tag_step(w, 7, true), w);
+        }
     }
 
     #[test]
