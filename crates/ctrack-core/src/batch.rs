@@ -46,6 +46,10 @@ const _: () = assert!(ROUND <= MAX_LANES, "a round is hashed in one call");
 /// node is the third or later in about a quarter of lookups.
 const WALK_PASSES: usize = 3;
 
+/// Nodes of a predicted miss's reply chain the round's tag walk fetches after the
+/// first (confirm walks that chain to its end).
+const REPLY_WALK_PASSES: usize = 2;
+
 impl Conntrack {
     /// Track a batch of IP packets that share one `now`, hook and template zone (a plain
     /// `u16` is that zone in both directions). For each packet,
@@ -175,7 +179,6 @@ impl Conntrack {
                 // A packet whose bucket has no node with its tag will miss and create
                 // an entry: hash its reply tuple now and fetch that bucket too, so
                 // confirm finds both buckets in cache and does not hash again.
-                let mut first = [u32::MAX; ROUND];
                 lanes.clear();
                 for (k, (x, rep)) in pre[..round.len()].iter().zip(&mut replies).enumerate() {
                     *rep = None;
@@ -199,15 +202,22 @@ impl Conntrack {
                 for (_, h) in replies[..round.len()].iter().flatten() {
                     self.table().prefetch(*h);
                 }
-                // Confirm walks the whole reply chain: fetch its first two nodes.
-                for (f, rep) in first.iter_mut().zip(&replies[..round.len()]) {
-                    *f = match rep {
-                        Some((_, h)) => self.table().prefetch_first(*h),
-                        None => u32::MAX,
+                // Confirm walks the whole reply chain (its length, and a clash): the
+                // same tag walk fetches its nodes' link lines, a node per pass.
+                for (w, rep) in walks.iter_mut().zip(&replies[..round.len()]) {
+                    *w = match rep {
+                        Some((_, h)) => self.table().tag_walk_start(*h),
+                        None => TagWalk::Unknown,
                     };
                 }
-                for f in &first[..round.len()] {
-                    self.table().prefetch_next(*f);
+                for _ in 0..REPLY_WALK_PASSES {
+                    for (w, rep) in walks.iter_mut().zip(&replies[..round.len()]) {
+                        if let (TagWalk::At(_), Some((t, h))) = (*w, rep) {
+                            *w = self
+                                .table()
+                                .tag_step(*w, *h, t.proto == crate::tuple::proto::UDP);
+                        }
+                    }
                 }
             } else {
                 replies[..round.len()].fill(None);
