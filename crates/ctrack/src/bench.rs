@@ -1072,6 +1072,42 @@ fn hash_candidates(a: &BenchArgs) {
     });
     let rs = std::collections::hash_map::RandomState::new();
     let std_rs = time(&|t| rs.hash_one(t));
+    // The batch path's hash: a round's IPv4 tuples in SIMD lanes (each lane the same
+    // SipHash-1-3 of the same two words as the scalar hash).
+    use ctrack_core::sip_lanes::{self, Path, Words, MAX_LANES};
+    let words: Vec<[u64; 2]> = tuples.iter().map(|t| FlowHasher::v4_words(t, 0)).collect();
+    let lanes = |path: Path| {
+        best(
+            a.repeat,
+            || (),
+            |_| {
+                let mut acc = 0u64;
+                let mut out: Words = [0; MAX_LANES];
+                for chunk in words.chunks(MAX_LANES) {
+                    let (mut w0, mut w1): (Words, Words) = ([0; MAX_LANES], [0; MAX_LANES]);
+                    for (i, w) in chunk.iter().enumerate() {
+                        (w0[i], w1[i]) = (w[0], w[1]);
+                    }
+                    let (w0, w1) = std::hint::black_box((&w0, &w1));
+                    sip_lanes::sip13_pairs_on(path, 1, 2, w0, w1, chunk.len(), &mut out);
+                    acc = acc.wrapping_add(out[0]);
+                }
+                acc
+            },
+        ) * 1e9
+            / n as f64
+    };
+    let best_path = sip_lanes::best_path();
+    for path in [Path::Avx512, Path::Avx2, Path::Scalar] {
+        let label = format!("SipHash-1-3, {MAX_LANES} in {path:?} lanes");
+        let runs = if path == best_path {
+            "  (the batch path's here)"
+        } else {
+            ""
+        };
+        let t = lanes(path);
+        println!("hash       {label:<40} {t:>5.1} ns/hash{runs}");
+    }
     println!("hash       SipHash-1-3 on packed words (chosen)    {chosen:>5.1} ns/hash");
     println!("hash       SipHash-1-3, 38-byte Hasher::write      {sip_bytes:>5.1} ns/hash");
     println!("hash       std RandomState (derived Hash)          {std_rs:>5.1} ns/hash");
