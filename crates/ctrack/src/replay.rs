@@ -123,7 +123,10 @@ impl Replay {
     /// [`Replay::packet`] without the report: what the pipeline decided, for callers
     /// that print no per-packet line (`ctrack replay` without `--packets`), so the
     /// counter deltas, log lines and rule descriptions are not built. `hint`: the
-    /// look-ahead window's flow hash for `l3`, if any.
+    /// look-ahead window's flow hash for `l3`, if any. Never inlined: it is the unit
+    /// `scripts/instructions.sh` counts in replay (with LTO it would vanish into its
+    /// callers).
+    #[inline(never)]
     pub fn packet_outcome(
         &mut self,
         ts_ns: u64,
