@@ -1,10 +1,12 @@
-//! Micro-benchmarks of the engine's hot pieces (divan): the keyed flow hash, the hit
+//! Micro-benchmarks of the engine's hot pieces (divan): the keyed flow hash (one at a
+//! time, and a round in SIMD lanes as the batch path hashes), the hit
 //! path one packet at a time and in batches, new-flow creation, and a TCP lifecycle.
 //! Run with `cargo bench -p ctrack-core`; the workload figures of issue 6 come from
 //! `ctrack bench` (BENCHMARKS.md), these isolate the pieces behind them.
 
 use ctrack_core::batch::{BatchResult, Next};
 use ctrack_core::conntrack::{Config, Conntrack, Hook, Verdict};
+use ctrack_core::sip_lanes::{self, Path, Words, MAX_LANES};
 use ctrack_core::table::FlowHasher;
 use ctrack_core::tuple::{Addr, Family, Tuple};
 use ctrack_core::{Instant, Sysctls};
@@ -90,6 +92,39 @@ fn flow_hash(b: Bencher, family: Family) {
             let mut acc = 0u64;
             for t in &tuples {
                 acc ^= h.hash(black_box(t), 0);
+            }
+            acc
+        });
+}
+
+/// The batch path's hash: 1,024 IPv4 tuples in rounds of 16, hashed together in SIMD
+/// lanes on each path this CPU has (the same SipHash-1-3 of the same words).
+#[divan::bench(args = [Path::Avx512, Path::Avx2, Path::Scalar])]
+fn flow_hash_lanes(b: Bencher, path: Path) {
+    let words: Vec<[u64; 2]> = (0..1024u32)
+        .map(|i| {
+            let t = Tuple {
+                src: Addr::v4(client(i)),
+                dst: Addr::v4([10, 1, 1, 2]),
+                src_u: 1000,
+                dst_u: 53,
+                family: Family::V4,
+                proto: 17,
+            };
+            FlowHasher::v4_words(&t, 0)
+        })
+        .collect();
+    b.counter(divan::counter::ItemsCount::new(words.len()))
+        .bench(|| {
+            let mut acc = 0u64;
+            let mut out: Words = [0; MAX_LANES];
+            for round in words.chunks(MAX_LANES) {
+                let (mut w0, mut w1): (Words, Words) = ([0; MAX_LANES], [0; MAX_LANES]);
+                for (i, w) in round.iter().enumerate() {
+                    (w0[i], w1[i]) = (w[0], w[1]);
+                }
+                sip_lanes::sip13_pairs_on(path, 7, 9, &w0, &w1, round.len(), &mut out);
+                acc ^= black_box(out[0]);
             }
             acc
         });
