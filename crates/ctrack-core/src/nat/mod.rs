@@ -34,7 +34,7 @@ use crate::table::WordsBuildHasher;
 use crate::time::Instant;
 use crate::tuple::{proto, Addr, Dir, Family, Tuple};
 use crate::zone::Zone;
-use std::collections::HashMap;
+use hashbrown::HashTable;
 
 /// The NAT manipulation type of a hook (kernel `enum nf_nat_manip_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,14 +140,13 @@ impl SrcKey {
     }
 }
 
-impl std::hash::Hash for SrcKey {
-    /// Three words (the address's two halves, then key, protocol and zone), for
-    /// [`WordsBuildHasher`].
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+impl SrcKey {
+    /// The three words the key is hashed as (the address's two halves, then key,
+    /// protocol and zone), for [`WordsBuildHasher::hash_words`].
+    fn words(&self) -> [u64; 3] {
         let [lo, hi] = self.addr.words();
-        h.write_u64(lo);
-        h.write_u64(hi);
-        h.write_u64(u64::from(self.key) | u64::from(self.proto) << 16 | u64::from(self.zone) << 24);
+        let rest = u64::from(self.key) | u64::from(self.proto) << 16 | u64::from(self.zone) << 24;
+        [lo, hi, rest]
     }
 }
 
@@ -174,12 +173,65 @@ impl SrcIds {
     }
 }
 
+/// The bysource index (kernel `nf_nat_bysource`): source key → the entries NATed from
+/// it. Each element keeps its key's keyed hash, so a lookup hashes once for its find
+/// and its update, and growing the table rehashes nothing.
+#[derive(Debug, Clone)]
+struct BySource {
+    map: HashTable<(u64, SrcKey, SrcIds)>,
+    hasher: WordsBuildHasher,
+}
+
+impl BySource {
+    fn new(seed: u64) -> BySource {
+        BySource {
+            map: HashTable::new(),
+            hasher: WordsBuildHasher::new(seed),
+        }
+    }
+
+    /// The keyed hash of `key` (SipHash-1-3 of its words: attacker-chosen keys).
+    fn hash(&self, key: &SrcKey) -> u64 {
+        self.hasher.hash_words(&key.words())
+    }
+
+    fn get(&self, h: u64, key: &SrcKey) -> Option<&SrcIds> {
+        self.map.find(h, |x| x.1 == *key).map(|x| &x.2)
+    }
+
+    /// Replace `key`'s entries with `ids`, or drop the key for `None`.
+    fn set(&mut self, h: u64, key: SrcKey, ids: Option<SrcIds>) {
+        match (self.map.find_entry(h, |x| x.1 == key), ids) {
+            (Ok(mut o), Some(ids)) => o.get_mut().2 = ids,
+            (Ok(o), None) => {
+                o.remove();
+            }
+            (Err(_), Some(ids)) => {
+                self.map.insert_unique(h, (h, key, ids), |x| x.0);
+            }
+            (Err(_), None) => {}
+        }
+    }
+
+    /// Add `id` to `key`'s entries (once).
+    fn add(&mut self, h: u64, key: SrcKey, id: EntryId) {
+        match self.map.find_mut(h, |x| x.1 == key) {
+            Some(x) if x.2.as_slice().contains(&id) => {}
+            Some(x) => x.2.push(id),
+            None => {
+                self.map
+                    .insert_unique(h, (h, key, SrcIds::One(id)), |x| x.0);
+            }
+        }
+    }
+}
+
 /// The engine's NAT state: the bysource index (kernel `nf_nat_bysource`) and the random
 /// source of port searches. Built by [`NatState::new`] only: the index's hash key
 /// comes from the engine's seed.
 #[derive(Debug, Clone)]
 pub struct NatState {
-    bysource: HashMap<SrcKey, SrcIds, WordsBuildHasher>,
+    bysource: BySource,
     rng: u64,
 }
 
@@ -187,7 +239,7 @@ impl NatState {
     /// Empty, with the random source seeded from `seed`.
     pub fn new(seed: u64) -> NatState {
         NatState {
-            bysource: HashMap::with_hasher(WordsBuildHasher::new(seed)),
+            bysource: BySource::new(seed),
             rng: seed ^ 0x6e61_745f_7365_6564,
         }
     }
@@ -319,7 +371,8 @@ impl alloc::TupleSpace for Space<'_> {
     fn src_mappings(&mut self, t: &Tuple) -> Vec<Tuple> {
         // kernel find_appropriate_src: same source, zone equal in the orig direction.
         let key = SrcKey::of(t, self.zone.id_for(Dir::Original));
-        let Some(ids) = self.ct.nat.bysource.get(&key) else {
+        let h = self.ct.nat.bysource.hash(&key);
+        let Some(ids) = self.ct.nat.bysource.get(h, &key) else {
             return Vec::new();
         };
         let table = &self.ct.table;
@@ -361,17 +414,12 @@ impl alloc::TupleSpace for Space<'_> {
             .filter(|&&id| id != self.id)
             .filter_map(|&id| mapping(id))
             .collect();
-        match live.len() {
-            0 => {
-                self.ct.nat.bysource.remove(&key);
-            }
-            1 => {
-                self.ct.nat.bysource.insert(key, SrcIds::One(live[0]));
-            }
-            _ => {
-                self.ct.nat.bysource.insert(key, SrcIds::Many(live));
-            }
-        }
+        let ids = match live.len() {
+            0 => None,
+            1 => Some(SrcIds::One(live[0])),
+            _ => Some(SrcIds::Many(live)),
+        };
+        self.ct.nat.bysource.set(h, key, ids);
         out
     }
 
@@ -434,16 +482,8 @@ impl Conntrack {
         e.status.set(manip.done_bit());
         if manip == Manip::Src {
             let key = SrcKey::of(&orig, zone.id_for(Dir::Original));
-            match self.nat.bysource.entry(key) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(SrcIds::One(id));
-                }
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    if !o.get().as_slice().contains(&id) {
-                        o.get_mut().push(id);
-                    }
-                }
-            }
+            let h = self.nat.bysource.hash(&key);
+            self.nat.bysource.add(h, key, id);
         }
         true
     }
