@@ -944,8 +944,9 @@ impl Conntrack {
             return Confirmed::Nothing;
         };
         let (orig, reply, zone, seq) = (e.tuple(Dir::Original), e.tuple(Dir::Reply), e.zone, e.seq);
-        // Chain limit: 50 + random(0..29) in the kernel; a per-entry pseudo-random value here.
-        let max_chain = 50 + (seq % 30) as usize;
+        // Chain limit: 50 + random(0..29) in the kernel; a per-entry pseudo-random value
+        // here (worked out only for a chain that long).
+        let too_long = |n: usize| n >= 50 && n > 50 + (seq % 30) as usize;
         // kernel: the orig tuple hashed with the zone's orig id, the reply with its reply id.
         let hash = |t: &Tuple, d: Dir| {
             let zid = zone.id_for(d);
@@ -958,7 +959,7 @@ impl Conntrack {
         // One walk per bucket: its chain length and the clash search together.
         let (n0, clash0) = self.table.probe(&orig, zone, h0, now);
         let (n1, clash1) = self.table.probe(&reply, zone, h1, now);
-        if n0 > max_chain || n1 > max_chain {
+        if too_long(n0) || too_long(n1) {
             self.stats.chaintoolong += 1;
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
