@@ -944,9 +944,13 @@ impl Conntrack {
             return Confirmed::Nothing;
         };
         let (orig, reply, zone, seq) = (e.tuple(Dir::Original), e.tuple(Dir::Reply), e.zone, e.seq);
-        // Chain limit: 50 + random(0..29) in the kernel; a per-entry pseudo-random value
-        // here (worked out only for a chain that long).
-        let too_long = |n: usize| n >= 50 && n > 50 + (seq % 30) as usize;
+        // Chain limit (kernel `__nf_conntrack_confirm`): max = 50 + random(0..29), a
+        // per-entry pseudo-random value here. Each walk checks a node for an equal key
+        // first, then fails when the nodes before it number more than max: a clash at
+        // position p (0-based) is met when p <= max + 1, and a chain longer than
+        // max + 1 nodes fails without one. (Worked out only for chains that long.)
+        let limit = |n: usize| n <= 51 || n <= 51 + (seq % 30) as usize;
+        let too_long = |n: usize| !limit(n);
         // kernel: the orig tuple hashed with the zone's orig id, the reply with its reply id.
         let hash = |t: &Tuple, d: Dir| {
             let zid = zone.id_for(d);
@@ -959,7 +963,15 @@ impl Conntrack {
         // One walk per bucket: its chain length and the clash search together.
         let (n0, clash0) = self.table.probe(&orig, zone, h0, now);
         let (n1, clash1) = self.table.probe(&reply, zone, h1, now);
-        if too_long(n0) || too_long(n1) {
+        // The walks stop at a clash the limit lets them reach; the reply chain is walked
+        // only when the original one passed.
+        let clash0 = clash0.filter(|c| limit(c.2)).map(|c| (c.0, c.1));
+        let reply_met = clash0.is_none() && !too_long(n0);
+        let clash1_met = clash1
+            .filter(|c| reply_met && limit(c.2))
+            .map(|c| (c.0, c.1));
+        let clash1 = clash1.map(|c| (c.0, c.1));
+        if clash0.is_none() && clash1_met.is_none() && (too_long(n0) || too_long(n1)) {
             self.stats.chaintoolong += 1;
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
@@ -967,7 +979,7 @@ impl Conntrack {
             self.gre_child_freed(freed.as_ref());
             return Confirmed::Failed(ConfirmFailure::InsertClash);
         }
-        if let Some((other, _)) = clash0.or(clash1) {
+        if let Some((other, _)) = clash0.or(clash1_met) {
             // Clash resolution (kernel `nf_ct_resolve_clash`): only protocols that
             // allow it; first merge into an identical entry, then (`..._harder`) an
             // entry whose original tuple alone clashes goes in under its reply tuple.

@@ -723,16 +723,17 @@ impl Table {
     }
 
     /// One walk of a bucket for confirm: the chain's length, and the first node whose
-    /// tuple equals `t` in `zone` and whose entry is unexpired (`h` is `t`'s hash and
-    /// `bucket` its bucket) — [`Table::chain_len`] and [`Table::find_hashed`] in one
-    /// pass. Nodes whose tag differs are counted without touching their entry.
+    /// tuple equals `t` in `zone` and whose entry is unexpired, with its position in
+    /// the chain (0 for the first node; `h` is `t`'s hash) — [`Table::chain_len`] and
+    /// [`Table::find_hashed`] in one pass. Nodes whose tag differs are counted without
+    /// touching their entry.
     pub fn probe(
         &self,
         t: &Tuple,
         zone: Zone,
         h: u64,
         now: Instant,
-    ) -> (usize, Option<(EntryId, Dir)>) {
+    ) -> (usize, Option<(EntryId, Dir, usize)>) {
         let tag = tag_of(h);
         let mut n = 0;
         let mut found = None;
@@ -746,7 +747,7 @@ impl Table {
                 if let Some(e) = slot.entry.as_ref() {
                     if !e.expired(now) && e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d])
                     {
-                        found = Some((id, DIRS[d]));
+                        found = Some((id, DIRS[d], n - 1));
                     }
                 }
             }
@@ -976,7 +977,10 @@ mod tests {
             assert_eq!(t.find(&r, z, now, &mut scratch), Some((id, Dir::Reply)));
             let h = t.hash(&r, 0);
             assert!(t.may_contain(h));
-            assert_eq!(t.probe(&r, z, h, now).1, Some((id, Dir::Reply)));
+            assert_eq!(
+                t.probe(&r, z, h, now).1.map(|c| (c.0, c.1)),
+                Some((id, Dir::Reply))
+            );
             assert_eq!(
                 t.find(&o, Zone::new(1), now, &mut scratch),
                 None,
