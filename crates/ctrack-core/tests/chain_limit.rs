@@ -7,6 +7,7 @@
 //! the engine's own arithmetic, off-by-one included.
 
 use ctrack_core::conntrack::{Config, Confirmed, Conntrack, Hook};
+use ctrack_core::packet::checksum;
 use ctrack_core::{Addr, Family, Instant, Sysctls, Tuple};
 
 /// An IPv4 UDP packet 10.0.`a`.1:`sport` → 10.0.0.2:53 (UDP checksum 0: not checked).
@@ -18,14 +19,8 @@ fn udp(a: u8, sport: u16) -> Vec<u8> {
     p.extend_from_slice(&53u16.to_be_bytes());
     p.extend_from_slice(&8u16.to_be_bytes());
     p.extend_from_slice(&[0, 0]);
-    let mut sum = 0u32;
-    for w in p[..20].chunks(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let c = checksum::compute(0, &p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
     p
 }
 
