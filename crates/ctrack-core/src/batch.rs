@@ -58,20 +58,25 @@ impl Conntrack {
     /// `out`.
     ///
     /// How it is fast: per round of 16 packets it
-    /// 1. parses each one and computes its tuple's keyed hash (memoised per batch by the
-    ///    packet's 5-tuple words, so a flow repeated in the batch is hashed once),
-    ///    prefetching the bucket head;
-    /// 2. prefetches each bucket's first node, then the second;
-    /// 3. predicts misses: a bucket with no node carrying the packet's hash tag cannot
-    ///    hold its tuple, so the packet will create an entry; its reply tuple is hashed
-    ///    now and that bucket's head and first two nodes prefetched, for confirm;
+    /// 1. parses each one and hashes the round's IPv4 tuples together, in SIMD lanes
+    ///    (`sip_lanes`: the same keyed SipHash-1-3 as one at a time), then requests
+    ///    each bucket head;
+    /// 2. walks each chain by its nodes' hash tags, one node per pass over the round
+    ///    ([`crate::table::Table::tag_step`]), fetching only a node's link bytes until
+    ///    one carries the packet's tag (its whole slot is then requested: a likely hit)
+    ///    or the chain ends (a sure miss, unless an earlier packet of the batch links
+    ///    the tuple first);
+    /// 3. for a predicted miss, hashes its reply tuple (in lanes too) and walks that
+    ///    bucket the same way, for confirm;
     /// 4. resolves the packets one by one, in order, reusing the parse and the hashes
     ///    (confirm takes the orig and reply hashes as hints, checked against the
     ///    entry's tuples, so a NAT rewrite of the reply in the pipeline is hashed
     ///    afresh).
     ///
     /// On a table of at most 1,024 entries (in cache) the stages would only cost
-    /// instructions: each packet is parsed (with the memo) and tracked at once.
+    /// instructions: each packet is parsed and tracked at once, its hash memoised per
+    /// batch by the packet's 5-tuple words (a flow repeated in the batch is hashed
+    /// once).
     ///
     /// The hash of a tuple does not depend on the table, so the hints stay valid
     /// whatever the earlier packets of the batch changed; a wrong miss prediction only
