@@ -383,7 +383,8 @@ impl Pipeline {
             }
         };
         if self.is_plain() {
-            return self.plain_packet(ct, now, data, hint, out);
+            self.plain_packet(ct, now, data, hint, &mut out);
+            return out;
         }
         self.buf.clear();
         self.buf.extend_from_slice(data);
@@ -615,17 +616,21 @@ impl Pipeline {
         now: Instant,
         data: &[u8],
         hint: Option<ctrack_core::lookahead::FlowHint>,
-        mut out: Outcome,
-    ) -> Outcome {
+        out: &mut Outcome,
+    ) {
         let zone = ctrack_core::Zone::default();
-        let t = conntrack_hook(ct, now, data, Hook::PreRouting, zone, hint, &mut out);
+        let t = conntrack_hook(ct, now, data, Hook::PreRouting, zone, hint, out);
         if out.drop {
-            return out;
+            return;
         }
         match topology::route(data) {
             Route::Forward => {}
             Route::Local => out.path = Path::Input,
-            Route::Drop(why) => return no_route(ct, Some(t), why, out),
+            Route::Drop(why) => {
+                ct.discard(&t);
+                dropped_no_route(why, out);
+                return;
+            }
         }
         out.fate = if out.path == Path::Input {
             Fate::Local
@@ -640,8 +645,7 @@ impl Pipeline {
             self.buf.clear();
             self.buf.extend_from_slice(data);
         }
-        confirm_hook(ct, now, &t, &mut self.buf, &mut out);
-        out
+        confirm_hook(ct, now, &t, &mut self.buf, out);
     }
 }
 
@@ -707,11 +711,17 @@ fn no_route(
     if let Some(t) = tracked {
         ct.discard(&t);
     }
+    dropped_no_route(why, &mut out);
+    out
+}
+
+/// [`no_route`]'s mark on the outcome: dropped, for `why` unless an earlier hook gave
+/// a reason.
+fn dropped_no_route(why: NoRoute, out: &mut Outcome) {
     out.fate = Fate::Dropped;
     if out.reason.is_none() {
         out.reason = Some(Reason::NoRoute(why));
     }
-    out
 }
 
 struct Eval<'r> {
