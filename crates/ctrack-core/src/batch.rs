@@ -145,6 +145,9 @@ impl Conntrack {
             for (k, (slot, p)) in pre.iter_mut().zip(round).enumerate() {
                 match Parsed::ports4(p) {
                     Some((pkt, tuple)) => {
+                        // Read from the header, not the tuple just built (+66
+                        // instructions a packet when read back from the tuple); a view
+                        // always has these bytes, the fallback only keeps it total.
                         let words = Parsed::ports4_words(p, zid)
                             .unwrap_or_else(|| FlowHasher::v4_words(&tuple, zid));
                         lanes.push(k, words);
@@ -170,19 +173,9 @@ impl Conntrack {
                 // the packet's tag gets its slot fetched (a likely hit), a chain that
                 // ends without one proves a miss.
                 let mut walks = [TagWalk::Unknown; ROUND];
-                for (w, x) in walks.iter_mut().zip(&pre[..round.len()]) {
-                    if let Some(x) = x {
-                        *w = self.table().tag_walk_start(x.hash());
-                    }
-                }
-                for _ in 0..WALK_PASSES {
-                    for (w, x) in walks.iter_mut().zip(&pre[..round.len()]) {
-                        if let (TagWalk::At(_), Some(x)) = (*w, x) {
-                            let udp = x.tuple().proto == crate::tuple::proto::UDP;
-                            *w = self.table().tag_step(*w, x.hash(), udp);
-                        }
-                    }
-                }
+                walk_tags(self.table(), &mut walks[..round.len()], WALK_PASSES, |k| {
+                    pre[k].as_ref().map(|x| (x.hash(), x.tuple().proto))
+                });
                 // A packet whose bucket has no node with its tag will miss and create
                 // an entry: hash its reply tuple now and fetch that bucket too, so
                 // confirm finds both buckets in cache and does not hash again.
@@ -211,21 +204,12 @@ impl Conntrack {
                 }
                 // Confirm walks the whole reply chain (its length, and a clash): the
                 // same tag walk fetches its nodes' link lines, a node per pass.
-                for (w, rep) in walks.iter_mut().zip(&replies[..round.len()]) {
-                    *w = match rep {
-                        Some((_, h)) => self.table().tag_walk_start(*h),
-                        None => TagWalk::Unknown,
-                    };
-                }
-                for _ in 0..REPLY_WALK_PASSES {
-                    for (w, rep) in walks.iter_mut().zip(&replies[..round.len()]) {
-                        if let (TagWalk::At(_), Some((t, h))) = (*w, rep) {
-                            *w = self
-                                .table()
-                                .tag_step(*w, *h, t.proto == crate::tuple::proto::UDP);
-                        }
-                    }
-                }
+                walk_tags(
+                    self.table(),
+                    &mut walks[..round.len()],
+                    REPLY_WALK_PASSES,
+                    |k| replies[k].as_ref().map(|(t, h)| (*h, t.proto)),
+                );
             } else {
                 replies[..round.len()].fill(None);
             }
@@ -272,6 +256,36 @@ impl Conntrack {
             }
         };
         BatchResult { tracked, confirmed }
+    }
+}
+
+/// The tag walks of a round's buckets ([`Table::tag_walk_start`], then `passes`
+/// rounds of [`Table::tag_step`], a node per packet per pass, so each node's line has
+/// a pass's time to arrive): `target(k)` is the hash and protocol of the tuple whose
+/// bucket packet `k` walks, `None` for no walk (its state is then `Unknown`).
+#[inline(always)]
+fn walk_tags(
+    table: &Table,
+    walks: &mut [TagWalk],
+    passes: usize,
+    target: impl Fn(usize) -> Option<(u64, u8)>,
+) {
+    let mut targets = [(0u64, false); ROUND];
+    for ((k, w), t) in walks.iter_mut().enumerate().zip(&mut targets) {
+        *w = match target(k) {
+            Some((h, proto)) => {
+                *t = (h, proto == crate::tuple::proto::UDP);
+                table.tag_walk_start(h)
+            }
+            None => TagWalk::Unknown,
+        };
+    }
+    for _ in 0..passes {
+        for (w, &(h, udp)) in walks.iter_mut().zip(&targets) {
+            if let TagWalk::At(_) = *w {
+                *w = table.tag_step(*w, h, udp);
+            }
+        }
     }
 }
 

@@ -953,8 +953,7 @@ impl Conntrack {
         // first, then fails when the nodes before it number more than max: a clash at
         // position p (0-based) is met when p <= max + 1, and a chain longer than
         // max + 1 nodes fails without one. (Worked out only for chains that long.)
-        let limit = |n: usize| n <= 51 || n <= 51 + (seq % 30) as usize;
-        let too_long = |n: usize| !limit(n);
+        let within = |n: usize| n <= 51 || n <= 51 + (seq % 30) as usize;
         // kernel: the orig tuple hashed with the zone's orig id, the reply with its reply id.
         let hash = |t: &Tuple, d: Dir| {
             let zid = zone.id_for(d);
@@ -969,15 +968,15 @@ impl Conntrack {
         let (n1, clash1) = self.table.probe(&reply, zone, h1, now);
         let node = |c: Option<(EntryId, Dir, usize)>| c.map(|(id, d, _)| (id, d));
         // The walks stop at a clash the limit lets them reach; the reply chain is walked
-        // only when the original one passed. Chains of at most 51 nodes pass every draw
-        // (the common case: no arithmetic).
-        let (met0, met1) = if n0 <= 51 && n1 <= 51 {
+        // only when the original one passed. Chains within the limit (those of at most
+        // 51 nodes without arithmetic) pass.
+        let (met0, met1) = if within(n0) && within(n1) {
             (node(clash0), node(clash1))
         } else {
-            let met0 = node(clash0.filter(|c| limit(c.2)));
-            let reply_walked = met0.is_none() && !too_long(n0);
-            let met1 = node(clash1.filter(|c| reply_walked && limit(c.2)));
-            if met0.is_none() && met1.is_none() && (too_long(n0) || too_long(n1)) {
+            let met0 = node(clash0.filter(|c| within(c.2)));
+            let reply_walked = met0.is_none() && within(n0);
+            let met1 = node(clash1.filter(|c| reply_walked && within(c.2)));
+            if met0.is_none() && met1.is_none() {
                 self.stats.chaintoolong += 1;
                 self.stats.insert_failed += 1;
                 self.stats.drop += 1;
@@ -1664,9 +1663,8 @@ mod view_tests {
     use super::*;
     use crate::table::FlowHasher;
 
-    /// `Parsed::ports4` answers exactly when the general parse yields an IPv4 TCP, UDP,
-    /// UDP-Lite or SCTP packet with a 20-byte header and its ports, and then with the
-    /// same view and tuple; `Parsed::udp4` is its UDP part.
+    /// `Parsed::ports4_words` gives, from the header bytes, the hash words of the tuple
+    /// `Parsed::ports4` builds.
     #[test]
     fn ports4_words_are_the_tuple_hash_words() {
         let mut p = vec![0x45u8, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
@@ -1685,6 +1683,9 @@ mod view_tests {
         assert_eq!(Parsed::ports4_words(&p[..23], 0), None);
     }
 
+    /// `Parsed::ports4` answers exactly when the general parse yields an IPv4 TCP, UDP,
+    /// UDP-Lite or SCTP packet with a 20-byte header and its ports, and then with the
+    /// same view and tuple; `Parsed::udp4` is its UDP part.
     #[test]
     fn the_ports4_view_is_the_general_parse_where_it_answers() {
         let mut rng = 0x2545_f491_4f6c_dd1du64;

@@ -160,77 +160,28 @@ fn misc_word(t: &Tuple, zone: u16) -> u64 {
         | u64::from(zone) << 48
 }
 
-/// A keyed `BuildHasher` for keys that hash themselves as a few 64-bit words
-/// (`Hasher::write_u64`, up to 4): SipHash-1-3 over the words, as the table's own hash,
+/// A keyed hash of a few 64-bit words: SipHash-1-3 over them, as the table's own hash,
 /// so a map of attacker-chosen keys (NAT's bysource index) resists hash flooding
 /// without std's byte-buffering `SipHasher` (~4× the cost per key).
 #[derive(Debug, Clone, Copy)]
-pub struct WordsBuildHasher {
+pub struct WordsHasher {
     k0: u64,
     k1: u64,
 }
 
-impl WordsBuildHasher {
+impl WordsHasher {
     /// A hasher keyed from `seed`.
-    pub fn new(seed: u64) -> WordsBuildHasher {
-        WordsBuildHasher {
+    pub fn new(seed: u64) -> WordsHasher {
+        WordsHasher {
             k0: seed.rotate_left(17) ^ 0x6279_736f_7572_6365,
             k1: seed ^ 0x6e61_745f_696e_6465,
         }
     }
 
-    /// What hashing a key that writes exactly `words` (`Hasher::write_u64` each, at
-    /// most 4) gives, without the `Hasher` plumbing.
+    /// The keyed hash of `words`.
     #[inline]
     pub fn hash_words(&self, words: &[u64]) -> u64 {
         sip13(self.k0, self.k1, words)
-    }
-}
-
-impl std::hash::BuildHasher for WordsBuildHasher {
-    type Hasher = WordsHasher;
-    fn build_hasher(&self) -> WordsHasher {
-        WordsHasher {
-            k0: self.k0,
-            k1: self.k1,
-            words: [0; 4],
-            n: 0,
-        }
-    }
-}
-
-/// The hasher of [`WordsBuildHasher`]: collects up to 4 words (a fifth and later are
-/// folded into the last one), then SipHash-1-3 of them.
-#[derive(Debug, Clone)]
-pub struct WordsHasher {
-    k0: u64,
-    k1: u64,
-    words: [u64; 4],
-    n: usize,
-}
-
-impl std::hash::Hasher for WordsHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w) ^ (c.len() as u64) << 59);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, x: u64) {
-        if self.n < 4 {
-            self.words[self.n] = x;
-            self.n += 1;
-        } else {
-            self.words[3] = self.words[3].rotate_left(23) ^ x;
-        }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        sip13(self.k0, self.k1, &self.words[..self.n])
     }
 }
 
@@ -599,12 +550,13 @@ impl Table {
         };
         let d = (node & 1) as usize;
         if slot.tag[d] == tag_of(h) {
-            let p = (slot as *const Slot).cast::<u8>();
             let end = if udp {
                 UDP_HIT_BYTES
             } else {
                 size_of::<Slot>()
             };
+            // The link line is in (the walk just read it): the rest of the slot.
+            let p = (slot as *const Slot).cast::<u8>();
             prefetch_read(p.wrapping_add(64));
             prefetch_read(p.wrapping_add(end - 1));
             return TagWalk::Tagged;
@@ -621,22 +573,19 @@ impl Table {
     /// (one line, two when the slot starts late in a line).
     #[inline]
     fn prefetch_link(&self, node: u32) {
-        if node == NIL {
-            return;
-        }
-        let p = self
-            .slots
-            .as_ptr()
-            .wrapping_add((node / 2) as usize)
-            .cast::<u8>();
-        prefetch_read(p);
-        prefetch_read(p.wrapping_add(LINK_BYTES - 1));
+        self.prefetch_slot(node, LINK_BYTES);
     }
 
     /// Prefetch every cache line of a node's slot (2 or 3 lines: the slot is not
     /// line-aligned): the walk reads its head, a hit then the L4 state at its end.
     #[inline]
     fn prefetch_node(&self, node: u32) {
+        self.prefetch_slot(node, size_of::<Slot>());
+    }
+
+    /// Prefetch the lines of a node's slot's first `bytes` bytes (at most the slot).
+    #[inline]
+    fn prefetch_slot(&self, node: u32, bytes: usize) {
         if node == NIL {
             return;
         }
@@ -646,8 +595,10 @@ impl Table {
             .wrapping_add((node / 2) as usize)
             .cast::<u8>();
         prefetch_read(p);
-        prefetch_read(p.wrapping_add(64));
-        prefetch_read(p.wrapping_add(size_of::<Slot>() - 1));
+        if bytes > 64 {
+            prefetch_read(p.wrapping_add(64));
+        }
+        prefetch_read(p.wrapping_add(bytes - 1));
     }
 
     /// [`Table::find`] in the bucket of hash `h` (`self.hash(t, id)` where `id` is the
@@ -865,32 +816,14 @@ mod tests {
 
     #[test]
     fn words_hasher_is_keyed_sip13_of_the_words() {
-        use std::hash::{BuildHasher, Hasher};
-        let b = WordsBuildHasher::new(42);
-        let of = |b: &WordsBuildHasher, words: &[u64]| {
-            let mut h = b.build_hasher();
-            for w in words {
-                h.write_u64(*w);
-            }
-            h.finish()
-        };
+        let b = WordsHasher::new(42);
         let (k0, k1) = (b.k0, b.k1);
-        assert_eq!(of(&b, &[1, 2, 3]), sip13(k0, k1, &[1, 2, 3]));
-        assert_eq!(of(&b, &[1, 2, 3]), b.hash_words(&[1, 2, 3]));
-        assert_ne!(of(&b, &[1, 2, 3]), of(&b, &[1, 2, 4]));
+        assert_eq!(b.hash_words(&[1, 2, 3]), sip13(k0, k1, &[1, 2, 3]));
+        assert_ne!(b.hash_words(&[1, 2, 3]), b.hash_words(&[1, 2, 4]));
         assert_ne!(
-            of(&b, &[1, 2, 3]),
-            of(&WordsBuildHasher::new(43), &[1, 2, 3])
+            b.hash_words(&[1, 2, 3]),
+            WordsHasher::new(43).hash_words(&[1, 2, 3])
         );
-        // Beyond four words, later ones still count.
-        assert_ne!(of(&b, &[1, 2, 3, 4, 5]), of(&b, &[1, 2, 3, 4, 6]));
-        // Bytes: their length counts too.
-        let bytes = |x: &[u8]| {
-            let mut h = b.build_hasher();
-            h.write(x);
-            h.finish()
-        };
-        assert_ne!(bytes(&[1, 0]), bytes(&[1]));
     }
 
     #[test]

@@ -539,7 +539,10 @@ impl Pipeline {
                     why @ (NoRoute::MartianSource
                     | NoRoute::MartianDestination
                     | NoRoute::BadOptions),
-                ) => return no_route(ct, tracked, why, out),
+                ) => {
+                    no_route(ct, tracked, why, &mut out);
+                    return out;
+                }
                 _ => &[1],
             }
         } else {
@@ -553,7 +556,10 @@ impl Pipeline {
                     out.path = Path::Input;
                     &[1]
                 }
-                Route::Drop(why) => return no_route(ct, tracked, why, out),
+                Route::Drop(why) => {
+                    no_route(ct, tracked, why, &mut out);
+                    return out;
+                }
             }
         };
         for &h in hooks {
@@ -626,11 +632,7 @@ impl Pipeline {
         match topology::route(data) {
             Route::Forward => {}
             Route::Local => out.path = Path::Input,
-            Route::Drop(why) => {
-                ct.discard(&t);
-                dropped_no_route(why, out);
-                return;
-            }
+            Route::Drop(why) => return no_route(ct, Some(t), why, out),
         }
         out.fate = if out.path == Path::Input {
             Fate::Local
@@ -702,22 +704,12 @@ fn confirm_hook(
     }
 }
 
-fn no_route(
-    ct: &mut Conntrack,
-    tracked: Option<Tracked>,
-    why: NoRoute,
-    mut out: Outcome,
-) -> Outcome {
+/// A packet routing drops: its unconfirmed entry (if any) discarded, the outcome
+/// dropped, for `why` unless an earlier hook gave a reason.
+fn no_route(ct: &mut Conntrack, tracked: Option<Tracked>, why: NoRoute, out: &mut Outcome) {
     if let Some(t) = tracked {
         ct.discard(&t);
     }
-    dropped_no_route(why, &mut out);
-    out
-}
-
-/// [`no_route`]'s mark on the outcome: dropped, for `why` unless an earlier hook gave
-/// a reason.
-fn dropped_no_route(why: NoRoute, out: &mut Outcome) {
     out.fate = Fate::Dropped;
     if out.reason.is_none() {
         out.reason = Some(Reason::NoRoute(why));

@@ -1074,7 +1074,7 @@ fn hash_candidates(a: &BenchArgs) {
     let std_rs = time(&|t| rs.hash_one(t));
     // The batch path's hash: a round's IPv4 tuples in SIMD lanes (each lane the same
     // SipHash-1-3 of the same two words as the scalar hash).
-    use ctrack_core::sip_lanes::{self, Path, Words, MAX_LANES};
+    use ctrack_core::sip_lanes::{self, Path, MAX_LANES};
     let words: Vec<[u64; 2]> = tuples.iter().map(|t| FlowHasher::v4_words(t, 0)).collect();
     let lanes = |path: Path| {
         best(
@@ -1082,16 +1082,8 @@ fn hash_candidates(a: &BenchArgs) {
             || (),
             |_| {
                 let mut acc = 0u64;
-                let mut out: Words = [0; MAX_LANES];
-                for chunk in words.chunks(MAX_LANES) {
-                    let (mut w0, mut w1): (Words, Words) = ([0; MAX_LANES], [0; MAX_LANES]);
-                    for (i, w) in chunk.iter().enumerate() {
-                        (w0[i], w1[i]) = (w[0], w[1]);
-                    }
-                    let (w0, w1) = std::hint::black_box((&w0, &w1));
-                    sip_lanes::sip13_pairs_on(path, 1, 2, w0, w1, chunk.len(), &mut out);
-                    acc = acc.wrapping_add(out[0]);
-                }
+                let words = std::hint::black_box(&words);
+                sip_lanes::sip13_each(path, 1, 2, words, |h| acc = acc.wrapping_add(h));
                 acc
             },
         ) * 1e9

@@ -30,7 +30,7 @@ use crate::proto::tcp::TcpState;
 use crate::proto::ProtoState;
 use crate::status::Status;
 use crate::table::EntryId;
-use crate::table::WordsBuildHasher;
+use crate::table::WordsHasher;
 use crate::time::Instant;
 use crate::tuple::{proto, Addr, Dir, Family, Tuple};
 use crate::zone::Zone;
@@ -142,7 +142,7 @@ impl SrcKey {
 
 impl SrcKey {
     /// The three words the key is hashed as (the address's two halves, then key,
-    /// protocol and zone), for [`WordsBuildHasher::hash_words`].
+    /// protocol and zone), for [`WordsHasher::hash_words`].
     fn words(&self) -> [u64; 3] {
         let [lo, hi] = self.addr.words();
         let rest = u64::from(self.key) | u64::from(self.proto) << 16 | u64::from(self.zone) << 24;
@@ -179,14 +179,14 @@ impl SrcIds {
 #[derive(Debug, Clone)]
 struct BySource {
     map: HashTable<(u64, SrcKey, SrcIds)>,
-    hasher: WordsBuildHasher,
+    hasher: WordsHasher,
 }
 
 impl BySource {
     fn new(seed: u64) -> BySource {
         BySource {
             map: HashTable::new(),
-            hasher: WordsBuildHasher::new(seed),
+            hasher: WordsHasher::new(seed),
         }
     }
 
