@@ -533,8 +533,8 @@ impl Table {
         }
     }
 
-    /// One step of a batch's tag walk for hash `h` (what [`Table::may_contain`] does in
-    /// one go, spread over rounds so each node's line has time to arrive): at
+    /// One step of a batch's tag walk for hash `h` (spread over rounds so each node's
+    /// line has time to arrive): at
     /// `TagWalk::At(node)`, a node carrying `h`'s tag ends the walk with the rest of
     /// its slot requested (what a hit reads and updates: the whole slot, or for a UDP
     /// packet, `udp`, only its first [`UDP_HIT_BYTES`]); the chain's end proves that
@@ -705,26 +705,6 @@ impl Table {
             cur = slot.next[d];
         }
         (n, found)
-    }
-
-    /// Whether the bucket of hash `h` has any node whose tag is `h`'s: `false` proves
-    /// that no linked tuple with this hash exists (a lookup will miss). Reads only the
-    /// nodes' link lines (batch prediction of misses).
-    #[inline]
-    pub fn may_contain(&self, h: u64) -> bool {
-        let tag = tag_of(h);
-        let mut cur = self.heads[self.bucket_of_hash(h) as usize];
-        while cur != NIL {
-            let Some(slot) = self.slots.get((cur / 2) as usize) else {
-                return true;
-            };
-            let d = (cur & 1) as usize;
-            if slot.tag[d] == tag {
-                return true;
-            }
-            cur = slot.next[d];
-        }
-        false
     }
 
     /// The nodes of a bucket, as (entry, direction).
@@ -909,7 +889,7 @@ mod tests {
             assert_eq!(t.find(&o, z, now, &mut scratch), Some((id, Dir::Original)));
             assert_eq!(t.find(&r, z, now, &mut scratch), Some((id, Dir::Reply)));
             let h = t.hash(&r, 0);
-            assert!(t.may_contain(h));
+            assert_eq!(walk_to_end(&t, h), TagWalk::Tagged);
             assert_eq!(
                 t.probe(&r, z, h, now).1.map(|c| (c.0, c.1)),
                 Some((id, Dir::Reply))
@@ -929,7 +909,8 @@ mod tests {
         assert!(!t.is_linked(ids[0]));
         let (o, _) = e(0);
         assert_eq!(t.find(&o, Zone::DEFAULT, now, &mut scratch), None);
-        assert!(!t.may_contain(t.hash(&o, 0)) || t.chain_len(t.bucket(&o, 0)) > 0);
+        let h = t.hash(&o, 0);
+        assert!(walk_to_end(&t, h) == TagWalk::Absent || t.chain_len(t.bucket(&o, 0)) > 0);
     }
 
     #[test]
@@ -970,6 +951,15 @@ mod tests {
         // The walk's fields: links and tags, then the entry's deadline, compact key,
         // zone, family and protocol, all in the slot's first 44 bytes.
         assert_eq!(core::mem::offset_of!(Slot, entry), 16);
+    }
+
+    /// A batch's tag walk of the bucket of `h`, run to its end.
+    fn walk_to_end(t: &Table, h: u64) -> TagWalk {
+        let mut w = t.tag_walk_start(h);
+        while let TagWalk::At(_) = w {
+            w = t.tag_step(w, h, false);
+        }
+        w
     }
 
     #[test]
@@ -1017,7 +1007,6 @@ mod tests {
         for i in 100..140 {
             let h = t.hash(&tuple(i), 0);
             assert_eq!(walk(&t, h).0, TagWalk::Absent);
-            assert!(!t.may_contain(h));
         }
         // A state other than `At` stays as it is.
         for w in [TagWalk::Tagged, TagWalk::Absent, TagWalk::Unknown] {
