@@ -779,13 +779,15 @@ impl Conntrack {
     /// the packet's result when that is impossible.
     #[inline(never)]
     fn create(&mut self, now: Instant, tuple: &Tuple, zone: Zone) -> Result<EntryId, Tracked> {
-        let Some(reply) = invert(tuple) else {
+        // Only ICMP types can fail to invert: every other tuple skips the check.
+        let icmp = matches!(tuple.proto, proto::ICMP | proto::ICMPV6);
+        if icmp && invert(tuple).is_none() {
             self.stats.invalid += 1;
             return Err(Tracked::invalid(InvalidReason::IcmpNotInvertible {
                 icmp_type: tuple.icmp_type(),
             }));
-        };
-        match self.alloc(now, *tuple, reply, zone) {
+        }
+        match self.alloc(now, tuple, zone) {
             Some(id) => Ok(id),
             None => {
                 self.stats.drop += 1;
@@ -947,25 +949,44 @@ impl Conntrack {
         let Some(e) = self.table.get(id) else {
             return Confirmed::Nothing;
         };
-        let (orig, reply, zone, seq) = (e.tuple(Dir::Original), e.tuple(Dir::Reply), e.zone, e.seq);
+        let (zone, seq) = (e.zone, e.seq);
         // Chain limit (kernel `__nf_conntrack_confirm`): max = 50 + random(0..29), a
         // per-entry pseudo-random value here. Each walk checks a node for an equal key
         // first, then fails when the nodes before it number more than max: a clash at
         // position p (0-based) is met when p <= max + 1, and a chain longer than
         // max + 1 nodes fails without one. (Worked out only for chains that long.)
         let within = |n: usize| n <= 51 || n <= 51 + (seq % 30) as usize;
-        // kernel: the orig tuple hashed with the zone's orig id, the reply with its reply id.
-        let hash = |t: &Tuple, d: Dir| {
-            let zid = zone.id_for(d);
-            hints
-                .iter()
-                .find(|(z, x, _)| *z == zid && crate::table::same_tuple(x, t))
-                .map_or_else(|| self.table.hash(t, zid), |&(_, _, h)| h)
+        // kernel: the orig tuple hashed with the zone's orig id, the reply with its reply
+        // id. A batch's hints (tuples it hashed) are the original's, then the reply's:
+        // compared with the entry's tuples in the entry's own form, they serve without
+        // building either tuple; otherwise both are built, and each hashed unless a
+        // hint is equal to it.
+        let built: [Tuple; 2];
+        let ((orig, h0), (reply, h1)) = match *hints {
+            [(z0, o, h0), (z1, r, h1), ..]
+                if z0 == zone.id_for(Dir::Original)
+                    && z1 == zone.id_for(Dir::Reply)
+                    && e.has_tuple(Dir::Original, o)
+                    && e.has_tuple(Dir::Reply, r) =>
+            {
+                ((o, h0), (r, h1))
+            }
+            _ => {
+                built = e.tuples();
+                let [o, r] = &built;
+                let hinted = |t: &Tuple, d: Dir| {
+                    let zid = zone.id_for(d);
+                    hints
+                        .iter()
+                        .find(|(z, x, _)| *z == zid && crate::table::same_tuple(x, t))
+                        .map_or_else(|| self.table.hash(t, zid), |&(_, _, h)| h)
+                };
+                ((o, hinted(o, Dir::Original)), (r, hinted(r, Dir::Reply)))
+            }
         };
-        let (h0, h1) = (hash(&orig, Dir::Original), hash(&reply, Dir::Reply));
         // One walk per bucket: its chain length and the clash search together.
-        let (n0, clash0) = self.table.probe(&orig, zone, h0, now);
-        let (n1, clash1) = self.table.probe(&reply, zone, h1, now);
+        let (n0, clash0) = self.table.probe(orig, zone, h0, now);
+        let (n1, clash1) = self.table.probe(reply, zone, h1, now);
         let node = |c: Option<(EntryId, Dir, usize)>| c.map(|(id, d, _)| (id, d));
         // The walks stop at a clash the limit lets them reach; the reply chain is walked
         // only when the original one passed. Chains within the limit (those of at most
@@ -994,11 +1015,11 @@ impl Conntrack {
             let allows = matches!(orig.proto, proto::UDP | proto::UDPLITE | proto::GRE)
                 || !is_known_proto(orig.proto);
             if allows {
-                if self.can_merge(other, &orig, &reply, zone) {
+                if self.can_merge(other, orig, reply, zone) {
                     return self.merge_clash(id, other, ci.dir());
                 }
                 match clash1 {
-                    Some((r, _)) if self.can_merge(r, &orig, &reply, zone) => {
+                    Some((r, _)) if self.can_merge(r, orig, reply, zone) => {
                         return self.merge_clash(id, r, ci.dir());
                     }
                     Some(_) => {}
@@ -1209,9 +1230,9 @@ impl Conntrack {
     }
 
     /// Allocate an unconfirmed entry; on a full table run early drop (§11.4).
-    fn alloc(&mut self, now: Instant, orig: Tuple, reply: Tuple, zone: Zone) -> Option<EntryId> {
+    fn alloc(&mut self, now: Instant, orig: &Tuple, zone: Zone) -> Option<EntryId> {
         let max = self.sysctls.nf_conntrack_max;
-        if max != 0 && self.table.count() >= max && !self.early_drop(now, &orig, zone) {
+        if max != 0 && self.table.count() >= max && !self.early_drop(now, orig, zone) {
             // The GC worker's early-eviction mode (§11.5).
             self.gc.early_drop = true;
             return None;
@@ -1229,7 +1250,8 @@ impl Conntrack {
                 ..Extensions::default()
             })
         });
-        let mut entry = Entry::new([orig, reply], ext);
+        // `create` checked that the tuple inverts.
+        let mut entry = Entry::inverting(orig, ext)?;
         entry.zone = zone;
         entry.deadline = now;
         entry.proto = proto;

@@ -242,6 +242,38 @@ impl Entry {
         }
     }
 
+    /// [`Entry::new`] of `orig` and its inversion (kernel `nf_ct_invert_tuple`), built
+    /// straight into the compact form when `orig` is an IPv4 tuple of a protocol whose
+    /// inversion swaps addresses and L4 fields (every one but ICMP): the common new
+    /// connection, without building the reply tuple only to find it fits. `None` when
+    /// `orig` does not invert (an ICMP type without a reply type).
+    #[inline]
+    pub fn inverting(orig: &Tuple, ext: Option<Box<Extensions>>) -> Option<Entry> {
+        let swaps = !matches!(orig.proto, proto::ICMP | proto::ICMPV6);
+        if !(swaps && orig.family == Family::V4 && v4_clean(&orig.src) && v4_clean(&orig.dst)) {
+            let reply = crate::conntrack::invert(orig)?;
+            return Some(Entry::new([*orig, reply], ext));
+        }
+        Some(Entry {
+            deadline: Instant::from_nanos(0),
+            tuples: Tuples::Compact(Key {
+                src: orig.src.v4_octets(),
+                dst: orig.dst.v4_octets(),
+                src_u: orig.src_u,
+                dst_u: orig.dst_u,
+                family: orig.family,
+                l4: orig.proto,
+            }),
+            zone: crate::zone::Zone::DEFAULT,
+            status: Status::default(),
+            ecache: 0,
+            mark: 0,
+            seq: 0,
+            ext,
+            proto: ProtoState::Generic,
+        })
+    }
+
     /// The tuple of a direction.
     #[inline]
     pub fn tuple(&self, dir: Dir) -> Tuple {
@@ -520,7 +552,15 @@ mod tests {
                 }
             }
             assert_eq!(e.clone(), Entry::new(*ts, None), "canonical");
+            // Built from the original tuple alone, an entry is the one of the
+            // original and its inversion, in the same form (or none: no inversion).
+            let by_inversion =
+                crate::conntrack::invert(&ts[0]).map(|r| Entry::new([ts[0], r], None));
+            assert_eq!(Entry::inverting(&ts[0], None), by_inversion, "{ts:?}");
         }
+        // A destination-unreachable type has no reply type: no entry.
+        let unreachable = t(Family::V4, 1, a, b, 7, 3 << 8);
+        assert_eq!(Entry::inverting(&unreachable, None), None);
     }
 
     /// NAT changes the reply tuple: the entry turns wide, keeps its extensions, and

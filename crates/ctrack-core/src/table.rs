@@ -678,6 +678,7 @@ impl Table {
     /// the chain (0 for the first node; `h` is `t`'s hash) — [`Table::chain_len`] and
     /// [`Table::find_hashed`] in one pass. Nodes whose tag differs are counted without
     /// touching their entry.
+    #[inline(always)]
     pub fn probe(
         &self,
         t: &Tuple,
