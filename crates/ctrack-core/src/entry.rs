@@ -141,14 +141,22 @@ fn compact_key(tuples: &[Tuple; 2]) -> Option<Key> {
                 && r.proto == o.proto
         }
     };
-    fits.then(|| Key {
-        src: o.src.v4_octets(),
-        dst: o.dst.v4_octets(),
-        src_u: o.src_u,
-        dst_u: o.dst_u,
-        family: o.family,
-        l4: o.proto,
-    })
+    fits.then(|| Key::of(o))
+}
+
+impl Key {
+    /// The key of an IPv4 original tuple (its addresses' first 4 bytes).
+    #[inline(always)]
+    fn of(o: &Tuple) -> Key {
+        Key {
+            src: o.src.v4_octets(),
+            dst: o.dst.v4_octets(),
+            src_u: o.src_u,
+            dst_u: o.dst_u,
+            family: o.family,
+            l4: o.proto,
+        }
+    }
 }
 
 /// The reply tuple's source L4 field of a compact entry (kernel `invert_tuple`: ICMP
@@ -228,10 +236,17 @@ impl Entry {
     /// other fields start empty (status 0, default zone, mark 0, deadline 0, generic L4
     /// state, seq 0, no cached events) and are set by the caller.
     pub fn new(tuples: [Tuple; 2], ext: Option<Box<Extensions>>) -> Entry {
+        let tuples =
+            compact_key(&tuples).map_or_else(|| Tuples::Wide(Box::new(tuples)), Tuples::Compact);
+        Entry::empty(tuples, ext)
+    }
+
+    /// An entry holding `tuples` and `ext`, every other field empty (see `new`).
+    #[inline(always)]
+    fn empty(tuples: Tuples, ext: Option<Box<Extensions>>) -> Entry {
         Entry {
             deadline: Instant::from_nanos(0),
-            tuples: compact_key(&tuples)
-                .map_or_else(|| Tuples::Wide(Box::new(tuples)), Tuples::Compact),
+            tuples,
             zone: crate::zone::Zone::DEFAULT,
             status: Status::default(),
             ecache: 0,
@@ -254,24 +269,7 @@ impl Entry {
             let reply = crate::conntrack::invert(orig)?;
             return Some(Entry::new([*orig, reply], ext));
         }
-        Some(Entry {
-            deadline: Instant::from_nanos(0),
-            tuples: Tuples::Compact(Key {
-                src: orig.src.v4_octets(),
-                dst: orig.dst.v4_octets(),
-                src_u: orig.src_u,
-                dst_u: orig.dst_u,
-                family: orig.family,
-                l4: orig.proto,
-            }),
-            zone: crate::zone::Zone::DEFAULT,
-            status: Status::default(),
-            ecache: 0,
-            mark: 0,
-            seq: 0,
-            ext,
-            proto: ProtoState::Generic,
-        })
+        Some(Entry::empty(Tuples::Compact(Key::of(orig)), ext))
     }
 
     /// The tuple of a direction.
