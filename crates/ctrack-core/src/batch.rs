@@ -7,7 +7,7 @@
 //! closure, between a packet's `track` and its `confirm`: two packets of one new flow in
 //! the same batch behave as in the kernel (the second finds the confirmed entry).
 
-use crate::conntrack::{invert, Confirmed, Conntrack, Hook, Parsed, Tracked};
+use crate::conntrack::{invert, ConfirmHint, Confirmed, Conntrack, Hook, Parsed, Tracked};
 use crate::sip_lanes::{Words, MAX_LANES};
 use crate::table::{FlowHasher, Table, TagWalk};
 use crate::time::Instant;
@@ -116,45 +116,51 @@ impl Conntrack {
                     Some((pkt, tuple)) => {
                         let h = hash_of(&tuple, &mut memo);
                         let tracked = self.track_udp4(now, pkt, tuple, h, hook, zone);
-                        let hint = [(zid, &tuple, h)];
-                        out.push(self.finish(i, now, tracked, &hint, &mut pipeline));
+                        let hint = ConfirmHint {
+                            orig: (zid, &tuple, h),
+                            inverse: None,
+                        };
+                        out.push(self.finish(i, now, tracked, Some(&hint), &mut pipeline));
                     }
                     None => {
                         let x = Parsed::new_with(p, |t| hash_of(t, &mut memo));
                         let tracked = self.track_hinted(now, p, hook, zone, x.as_ref());
-                        match &x {
-                            Some(x) => {
-                                let hint = [(zid, x.tuple(), x.hash())];
-                                out.push(self.finish(i, now, tracked, &hint, &mut pipeline));
-                            }
-                            None => out.push(self.finish(i, now, tracked, &[], &mut pipeline)),
-                        }
+                        let hint = x.as_ref().map(|x| ConfirmHint {
+                            orig: (zid, x.tuple(), x.hash()),
+                            inverse: None,
+                        });
+                        out.push(self.finish(i, now, tracked, hint.as_ref(), &mut pipeline));
                     }
                 }
             }
             return;
         }
         let mut pre: [Option<Parsed<'_>>; ROUND] = [None; ROUND];
-        // Reply tuples (and their hashes) of the packets predicted to miss.
-        let mut replies: [Option<(Tuple, u64)>; ROUND] = [None; ROUND];
+        // The hash words of each IPv4 port-protocol packet's tuple (see `Parsed::ports4`).
+        let mut words: [Option<[u64; 2]>; ROUND] = [None; ROUND];
+        // For the packets predicted to miss: the hash of the inverted tuple (the reply
+        // tuple of the entry they will create) with the zone's reply id.
+        let mut replies: [Option<u64>; ROUND] = [None; ROUND];
         // A round's IPv4 tuples as hash words, hashed together in SIMD lanes, and
         // where each one's packet sits in the round.
         let mut lanes = Lanes::default();
         for (r, round) in pkts.chunks(ROUND).enumerate() {
             lanes.clear();
-            for (k, (slot, p)) in pre.iter_mut().zip(round).enumerate() {
+            for (k, ((slot, w), p)) in pre.iter_mut().zip(&mut words).zip(round).enumerate() {
                 match Parsed::ports4(p) {
                     Some((pkt, tuple)) => {
                         // Read from the header, not the tuple just built (+66
                         // instructions a packet when read back from the tuple); a view
                         // always has these bytes, the fallback only keeps it total.
-                        let words = Parsed::ports4_words(p, zid)
+                        let tw = Parsed::ports4_words(p, zid)
                             .unwrap_or_else(|| FlowHasher::v4_words(&tuple, zid));
-                        lanes.push(k, words);
+                        lanes.push(k, tw);
+                        *w = Some(tw);
                         *slot = Some(Parsed::from_view(pkt, tuple, 0));
                     }
                     None => {
                         let table = &self.table;
+                        *w = None;
                         *slot = Parsed::general(p, |t| table.hash(t, zid));
                     }
                 }
@@ -178,7 +184,8 @@ impl Conntrack {
                 });
                 // A packet whose bucket has no node with its tag will miss and create
                 // an entry: hash its reply tuple now and fetch that bucket too, so
-                // confirm finds both buckets in cache and does not hash again.
+                // confirm finds both buckets in cache and does not hash again. A port
+                // protocol's reply words are its own words swapped, without a tuple.
                 lanes.clear();
                 for (k, (x, rep)) in pre[..round.len()].iter().zip(&mut replies).enumerate() {
                     *rep = None;
@@ -186,20 +193,25 @@ impl Conntrack {
                     if walks[k] != TagWalk::Absent {
                         continue;
                     }
+                    if let Some(w) = words[k] {
+                        lanes.push(k, FlowHasher::v4_inverse_words(w, rzid));
+                        *rep = Some(0);
+                        continue;
+                    }
                     let Some(t) = invert(x.tuple()) else { continue };
                     if t.family == Family::V4 {
                         lanes.push(k, FlowHasher::v4_words(&t, rzid));
-                        *rep = Some((t, 0));
+                        *rep = Some(0);
                     } else {
-                        *rep = Some((t, self.table().hash(&t, rzid)));
+                        *rep = Some(self.table().hash(&t, rzid));
                     }
                 }
                 for (k, h) in lanes.hash(self.table()) {
-                    if let Some((_, rh)) = &mut replies[k] {
+                    if let Some(rh) = &mut replies[k] {
                         *rh = h;
                     }
                 }
-                for (_, h) in replies[..round.len()].iter().flatten() {
+                for h in replies[..round.len()].iter().flatten() {
                     self.table().prefetch(*h);
                 }
                 // Confirm walks the whole reply chain (its length, and a clash): the
@@ -208,7 +220,7 @@ impl Conntrack {
                     self.table(),
                     &mut walks[..round.len()],
                     REPLY_WALK_PASSES,
-                    |k| replies[k].as_ref().map(|(t, h)| (*h, t.proto)),
+                    |k| Some((replies[k]?, pre[k].as_ref()?.tuple().proto)),
                 );
             } else {
                 replies[..round.len()].fill(None);
@@ -217,17 +229,11 @@ impl Conntrack {
                 let i = r * ROUND + k;
                 let x = pre[k].as_ref();
                 let tracked = self.track_hinted(now, p, hook, zone, x);
-                match (x, &replies[k]) {
-                    (Some(x), Some((t, h))) => {
-                        let hints = [(zid, x.tuple(), x.hash()), (rzid, t, *h)];
-                        out.push(self.finish(i, now, tracked, &hints, &mut pipeline));
-                    }
-                    (Some(x), None) => {
-                        let hint = [(zid, x.tuple(), x.hash())];
-                        out.push(self.finish(i, now, tracked, &hint, &mut pipeline));
-                    }
-                    (None, _) => out.push(self.finish(i, now, tracked, &[], &mut pipeline)),
-                }
+                let hint = x.map(|x| ConfirmHint {
+                    orig: (zid, x.tuple(), x.hash()),
+                    inverse: replies[k].map(|h| (rzid, h)),
+                });
+                out.push(self.finish(i, now, tracked, hint.as_ref(), &mut pipeline));
             }
         }
     }
@@ -242,14 +248,14 @@ impl Conntrack {
         i: usize,
         now: Instant,
         tracked: Tracked,
-        hints: &[(u16, &Tuple, u64)],
+        hint: Option<&ConfirmHint<'_>>,
         pipeline: &mut F,
     ) -> BatchResult
     where
         F: FnMut(usize, &Tracked, &mut Conntrack) -> Next,
     {
         let confirmed = match pipeline(i, &tracked, self) {
-            Next::Confirm => Some(self.confirm_hinted(now, &tracked, hints)),
+            Next::Confirm => Some(self.confirm_hinted(now, &tracked, hint)),
             Next::Discard => {
                 self.discard(&tracked);
                 None

@@ -887,24 +887,23 @@ impl Conntrack {
     /// The packet reached the confirm hook (POST_ROUTING or LOCAL_IN, priority INT_MAX):
     /// insert its entry if new (ORIGINAL direction only), then deliver cached events.
     pub fn confirm(&mut self, now: Instant, t: &Tracked) -> Confirmed {
-        self.confirm_hinted(now, t, &[])
+        self.confirm_hinted(now, t, None)
     }
 
-    /// [`Conntrack::confirm`] with some tuples' hashes already known: each hint is
-    /// (zone id, tuple, [`Table::hash`] of it), used when it matches one of the entry's
-    /// tuples (the batch path computes the packet's and, for predicted misses, its
-    /// reply's); a tuple without a hint is hashed here.
+    /// [`Conntrack::confirm`] with the packet's tuple hashes already known (the batch
+    /// path computes them): used when they are the entry's, each tuple without one is
+    /// hashed here.
     #[inline]
     pub(crate) fn confirm_hinted(
         &mut self,
         now: Instant,
         t: &Tracked,
-        hints: &[(u16, &Tuple, u64)],
+        hint: Option<&ConfirmHint<'_>>,
     ) -> Confirmed {
         if self.confirm_nothing(t) {
             return Confirmed::Nothing;
         }
-        self.confirm_slow(now, t, hints)
+        self.confirm_slow(now, t, hint)
     }
 
     /// The confirm hook's usual case, inline: a packet of an entry already confirmed
@@ -934,7 +933,7 @@ impl Conntrack {
         &mut self,
         now: Instant,
         t: &Tracked,
-        hints: &[(u16, &Tuple, u64)],
+        hint: Option<&ConfirmHint<'_>>,
     ) -> Confirmed {
         let (Some(id), Some(ci)) = (t.entry, t.ctinfo) else {
             return Confirmed::Nothing;
@@ -957,36 +956,36 @@ impl Conntrack {
         // max + 1 nodes fails without one. (Worked out only for chains that long.)
         let within = |n: usize| n <= 51 || n <= 51 + (seq % 30) as usize;
         // kernel: the orig tuple hashed with the zone's orig id, the reply with its reply
-        // id. A batch's hints (tuples it hashed) are the original's, then the reply's:
-        // compared with the entry's tuples in the entry's own form, they serve without
-        // building either tuple; otherwise both are built, and each hashed unless a
-        // hint is equal to it.
-        let built: [Tuple; 2];
-        let ((orig, h0), (reply, h1)) = match *hints {
-            [(z0, o, h0), (z1, r, h1), ..]
-                if z0 == zone.id_for(Dir::Original)
-                    && z1 == zone.id_for(Dir::Reply)
-                    && e.has_tuple(Dir::Original, o)
-                    && e.has_tuple(Dir::Reply, r) =>
-            {
-                ((o, h0), (r, h1))
-            }
-            _ => {
-                built = e.tuples();
-                let [o, r] = &built;
-                let hinted = |t: &Tuple, d: Dir| {
-                    let zid = zone.id_for(d);
-                    hints
-                        .iter()
-                        .find(|(z, x, _)| *z == zid && crate::table::same_tuple(x, t))
-                        .map_or_else(|| self.table.hash(t, zid), |&(_, _, h)| h)
+        // id. The batch's hint serves when its tuple is the entry's original one
+        // (compared in the entry's own form), and its inversion's hash when the reply
+        // tuple is still that inversion (always, for a compact entry; NAT may have
+        // changed it); a tuple without a hash is hashed here.
+        let (z0, z1) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));
+        let hint = hint.filter(|x| x.orig.0 == z0 && e.has_tuple(Dir::Original, x.orig.1));
+        let (h0, h1) = match hint {
+            Some(x) => {
+                let (_, o, h0) = x.orig;
+                let inverted =
+                    || !e.is_wide() || invert(o).is_some_and(|r| e.has_tuple(Dir::Reply, &r));
+                let h1 = match x.inverse {
+                    Some((z, h1)) if z == z1 && inverted() => h1,
+                    _ => self.table.hash(&e.tuple(Dir::Reply), z1),
                 };
-                ((o, hinted(o, Dir::Original)), (r, hinted(r, Dir::Reply)))
+                (h0, h1)
             }
+            None => (
+                self.table.hash(&e.tuple(Dir::Original), z0),
+                self.table.hash(&e.tuple(Dir::Reply), z1),
+            ),
         };
-        // One walk per bucket: its chain length and the clash search together.
-        let (n0, clash0) = self.table.probe(orig, zone, h0, now);
-        let (n1, clash1) = self.table.probe(reply, zone, h1, now);
+        // One walk per bucket: its chain length and the clash search together. A node
+        // clashes when it carries the entry's tuple of that direction (built only for
+        // a node with the same tag) in the same zone.
+        let clashes = |d: Dir| {
+            move |o: &Entry, od: Dir| o.zone.same_for(zone, od) && o.has_tuple(od, &e.tuple(d))
+        };
+        let (n0, clash0) = self.table.probe_with(h0, now, clashes(Dir::Original));
+        let (n1, clash1) = self.table.probe_with(h1, now, clashes(Dir::Reply));
         let node = |c: Option<(EntryId, Dir, usize)>| c.map(|(id, d, _)| (id, d));
         // The walks stop at a clash the limit lets them reach; the reply chain is walked
         // only when the original one passed. Chains within the limit (those of at most
@@ -1009,17 +1008,20 @@ impl Conntrack {
         };
         let clash1 = node(clash1);
         if let Some((other, _)) = met0.or(met1) {
+            let Some([orig, reply]) = self.table.get(id).map(Entry::tuples) else {
+                return Confirmed::Nothing;
+            };
             // Clash resolution (kernel `nf_ct_resolve_clash`): only protocols that
             // allow it; first merge into an identical entry, then (`..._harder`) an
             // entry whose original tuple alone clashes goes in under its reply tuple.
             let allows = matches!(orig.proto, proto::UDP | proto::UDPLITE | proto::GRE)
                 || !is_known_proto(orig.proto);
             if allows {
-                if self.can_merge(other, orig, reply, zone) {
+                if self.can_merge(other, &orig, &reply, zone) {
                     return self.merge_clash(id, other, ci.dir());
                 }
                 match clash1 {
-                    Some((r, _)) if self.can_merge(r, orig, reply, zone) => {
+                    Some((r, _)) if self.can_merge(r, &orig, &reply, zone) => {
                         return self.merge_clash(id, r, ci.dir());
                     }
                     Some(_) => {}
@@ -1600,6 +1602,18 @@ pub fn tuple_of(
         _ => {}
     }
     Ok(t)
+}
+
+/// What the batch path knows of a packet's hashes when it reaches confirm
+/// ([`Conntrack::confirm_hinted`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConfirmHint<'a> {
+    /// The packet's tuple with the zone id it was hashed with (the zone's
+    /// original-direction id) and its [`Table::hash`].
+    pub(crate) orig: (u16, &'a Tuple, u64),
+    /// The zone's reply-direction id and the hash of the tuple's inversion with it,
+    /// when the batch computed it (for a packet predicted to create an entry).
+    pub(crate) inverse: Option<(u16, u64)>,
 }
 
 /// Invert a tuple (`nf_ct_invert_tuple`); `None` for ICMP types without a reply type.

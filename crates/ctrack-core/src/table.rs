@@ -133,6 +133,19 @@ impl FlowHasher {
         [v4, misc_word(t, zone)]
     }
 
+    /// The hash words of the inversion of the IPv4 tuple whose words are `w` (from
+    /// [`FlowHasher::v4_words`]), under zone id `zone`: addresses and ports swapped.
+    /// Meaningful for protocols whose inversion is that swap (every one but ICMP).
+    #[inline(always)]
+    pub fn v4_inverse_words([v4, misc]: [u64; 2], zone: u16) -> [u64; 2] {
+        let ports = (misc as u32).rotate_left(16);
+        let proto_family = misc & 0x0000_ffff_0000_0000;
+        [
+            v4.rotate_left(32),
+            u64::from(ports) | proto_family | u64::from(zone) << 48,
+        ]
+    }
+
     /// The hashes of up to [`sip_lanes::MAX_LANES`] IPv4 tuples at once, given by
     /// their [`FlowHasher::v4_words`] (structure of arrays: tuple `i` is
     /// `(w0[i], w1[i])`): `out[i]` for `i < n`, each equal to [`FlowHasher::hash`] of
@@ -676,15 +689,26 @@ impl Table {
     /// One walk of a bucket for confirm: the chain's length, and the first node whose
     /// tuple equals `t` in `zone` and whose entry is unexpired, with its position in
     /// the chain (0 for the first node; `h` is `t`'s hash) — [`Table::chain_len`] and
-    /// [`Table::find_hashed`] in one pass. Nodes whose tag differs are counted without
-    /// touching their entry.
-    #[inline(always)]
+    /// [`Table::find_hashed`] in one pass ([`Table::probe_with`] of that match).
     pub fn probe(
         &self,
         t: &Tuple,
         zone: Zone,
         h: u64,
         now: Instant,
+    ) -> (usize, Option<(EntryId, Dir, usize)>) {
+        self.probe_with(h, now, |e, d| e.has_tuple(d, t) && e.zone.same_for(zone, d))
+    }
+
+    /// [`Table::probe`] of the bucket of hash `h` with the match as a predicate on a
+    /// node's entry and direction: asked only of an unexpired node whose tag is `h`'s
+    /// (nodes whose tag differs are counted without touching their entry).
+    #[inline(always)]
+    pub fn probe_with(
+        &self,
+        h: u64,
+        now: Instant,
+        matches: impl Fn(&Entry, Dir) -> bool,
     ) -> (usize, Option<(EntryId, Dir, usize)>) {
         let tag = tag_of(h);
         let mut n = 0;
@@ -697,8 +721,7 @@ impl Table {
             let slot = &self.slots[id as usize];
             if found.is_none() && slot.tag[d] == tag {
                 if let Some(e) = slot.entry.as_ref() {
-                    if !e.expired(now) && e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d])
-                    {
+                    if !e.expired(now) && matches(e, DIRS[d]) {
                         found = Some((id, DIRS[d], n - 1));
                     }
                 }
@@ -821,17 +844,45 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hash_depends_on_every_field_and_the_zone() {
-        let f = FlowHasher::new(7);
-        let t = Tuple {
+    /// 10.0.0.1:1 -> 10.0.0.2:2, UDP.
+    fn v4_udp() -> Tuple {
+        Tuple {
             src: Addr::v4([10, 0, 0, 1]),
             dst: Addr::v4([10, 0, 0, 2]),
             src_u: 1,
             dst_u: 2,
             family: Family::V4,
             proto: 17,
-        };
+        }
+    }
+
+    /// The inverse words are the words of the inverted tuple, for each port protocol,
+    /// whatever the zone ids.
+    #[test]
+    fn inverse_words_are_the_inverted_tuples_words() {
+        for proto in [6, 17, 132, 136] {
+            let t = Tuple {
+                dst: Addr::v4([192, 168, 7, 250]),
+                src_u: 40000,
+                dst_u: 443,
+                proto,
+                ..v4_udp()
+            };
+            let r = crate::conntrack::invert(&t).expect("ports invert");
+            for (z, rz) in [(0, 0), (5, 9), (u16::MAX, 1)] {
+                let w = FlowHasher::v4_words(&t, z);
+                assert_eq!(
+                    FlowHasher::v4_inverse_words(w, rz),
+                    FlowHasher::v4_words(&r, rz)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hash_depends_on_every_field_and_the_zone() {
+        let f = FlowHasher::new(7);
+        let t = v4_udp();
         let h = f.hash(&t, 0);
         assert_ne!(h, f.hash(&t, 1));
         assert_ne!(h, f.hash(&Tuple { proto: 6, ..t }, 0));

@@ -2,10 +2,13 @@
 //! batch's prefetch stages and crowded enough for long chains: UDP and TCP flows in
 //! both directions, bad checksums, and time jumps that leave expired entries in the
 //! chains (the express hit path gives way to the general one there). Every packet's
-//! result, the counters and the final table must be the same.
+//! result, the counters and the final table must be the same; also when the pipeline
+//! source-NATs some new connections (their reply tuples then differ from the inverted
+//! ones the batch hashed ahead for confirm).
 
 use ctrack_core::batch::Next;
-use ctrack_core::conntrack::{Config, Conntrack, Hook, Verdict};
+use ctrack_core::conntrack::{Config, Conntrack, Hook, Tracked, Verdict};
+use ctrack_core::nat::{Manip, NatRange};
 use ctrack_core::packet::checksum;
 use ctrack_core::sysctl::Sysctls;
 use ctrack_core::{Addr, Family, Instant};
@@ -214,8 +217,27 @@ fn engine() -> Conntrack {
     })
 }
 
+/// The pipeline step of both runs: with `nat`, every third packet of a batch that
+/// creates a connection has its source mapped to 10.99.0.1 (ports kept when free).
+fn pipeline(ct: &mut Conntrack, now: Instant, i: usize, t: &Tracked, nat: bool) {
+    let new = t.ctstate() == Some(ctrack_core::CtState::New);
+    if let (true, true, Some(id)) = (nat && i.is_multiple_of(3), new, t.entry) {
+        let range = NatRange::addr(Addr::v4([10, 99, 0, 1]));
+        assert!(ct.nat_setup(now, id, &range, Manip::Src));
+    }
+}
+
 #[test]
 fn the_batch_path_agrees_with_packet_by_packet_on_a_crowded_table() {
+    agree(false);
+}
+
+#[test]
+fn the_batch_path_agrees_with_packet_by_packet_when_the_pipeline_nats() {
+    agree(true);
+}
+
+fn agree(nat: bool) {
     let batches = workload();
     let mut one = engine();
     let mut batch = engine();
@@ -233,8 +255,10 @@ fn the_batch_path_agrees_with_packet_by_packet_on_a_crowded_table() {
         }
         let want: Vec<_> = pkts
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 let t = one.track(now, p, Hook::PreRouting, 0);
+                pipeline(&mut one, now, i, &t, nat);
                 let c = (t.verdict == Verdict::Accept).then(|| one.confirm(now, &t));
                 if t.verdict != Verdict::Accept {
                     one.discard(&t);
@@ -244,7 +268,8 @@ fn the_batch_path_agrees_with_packet_by_packet_on_a_crowded_table() {
             .collect();
         let refs: Vec<&[u8]> = pkts.iter().map(Vec::as_slice).collect();
         out.clear();
-        batch.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |_, t, _| {
+        batch.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |i, t, ct| {
+            pipeline(ct, now, i, t, nat);
             if t.verdict == Verdict::Accept {
                 Next::Confirm
             } else {
@@ -276,4 +301,9 @@ fn the_batch_path_agrees_with_packet_by_packet_on_a_crowded_table() {
     );
     assert!(one.stats().invalid > 0);
     assert!(small > 10 && large > 100, "{small} small, {large} large");
+    let natted = a
+        .iter()
+        .filter(|e| e.status.has(ctrack_core::Status::SRC_NAT))
+        .count();
+    assert_eq!(natted > 100, nat, "{natted} NATed entries");
 }
