@@ -5,38 +5,61 @@ use crate::tuple::{Addr, Family};
 
 /// Add `data` to a running one's-complement sum (not yet folded).
 #[inline]
-pub fn sum(mut acc: u64, mut data: &[u8]) -> u64 {
-    // 64-bit big-endian words, each added as its two 32-bit halves: a 2^32 multiple is
-    // congruent to 1 modulo 0xffff, which is all the one's-complement sum keeps.
-    while let Some((c, rest)) = data.split_first_chunk::<8>() {
-        let w = u64::from_be_bytes(*c);
-        acc = acc.wrapping_add(w >> 32).wrapping_add(w & 0xffff_ffff);
+pub fn sum(acc: u64, data: &[u8]) -> u64 {
+    acc + u64::from(fold(sum_le(0, data)).swap_bytes())
+}
+
+/// The one's-complement sum of `data` read as native little-endian words (not folded),
+/// added to `acc`, a sum of the same kind. The sum does not depend on byte order (RFC
+/// 1071 §2(B)): folded, it is the network-order sum with its two bytes swapped. 16,
+/// then 8 bytes at a time into a 128-bit accumulator (one add with carry per word).
+#[inline]
+fn sum_le(acc: u64, mut data: &[u8]) -> u64 {
+    let mut le = u128::from(acc);
+    while let Some((c, rest)) = data.split_first_chunk::<16>() {
+        let (a, b) = c.split_at(8);
+        le += u128::from(word_le(a)) + u128::from(word_le(b));
         data = rest;
     }
-    // The tail (up to 7 bytes) as at most one 32-bit, one 16-bit and one odd byte.
+    if let Some((c, rest)) = data.split_first_chunk::<8>() {
+        le += u128::from(u64::from_le_bytes(*c));
+        data = rest;
+    }
+    // The tail (up to 7 bytes) as at most one 32-bit, one 16-bit and one odd byte: the
+    // odd byte is a word's high byte in network order, its low byte here.
+    let mut tail = 0u64;
     if let Some((c, rest)) = data.split_first_chunk::<4>() {
-        acc += u64::from(u32::from_be_bytes(*c));
+        tail += u64::from(u32::from_le_bytes(*c));
         data = rest;
     }
     if let Some((c, rest)) = data.split_first_chunk::<2>() {
-        acc += u64::from(u16::from_be_bytes(*c));
+        tail += u64::from(u16::from_le_bytes(*c));
         data = rest;
     }
     if let [a] = data {
-        acc += u64::from(*a) << 8;
+        tail += u64::from(*a);
     }
-    acc
+    le += u128::from(tail);
+    // 2^64 ≡ 1 modulo 0xffff: the high half adds to the low one, its carry too.
+    let (lo, carry) = (le as u64).overflowing_add((le >> 64) as u64);
+    lo + u64::from(carry)
+}
+
+/// The little-endian 64-bit word of an 8-byte slice.
+#[inline(always)]
+fn word_le(b: &[u8]) -> u64 {
+    b.first_chunk::<8>().map_or(0, |c| u64::from_le_bytes(*c))
 }
 
 /// Fold a running sum to 16 bits (not complemented): the value in 1..=0xffff
-/// congruent to it modulo 0xffff (0 only for 0), in four fixed steps.
+/// congruent to it modulo 0xffff (0 only for 0): 64 to 32 bits, then 32 to 16, each
+/// with its end-around carry.
 #[inline]
 pub fn fold(acc: u64) -> u16 {
-    let a = (acc >> 32) + (acc & 0xffff_ffff);
-    let a = (a >> 16) + (a & 0xffff);
-    let a = (a >> 16) + (a & 0xffff);
-    let a = (a >> 16) + (a & 0xffff);
-    a as u16
+    let (a, c) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let a = a + u32::from(c);
+    let (b, c) = (a as u16).overflowing_add((a >> 16) as u16);
+    b + u16::from(c)
 }
 
 /// Sum of the pseudo-header for an upper-layer length `len` and protocol `proto`.
@@ -57,10 +80,27 @@ pub fn pseudo_header(family: Family, src: &Addr, dst: &Addr, len: u32, proto: u8
 }
 
 /// Whether `data` (with a checksum field inside) sums to 0xffff with the pseudo-header.
+/// Summed in little-endian words (see `sum_le`): 0xffff is the same in either order.
 pub fn verify_with_pseudo(family: Family, src: &Addr, dst: &Addr, proto: u8, data: &[u8]) -> bool {
     let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-    let acc = pseudo_header(family, src, dst, len, proto);
-    fold(sum(acc, data)) == 0xffff
+    let word = |a: &Addr, i: usize| {
+        u64::from(u32::from_le_bytes([
+            a.0[i],
+            a.0[i + 1],
+            a.0[i + 2],
+            a.0[i + 3],
+        ]))
+    };
+    let addrs = match family {
+        Family::V4 => word(src, 0) + word(dst, 0),
+        Family::V6 => (0..16)
+            .step_by(4)
+            .map(|i| word(src, i) + word(dst, i))
+            .sum(),
+    };
+    // The length's and protocol's network-order words, byte-swapped into this order.
+    let acc = addrs + u64::from(len.swap_bytes()) + (u64::from(proto) << 8);
+    fold(sum_le(acc, data)) == 0xffff
 }
 
 /// Whether `data` (e.g. an IPv4 header or an ICMP message) sums to 0xffff.
@@ -135,6 +175,30 @@ mod tests {
         }
     }
 
+    /// Long data (up to a jumbo segment), all ones or random, with any running sum.
+    #[test]
+    fn sum_of_long_data_folds_as_the_word_by_word_sum() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in (81..9100).step_by(97) {
+            for ones in [true, false] {
+                let data: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if ones {
+                            0xff
+                        } else {
+                            x as u8
+                        }
+                    })
+                    .collect();
+                let acc = if ones { u64::from(u32::MAX) } else { x >> 40 };
+                assert_eq!(fold(sum(acc, &data)), naive(acc, &data), "{len}");
+            }
+        }
+    }
+
     #[test]
     fn pseudo_header_is_the_sum_of_its_words() {
         let v4 = (Addr::v4([192, 168, 255, 1]), Addr::v4([10, 0, 0, 254]));
@@ -153,6 +217,40 @@ mod tests {
         bytes.extend_from_slice(&d6.0);
         let want = naive(u64::from(70_000u32) + 17, &bytes);
         assert_eq!(fold(pseudo_header(Family::V6, &s6, &d6, 70_000, 17)), want);
+    }
+
+    /// A segment whose checksum field holds `compute` of it with the pseudo-header
+    /// verifies, for both families and every length up to 300; one flipped bit fails.
+    #[test]
+    fn verify_with_pseudo_accepts_exactly_the_computed_checksum() {
+        let (s4, d4) = (Addr::v4([192, 168, 255, 1]), Addr::v4([10, 0, 0, 254]));
+        let s6 = Addr::v6([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0xff, 1, 2, 3, 0, 0, 0xab, 1]);
+        let d6 = Addr::v6([
+            0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xcd, 0xef, 2,
+        ]);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 18..300usize {
+            for (family, src, dst, proto) in [(Family::V4, s4, d4, 6), (Family::V6, s6, d6, 17)] {
+                let mut seg: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                seg[16..18].fill(0);
+                let acc = pseudo_header(family, &src, &dst, len as u32, proto);
+                let check = compute(acc, &seg);
+                seg[16..18].copy_from_slice(&check.to_be_bytes());
+                assert!(verify_with_pseudo(family, &src, &dst, proto, &seg), "{len}");
+                seg[len / 2] ^= 0x10;
+                assert!(
+                    !verify_with_pseudo(family, &src, &dst, proto, &seg),
+                    "{len}"
+                );
+            }
+        }
     }
 
     #[test]
