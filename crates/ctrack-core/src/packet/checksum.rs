@@ -65,39 +65,24 @@ pub fn fold(acc: u64) -> u16 {
 /// Sum of the pseudo-header for an upper-layer length `len` and protocol `proto`.
 #[inline]
 pub fn pseudo_header(family: Family, src: &Addr, dst: &Addr, len: u32, proto: u8) -> u64 {
-    let word = |a: &Addr, i: usize| {
-        let b = &a.0;
-        u64::from(u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]))
-    };
-    let acc = match family {
-        Family::V4 => word(src, 0) + word(dst, 0),
-        Family::V6 => (0..16)
-            .step_by(4)
-            .map(|i| word(src, i) + word(dst, i))
-            .sum(),
-    };
-    acc + u64::from(len) + u64::from(proto)
+    addr_sum(family, src, dst, u32::from_be_bytes) + u64::from(len) + u64::from(proto)
+}
+
+/// The sum of both addresses' 32-bit words, each read from its bytes by `word`.
+#[inline(always)]
+fn addr_sum(family: Family, src: &Addr, dst: &Addr, word: impl Fn([u8; 4]) -> u32) -> u64 {
+    let at = |a: &Addr, i: usize| u64::from(word([a.0[i], a.0[i + 1], a.0[i + 2], a.0[i + 3]]));
+    match family {
+        Family::V4 => at(src, 0) + at(dst, 0),
+        Family::V6 => (0..16).step_by(4).map(|i| at(src, i) + at(dst, i)).sum(),
+    }
 }
 
 /// Whether `data` (with a checksum field inside) sums to 0xffff with the pseudo-header.
 /// Summed in little-endian words (see `sum_le`): 0xffff is the same in either order.
 pub fn verify_with_pseudo(family: Family, src: &Addr, dst: &Addr, proto: u8, data: &[u8]) -> bool {
     let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-    let word = |a: &Addr, i: usize| {
-        u64::from(u32::from_le_bytes([
-            a.0[i],
-            a.0[i + 1],
-            a.0[i + 2],
-            a.0[i + 3],
-        ]))
-    };
-    let addrs = match family {
-        Family::V4 => word(src, 0) + word(dst, 0),
-        Family::V6 => (0..16)
-            .step_by(4)
-            .map(|i| word(src, i) + word(dst, i))
-            .sum(),
-    };
+    let addrs = addr_sum(family, src, dst, u32::from_le_bytes);
     // The length's and protocol's network-order words, byte-swapped into this order.
     let acc = addrs + u64::from(len.swap_bytes()) + (u64::from(proto) << 8);
     fold(sum_le(acc, data)) == 0xffff
