@@ -286,11 +286,18 @@ fn walk_tags(
             None => TagWalk::Unknown,
         };
     }
+    // A pass after which no walk goes on ends them all (chains are short: most
+    // walks end at their first node).
     for _ in 0..passes {
+        let mut going = false;
         for (w, &(h, udp)) in walks.iter_mut().zip(&targets) {
             if let TagWalk::At(_) = *w {
                 *w = table.tag_step(*w, h, udp);
+                going |= matches!(*w, TagWalk::At(_));
             }
+        }
+        if !going {
+            break;
         }
     }
 }
@@ -320,13 +327,20 @@ impl Lanes {
         self.n = 0;
     }
 
-    /// Queue the hash words of the tuple of round position `k`.
+    /// Queue the hash words of the tuple of round position `k` (a round has at most
+    /// `MAX_LANES` packets: more is a bug, and is ignored).
     #[inline(always)]
     fn push(&mut self, k: usize, [a, b]: [u64; 2]) {
-        self.w0[self.n] = a;
-        self.w1[self.n] = b;
-        self.at[self.n] = k;
-        self.n += 1;
+        // One bounds check for the three arrays (indexing each one reloaded `n` and
+        // checked it again: ~8 instructions a packet).
+        let n = self.n;
+        debug_assert!(n < MAX_LANES, "a round is at most MAX_LANES packets");
+        if n < MAX_LANES {
+            self.w0[n] = a;
+            self.w1[n] = b;
+            self.at[n] = k;
+            self.n = n + 1;
+        }
     }
 
     /// The queued tuples' hashes, each with its round position.
