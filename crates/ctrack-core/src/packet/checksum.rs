@@ -80,6 +80,7 @@ fn addr_sum(family: Family, src: &Addr, dst: &Addr, word: impl Fn([u8; 4]) -> u3
 
 /// Whether `data` (with a checksum field inside) sums to 0xffff with the pseudo-header.
 /// Summed in little-endian words (see `sum_le`): 0xffff is the same in either order.
+#[inline]
 pub fn verify_with_pseudo(family: Family, src: &Addr, dst: &Addr, proto: u8, data: &[u8]) -> bool {
     let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
     let addrs = addr_sum(family, src, dst, u32::from_le_bytes);

@@ -149,6 +149,7 @@ impl<'a> Packet<'a> {
     }
 
     /// Verify the L4 checksum over the whole L4 part with a pseudo-header of protocol `proto`.
+    #[inline]
     pub fn l4_checksum_ok(&self, proto: u8) -> bool {
         checksum::verify_with_pseudo(self.family, &self.src, &self.dst, proto, self.l4())
     }
