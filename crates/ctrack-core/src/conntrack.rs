@@ -1484,7 +1484,9 @@ fn run_tracker(
 }
 
 /// The TCP tracker: `tcp_error`, `tcp_new` on the first packet, then the state machine.
-#[inline(never)]
+/// Inlined into the general path (a call cost TCP 17 instructions a packet; the UDP
+/// paths did not change).
+#[inline(always)]
 fn run_tcp(
     e: &mut Entry,
     pkt: &Packet<'_>,
