@@ -1447,9 +1447,9 @@ fn update_accepted(
     }
 }
 
-/// Run the L4 tracker of the entry's protocol (`nf_conntrack_handle_packet`). UDP, the
-/// shortest tracker, is inlined into the hit path; the others are calls of their own,
-/// so the hit path's frame stays small.
+/// Run the L4 tracker of the entry's protocol (`nf_conntrack_handle_packet`). UDP and
+/// TCP, the common ones, are inlined into the general path; the others are a call of
+/// their own, so that path's frame stays small.
 #[inline]
 fn run_tracker(
     e: &mut Entry,
