@@ -116,20 +116,24 @@ impl Conntrack {
                     Some((pkt, tuple)) => {
                         let h = hash_of(&tuple, &mut memo);
                         let tracked = self.track_udp4(now, pkt, tuple, h, hook, zone);
-                        let hint = ConfirmHint {
-                            orig: (zid, &tuple, h),
-                            inverse: None,
+                        let hint = || {
+                            Some(ConfirmHint {
+                                orig: (zid, &tuple, h),
+                                inverse: None,
+                            })
                         };
-                        out.push(self.finish(i, now, tracked, Some(&hint), &mut pipeline));
+                        out.push(self.finish(i, now, tracked, hint, &mut pipeline));
                     }
                     None => {
                         let x = Parsed::new_with(p, |t| hash_of(t, &mut memo));
                         let tracked = self.track_hinted(now, p, hook, zone, x.as_ref());
-                        let hint = x.as_ref().map(|x| ConfirmHint {
-                            orig: (zid, x.tuple(), x.hash()),
-                            inverse: None,
-                        });
-                        out.push(self.finish(i, now, tracked, hint.as_ref(), &mut pipeline));
+                        let hint = || {
+                            x.as_ref().map(|x| ConfirmHint {
+                                orig: (zid, x.tuple(), x.hash()),
+                                inverse: None,
+                            })
+                        };
+                        out.push(self.finish(i, now, tracked, hint, &mut pipeline));
                     }
                 }
             }
@@ -229,11 +233,14 @@ impl Conntrack {
                 let i = r * ROUND + k;
                 let x = pre[k].as_ref();
                 let tracked = self.track_hinted(now, p, hook, zone, x);
-                let hint = x.map(|x| ConfirmHint {
-                    orig: (zid, x.tuple(), x.hash()),
-                    inverse: replies[k].map(|h| (rzid, h)),
-                });
-                out.push(self.finish(i, now, tracked, hint.as_ref(), &mut pipeline));
+                let inverse = replies[k].map(|h| (rzid, h));
+                let hint = || {
+                    x.map(|x| ConfirmHint {
+                        orig: (zid, x.tuple(), x.hash()),
+                        inverse,
+                    })
+                };
+                out.push(self.finish(i, now, tracked, hint, &mut pipeline));
             }
         }
     }
@@ -241,14 +248,15 @@ impl Conntrack {
 
 impl Conntrack {
     /// A tracked packet of a batch: the caller's pipeline step, then `confirm` (with
-    /// the tuples' hashes the batch knows as hints) or `discard`.
+    /// the tuples' hashes the batch knows as hints, made only if confirm needs them)
+    /// or `discard`.
     #[inline(always)]
-    fn finish<F>(
+    fn finish<'h, F>(
         &mut self,
         i: usize,
         now: Instant,
         tracked: Tracked,
-        hint: Option<&ConfirmHint<'_>>,
+        hint: impl FnOnce() -> Option<ConfirmHint<'h>>,
         pipeline: &mut F,
     ) -> BatchResult
     where

@@ -887,23 +887,23 @@ impl Conntrack {
     /// The packet reached the confirm hook (POST_ROUTING or LOCAL_IN, priority INT_MAX):
     /// insert its entry if new (ORIGINAL direction only), then deliver cached events.
     pub fn confirm(&mut self, now: Instant, t: &Tracked) -> Confirmed {
-        self.confirm_hinted(now, t, None)
+        self.confirm_hinted(now, t, || None)
     }
 
     /// [`Conntrack::confirm`] with the packet's tuple hashes already known (the batch
-    /// path computes them): used when they are the entry's, each tuple without one is
-    /// hashed here.
+    /// path computes them; `hint` makes them, called only past the inline case): used
+    /// when they are the entry's, each tuple without one is hashed here.
     #[inline]
-    pub(crate) fn confirm_hinted(
+    pub(crate) fn confirm_hinted<'h>(
         &mut self,
         now: Instant,
         t: &Tracked,
-        hint: Option<&ConfirmHint<'_>>,
+        hint: impl FnOnce() -> Option<ConfirmHint<'h>>,
     ) -> Confirmed {
         if self.confirm_nothing(t) {
             return Confirmed::Nothing;
         }
-        self.confirm_slow(now, t, hint)
+        self.confirm_slow(now, t, hint().as_ref())
     }
 
     /// The confirm hook's usual case, inline: a packet of an entry already confirmed
