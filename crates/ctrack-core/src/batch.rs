@@ -375,21 +375,16 @@ struct HashMemo {
 
 impl HashMemo {
     /// The memo key of an IPv4 packet with a 20-byte header and a port-carrying L4
-    /// protocol (TCP, UDP, UDP-Lite, SCTP): its address word and its ports, protocol and
-    /// zone word, read straight from the packet bytes. For such a packet the words
-    /// determine the tuple `tuple_of` builds (both addresses at 12..20, both ports at
-    /// 20..24, family IPv4, the protocol). `None` for anything else.
+    /// protocol (TCP, UDP, UDP-Lite, SCTP): its tuple's hash words, read straight from
+    /// the packet bytes ([`Parsed::ports4_words`]), which determine the tuple and the
+    /// zone and so the hash. `None` for anything else.
     #[inline]
     fn key(p: &[u8], zone: u16) -> Option<[u64; 2]> {
         let h = p.get(..24)?;
         if h[0] != 0x45 || !matches!(h[9], 6 | 17 | 132 | 136) {
             return None;
         }
-        let addrs = u64::from_le_bytes([h[12], h[13], h[14], h[15], h[16], h[17], h[18], h[19]]);
-        let misc = u64::from(u32::from_le_bytes([h[20], h[21], h[22], h[23]]))
-            | u64::from(h[9]) << 32
-            | u64::from(zone) << 40;
-        Some([addrs, misc])
+        Parsed::ports4_words(p, zone)
     }
 
     /// The hash memoised under `k`, or `compute()` (stored for the next packet).

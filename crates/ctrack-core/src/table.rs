@@ -686,23 +686,11 @@ impl Table {
         Some(None)
     }
 
-    /// One walk of a bucket for confirm: the chain's length, and the first node whose
-    /// tuple equals `t` in `zone` and whose entry is unexpired, with its position in
-    /// the chain (0 for the first node; `h` is `t`'s hash) — [`Table::chain_len`] and
-    /// [`Table::find_hashed`] in one pass ([`Table::probe_with`] of that match).
-    pub fn probe(
-        &self,
-        t: &Tuple,
-        zone: Zone,
-        h: u64,
-        now: Instant,
-    ) -> (usize, Option<(EntryId, Dir, usize)>) {
-        self.probe_with(h, now, |e, d| e.has_tuple(d, t) && e.zone.same_for(zone, d))
-    }
-
-    /// [`Table::probe`] of the bucket of hash `h` with the match as a predicate on a
-    /// node's entry and direction: asked only of an unexpired node whose tag is `h`'s
-    /// (nodes whose tag differs are counted without touching their entry).
+    /// One walk of the bucket of hash `h` for confirm: the chain's length, and the first
+    /// unexpired node that `matches` (a predicate on its entry and direction, asked only
+    /// of a node whose tag is `h`'s: nodes whose tag differs are counted without
+    /// touching their entry), with its position in the chain (0 for the first node) —
+    /// [`Table::chain_len`] and a lookup in one pass.
     #[inline(always)]
     pub fn probe_with(
         &self,
@@ -941,9 +929,10 @@ mod tests {
             assert_eq!(t.find(&o, z, now, &mut scratch), Some((id, Dir::Original)));
             assert_eq!(t.find(&r, z, now, &mut scratch), Some((id, Dir::Reply)));
             let h = t.hash(&r, 0);
-            assert_eq!(walk_to_end(&t, h), TagWalk::Tagged);
+            assert_eq!(walk_to_end(&t, h).0, TagWalk::Tagged);
+            let clash = |e: &Entry, d: Dir| e.has_tuple(d, &r) && e.zone.same_for(z, d);
             assert_eq!(
-                t.probe(&r, z, h, now).1.map(|c| (c.0, c.1)),
+                t.probe_with(h, now, clash).1.map(|c| (c.0, c.1)),
                 Some((id, Dir::Reply))
             );
             assert_eq!(
@@ -962,7 +951,7 @@ mod tests {
         let (o, _) = e(0);
         assert_eq!(t.find(&o, Zone::DEFAULT, now, &mut scratch), None);
         let h = t.hash(&o, 0);
-        assert!(walk_to_end(&t, h) == TagWalk::Absent || t.chain_len(t.bucket(&o, 0)) > 0);
+        assert!(walk_to_end(&t, h).0 == TagWalk::Absent || t.chain_len(t.bucket(&o, 0)) > 0);
     }
 
     #[test]
@@ -1005,13 +994,16 @@ mod tests {
         assert_eq!(core::mem::offset_of!(Slot, entry), 16);
     }
 
-    /// A batch's tag walk of the bucket of `h`, run to its end.
-    fn walk_to_end(t: &Table, h: u64) -> TagWalk {
+    /// A batch's tag walk of the bucket of `h`, run to its end (every other step as
+    /// for a UDP packet): where it ended, and the steps it took.
+    fn walk_to_end(t: &Table, h: u64) -> (TagWalk, usize) {
         let mut w = t.tag_walk_start(h);
+        let mut steps = 0;
         while let TagWalk::At(_) = w {
-            w = t.tag_step(w, h, false);
+            w = t.tag_step(w, h, steps % 2 == 0);
+            steps += 1;
         }
-        w
+        (w, steps)
     }
 
     #[test]
@@ -1019,22 +1011,11 @@ mod tests {
         // Two buckets for 40 connections: chains of ~40 nodes.
         let mut t = Table::new(2, 5);
         let tuple = |i: u16| Tuple {
-            src: Addr::v4([10, 0, 0, 1]),
-            dst: Addr::v4([10, 0, 0, 2]),
             src_u: 1000 + i,
             dst_u: 53,
-            family: Family::V4,
-            proto: 17,
+            ..v4_udp()
         };
-        let walk = |t: &Table, h: u64| {
-            let mut w = t.tag_walk_start(h);
-            let mut steps = 0;
-            while let TagWalk::At(_) = w {
-                w = t.tag_step(w, h, steps % 2 == 0);
-                steps += 1;
-            }
-            (w, steps)
-        };
+        let walk = walk_to_end;
         assert_eq!(walk(&t, t.hash(&tuple(0), 0)), (TagWalk::Absent, 0));
         for i in 0..40 {
             let o = tuple(i);

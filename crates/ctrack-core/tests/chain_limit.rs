@@ -6,7 +6,7 @@
 //! says. The live kernel is compared by the parity suite's table scenarios; this pins
 //! the engine's own arithmetic, off-by-one included.
 
-use ctrack_core::conntrack::{Config, Confirmed, Conntrack, Hook};
+use ctrack_core::conntrack::{invert, Config, Confirmed, Conntrack, Hook};
 use ctrack_core::packet::checksum;
 use ctrack_core::{Addr, Family, Instant, Sysctls, Tuple};
 
@@ -22,17 +22,6 @@ fn udp(a: u8, sport: u16) -> Vec<u8> {
     let c = checksum::compute(0, &p[..20]);
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p
-}
-
-/// The reply tuple of a UDP flow.
-fn reply_of(t: Tuple) -> Tuple {
-    Tuple {
-        src: t.dst,
-        dst: t.src,
-        src_u: t.dst_u,
-        dst_u: t.src_u,
-        ..t
-    }
 }
 
 #[test]
@@ -73,7 +62,9 @@ fn confirm_refuses_a_chain_longer_than_the_limit() {
         let chain = ct.table().chain_len(bucket);
         let id = t.entry.expect("a new entry");
         let max = 50 + ct.entry(id).expect("allocated").seq as usize % 30;
-        let reply_bucket = ct.table().bucket(&reply_of(tuple(f)), 0);
+        let reply_bucket = ct
+            .table()
+            .bucket(&invert(&tuple(f)).expect("UDP inverts"), 0);
         // Inserted exactly when no node beyond `max` precedes any node of either walk:
         // both chains hold at most max + 1 nodes.
         let fits = chain <= max + 1 && ct.table().chain_len(reply_bucket) <= max + 1;
