@@ -554,6 +554,7 @@ impl TcpConn {
     /// kernel `nf_conntrack_tcp_packet()` after `tcp_error`/`tcp_new`: the state
     /// machine (§7.4), its special cases (§7.5), the window check (§7.6) and the timeout
     /// choice (§7.7), for a packet of direction `dir` on this entry.
+    #[inline]
     pub(crate) fn packet(
         &mut self,
         pkt: &Packet<'_>,
