@@ -1537,17 +1537,18 @@ fn run_tcp(
     ecx: &EntryCx,
     cx: &Cx<'_>,
 ) -> TrackerResult {
-    if let Err(r) = tcp::error(pkt, cx) {
-        return invalid(r);
-    }
+    let seg = match tcp::error_segment(pkt, cx) {
+        Ok(seg) => seg,
+        Err(r) => return invalid(r),
+    };
     if fresh {
-        match tcp::TcpConn::new(pkt, cx) {
+        match tcp::TcpConn::new_from(&seg, cx) {
             Ok(n) => e.proto = ProtoState::Tcp(n),
             Err(r) => return invalid(r),
         }
     }
     match &mut e.proto {
-        ProtoState::Tcp(t) => t.packet(pkt, dir, ecx, cx),
+        ProtoState::Tcp(t) => t.packet_from(&seg, dir, ecx, cx),
         _ => invalid(InvalidReason::Generic),
     }
 }

@@ -363,9 +363,10 @@ pub struct TcpConn {
     last_end: u32,
 }
 
-/// The fields of a TCP header the tracker uses, plus the option bytes and payload length.
+/// The fields of a TCP header the tracker uses, plus the option bytes and payload length
+/// ([`error_segment`] reads it once for the checks and the tracker).
 #[derive(Debug, Clone, Copy)]
-struct Segment<'a> {
+pub(crate) struct Segment<'a> {
     seq: u32,
     ack: u32,
     win: u16,
@@ -378,7 +379,9 @@ struct Segment<'a> {
 }
 
 impl<'a> Segment<'a> {
-    /// Read the header of `pkt`; `None` if the 20 fixed bytes are not there.
+    /// Read the header of `pkt`; `None` if the 20 fixed bytes are not there (the
+    /// tests' way in, which may skip [`error_segment`]'s checks).
+    #[cfg(test)]
     fn parse(pkt: &Packet<'a>) -> Option<Segment<'a>> {
         let l4 = pkt.l4();
         let h: &[u8; TCP_HDR_LEN] = l4.get(..TCP_HDR_LEN)?.try_into().ok()?;
@@ -427,25 +430,44 @@ fn valid_flag_combination(flag_byte: u8) -> bool {
     )
 }
 
+/// [`error_segment`]'s verdict alone (the tests' way in).
+#[cfg(test)]
+pub(crate) fn error(pkt: &Packet<'_>, cx: &Cx<'_>) -> Result<(), InvalidReason> {
+    error_segment(pkt, cx).map(|_| ())
+}
+
 /// kernel `tcp_error()` (plus the 20-byte read of `nf_conntrack_tcp_packet`): header
 /// length, checksum (only when `cx.check_checksum`), flag combination (§7.2). Run on
-/// every TCP packet before anything else; `Err` makes it INVALID.
-pub(crate) fn error(pkt: &Packet<'_>, cx: &Cx<'_>) -> Result<(), InvalidReason> {
+/// every TCP packet before anything else; `Err` makes it INVALID. A packet that passes
+/// gives the segment read, so the tracker does not read the header again.
+pub(crate) fn error_segment<'a>(
+    pkt: &Packet<'a>,
+    cx: &Cx<'_>,
+) -> Result<Segment<'a>, InvalidReason> {
     let l4 = pkt.l4();
-    let Some(h) = l4.get(..TCP_HDR_LEN) else {
+    let Some(h) = l4.first_chunk::<TCP_HDR_LEN>() else {
         return Err(TcpReason::ShortHeader.into());
     };
-    let hdr_len = h.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
-    if hdr_len < TCP_HDR_LEN || l4.len() < hdr_len {
+    let hdr_len = usize::from(h[12] >> 4) * 4;
+    let Some(opts) = l4.get(TCP_HDR_LEN..hdr_len) else {
+        // doff*4 < 20 (an empty range's start past its end) or past the L4 length.
         return Err(TcpReason::Truncated.into());
-    }
+    };
     if cx.check_checksum && !pkt.l4_checksum_ok(crate::tuple::proto::TCP) {
         return Err(TcpReason::BadChecksum.into());
     }
-    if !valid_flag_combination(h.get(13).copied().unwrap_or(0)) {
+    if !valid_flag_combination(h[13]) {
         return Err(TcpReason::InvalidFlags.into());
     }
-    Ok(())
+    Ok(Segment {
+        seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+        win: u16::from_be_bytes([h[14], h[15]]),
+        flags: h[13],
+        // kernel: skb->len - dataoff - doff*4; doff*4 <= L4 length here.
+        payload_len: (l4.len() - hdr_len) as u32,
+        opts,
+    })
 }
 
 /// What the RST rules of §7.5 decided.
@@ -511,16 +533,23 @@ impl TcpConn {
         self.seen[dir.index()].flags
     }
 
-    /// kernel `tcp_new()`: the per-connection data for the first packet of a would-be
-    /// entry (after [`error`]). A SYN starts in SYN_SENT's initialisation; an ACK-class
-    /// packet is picked up mid-stream when `nf_conntrack_tcp_loose=1`, with both
-    /// directions SACK_PERM|BE_LIBERAL (never window-checked); anything else is refused
-    /// and no entry is created. The state stays NONE: the caller runs
-    /// [`TcpConn::packet`] on the same packet next, as the kernel does.
+    /// [`TcpConn::new_from`] of `pkt`'s segment (the tests' way in).
+    #[cfg(test)]
     pub(crate) fn new(pkt: &Packet<'_>, cx: &Cx<'_>) -> Result<TcpConn, InvalidReason> {
         let Some(seg) = Segment::parse(pkt) else {
             return Err(TcpReason::ShortHeader.into());
         };
+        TcpConn::new_from(&seg, cx)
+    }
+
+    /// kernel `tcp_new()`: the per-connection data for the first packet of a would-be
+    /// entry, from the segment [`error_segment`] read. A SYN starts in SYN_SENT's
+    /// initialisation; an ACK-class packet is picked up mid-stream when
+    /// `nf_conntrack_tcp_loose=1`, with both directions SACK_PERM|BE_LIBERAL (never
+    /// window-checked); anything else is refused and no entry is created. The state
+    /// stays NONE: the caller runs [`TcpConn::packet_from`] on the same packet next, as
+    /// the kernel does.
+    pub(crate) fn new_from(seg: &Segment<'_>, cx: &Cx<'_>) -> Result<TcpConn, InvalidReason> {
         let index = PacketIndex::of(seg.flags);
         let mut conn = TcpConn::zeroed();
         match table::next(Dir::Original, index, TcpState::None) {
@@ -551,10 +580,8 @@ impl TcpConn {
         Ok(conn)
     }
 
-    /// kernel `nf_conntrack_tcp_packet()` after `tcp_error`/`tcp_new`: the state
-    /// machine (§7.4), its special cases (§7.5), the window check (§7.6) and the timeout
-    /// choice (§7.7), for a packet of direction `dir` on this entry.
-    #[inline]
+    /// [`TcpConn::packet_from`] of `pkt`'s segment (the tests' way in).
+    #[cfg(test)]
     pub(crate) fn packet(
         &mut self,
         pkt: &Packet<'_>,
@@ -565,6 +592,22 @@ impl TcpConn {
         let Some(seg) = Segment::parse(pkt) else {
             return invalid(TcpReason::ShortHeader);
         };
+        self.packet_from(&seg, dir, ecx, cx)
+    }
+
+    /// kernel `nf_conntrack_tcp_packet()` after `tcp_error`/`tcp_new`: the state
+    /// machine (§7.4), its special cases (§7.5), the window check (§7.6) and the timeout
+    /// choice (§7.7), for the segment [`error_segment`] read of a packet of direction
+    /// `dir` on this entry.
+    #[inline]
+    pub(crate) fn packet_from(
+        &mut self,
+        seg: &Segment<'_>,
+        dir: Dir,
+        ecx: &EntryCx,
+        cx: &Cx<'_>,
+    ) -> TrackerResult {
+        let seg = *seg;
         let sys = cx.sysctls;
         let index = PacketIndex::of(seg.flags);
         let mut old = self.state;
