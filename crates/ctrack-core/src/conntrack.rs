@@ -1537,18 +1537,22 @@ fn run_tcp(
     ecx: &EntryCx,
     cx: &Cx<'_>,
 ) -> TrackerResult {
-    let seg = match tcp::error_segment(pkt, cx) {
+    // The segment is used where `error_segment` wrote it, field by field: moving it
+    // out of the result read it back with 16-byte loads, which cannot be forwarded
+    // from the narrow stores that wrote it (a stall on every TCP packet).
+    let checked = tcp::error_segment(pkt, cx);
+    let seg = match &checked {
         Ok(seg) => seg,
-        Err(r) => return invalid(r),
+        Err(r) => return invalid(*r),
     };
     if fresh {
-        match tcp::TcpConn::new_from(&seg, cx) {
+        match tcp::TcpConn::new_from(seg, cx) {
             Ok(n) => e.proto = ProtoState::Tcp(n),
             Err(r) => return invalid(r),
         }
     }
     match &mut e.proto {
-        ProtoState::Tcp(t) => t.packet_from(&seg, dir, ecx, cx),
+        ProtoState::Tcp(t) => t.packet_from(seg, dir, ecx, cx),
         _ => invalid(InvalidReason::Generic),
     }
 }

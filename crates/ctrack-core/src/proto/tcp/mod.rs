@@ -607,7 +607,6 @@ impl TcpConn {
         ecx: &EntryCx,
         cx: &Cx<'_>,
     ) -> TrackerResult {
-        let seg = *seg;
         let sys = cx.sysctls;
         let index = PacketIndex::of(seg.flags);
         let mut old = self.state;
@@ -633,7 +632,7 @@ impl TcpConn {
                     return TrackerResult::Repeat;
                 }
                 // Otherwise (e.g. closed by an RST from the other side): IGNORE.
-                match self.ignore_or_resync(&seg, dir, index, old) {
+                match self.ignore_or_resync(seg, dir, index, old) {
                     Some(result) => return result,
                     None => {
                         old = TcpState::SynSent;
@@ -641,7 +640,7 @@ impl TcpConn {
                     }
                 }
             }
-            Cell::Ignore => match self.ignore_or_resync(&seg, dir, index, old) {
+            Cell::Ignore => match self.ignore_or_resync(seg, dir, index, old) {
                 Some(result) => return result,
                 None => {
                     // kernel: the out-of-sync SYN/ACK case, "old_state = SYN_SENT".
@@ -675,7 +674,7 @@ impl TcpConn {
                 new = TcpState::Established;
             }
             Cell::To(TcpState::Close) if index == PacketIndex::Rst => {
-                match self.rst_rules(&seg, dir, old, ecx, sys) {
+                match self.rst_rules(seg, dir, old, ecx, sys) {
                     Ok(p) => {
                         new = p.new;
                         skip_window = p.skip_window;
@@ -688,7 +687,7 @@ impl TcpConn {
 
         if !skip_window {
             let liberal = sys.nf_conntrack_tcp_be_liberal != 0;
-            match window::tcp_in_window(self, dir, index, &seg, liberal, ecx.seqadj.as_ref()) {
+            match window::tcp_in_window(self, dir, index, seg, liberal, ecx.seqadj.as_ref()) {
                 Verdict::Accept => {}
                 Verdict::Ignore(reason) => {
                     return TrackerResult::Accept(Accepted::ignore(reason.into()));
