@@ -688,7 +688,14 @@ impl Conntrack {
                 entry: Some(id),
                 untracked: false,
                 verdict: Verdict::Accept,
-                reason: acc.note,
+                // Read by its discriminant: copied whole, the note the tracker just
+                // wrote with narrow stores was loaded 16 bytes at a time, which the
+                // stores could not forward (a stall on every accepted packet).
+                reason: if acc.note.is_some() {
+                    note_of(acc)
+                } else {
+                    None
+                },
             };
         }
     }
@@ -1473,6 +1480,14 @@ fn update_accepted(
         e.status.set(Status::SEEN_REPLY);
         e.ecache |= bits::REPLY;
     }
+}
+
+/// The note of an accepted packet that has one (out of line, so the usual `None` is
+/// never copied whole).
+#[cold]
+#[inline(never)]
+fn note_of(acc: &crate::proto::Accepted) -> Option<InvalidReason> {
+    acc.note
 }
 
 /// Run the L4 tracker of the entry's protocol (`nf_conntrack_handle_packet`). UDP and
