@@ -1561,9 +1561,8 @@ fn run_tcp(
         Err(r) => return invalid(*r),
     };
     if fresh {
-        match tcp::TcpConn::new_from(seg, cx) {
-            Ok(n) => e.proto = ProtoState::Tcp(n),
-            Err(r) => return invalid(r),
+        if let Err(r) = tcp::TcpConn::new_into(seg, cx, &mut e.proto) {
+            return invalid(r);
         }
     }
     match &mut e.proto {

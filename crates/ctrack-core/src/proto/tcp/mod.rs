@@ -533,23 +533,35 @@ impl TcpConn {
         self.seen[dir.index()].flags
     }
 
-    /// [`TcpConn::new_from`] of `pkt`'s segment (the tests' way in).
+    /// [`TcpConn::new_into`] of `pkt`'s segment, returned (the tests' way in).
     #[cfg(test)]
     pub(crate) fn new(pkt: &Packet<'_>, cx: &Cx<'_>) -> Result<TcpConn, InvalidReason> {
         let Some(seg) = Segment::parse(pkt) else {
             return Err(TcpReason::ShortHeader.into());
         };
-        TcpConn::new_from(&seg, cx)
+        let mut state = super::ProtoState::Generic;
+        TcpConn::new_into(&seg, cx, &mut state)?;
+        match state {
+            super::ProtoState::Tcp(conn) => Ok(conn),
+            _ => unreachable!("new_into wrote a TCP state"),
+        }
     }
 
     /// kernel `tcp_new()`: the per-connection data for the first packet of a would-be
-    /// entry, from the segment [`error_segment`] read. A SYN starts in SYN_SENT's
-    /// initialisation; an ACK-class packet is picked up mid-stream when
-    /// `nf_conntrack_tcp_loose=1`, with both directions SACK_PERM|BE_LIBERAL (never
-    /// window-checked); anything else is refused and no entry is created. The state
-    /// stays NONE: the caller runs [`TcpConn::packet_from`] on the same packet next, as
-    /// the kernel does.
-    pub(crate) fn new_from(seg: &Segment<'_>, cx: &Cx<'_>) -> Result<TcpConn, InvalidReason> {
+    /// entry, from the segment [`error_segment`] read, written straight into the
+    /// entry's protocol state `dest` (left as it was on `Err`: returned and then copied
+    /// there, the connection just written by narrow stores was read back with wide
+    /// loads the stores could not forward, a stall on every new connection). A SYN
+    /// starts in SYN_SENT's initialisation; an ACK-class packet is picked up
+    /// mid-stream when `nf_conntrack_tcp_loose=1`, with both directions
+    /// SACK_PERM|BE_LIBERAL (never window-checked); anything else is refused and no
+    /// entry is created. The state stays NONE: the caller runs
+    /// [`TcpConn::packet_from`] on the same packet next, as the kernel does.
+    pub(crate) fn new_into(
+        seg: &Segment<'_>,
+        cx: &Cx<'_>,
+        dest: &mut super::ProtoState,
+    ) -> Result<(), InvalidReason> {
         let index = PacketIndex::of(seg.flags);
         let mut conn = TcpConn::zeroed();
         match table::next(Dir::Original, index, TcpState::None) {
@@ -577,7 +589,8 @@ impl TcpConn {
             }
             Cell::Invalid | Cell::Ignore => return Err(TcpReason::InvalidNew.into()),
         }
-        Ok(conn)
+        *dest = super::ProtoState::Tcp(conn);
+        Ok(())
     }
 
     /// [`TcpConn::packet_from`] of `pkt`'s segment (the tests' way in).
