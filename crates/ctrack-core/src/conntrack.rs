@@ -2,7 +2,7 @@
 //! ([`Conntrack::confirm`]) over the table (kernel `nf_conntrack_core.c`;
 //! kernel-semantics.md §2, §4, §11).
 
-use crate::entry::{Counter, Entry, Extensions};
+use crate::entry::{Counter, Entry, Extensions, NewTuples};
 use crate::event::{bits, Event, EventKind};
 use crate::invalid::InvalidReason;
 use crate::packet::{Packet, ParseError};
@@ -1288,13 +1288,20 @@ impl Conntrack {
             })
         });
         // `create` checked that the tuple inverts.
-        let mut entry = Entry::inverting(orig, ext)?;
-        entry.zone = zone;
-        entry.deadline = now;
-        entry.proto = proto;
-        entry.seq = self.next_seq;
+        let tuples = NewTuples::inverting(orig)?;
+        let seq = self.next_seq;
         // 32-bit creation numbers wrap (see `Entry::seq`); listings sort by `age_key`.
         self.next_seq = self.next_seq.wrapping_add(1);
+        if self.helpers.expect.is_empty() {
+            // The usual case, the entry built in one expression straight into its slab
+            // slot: built on the stack and moved there, it was reloaded with wide
+            // loads that the narrow stores writing it could not forward.
+            return Some(
+                self.table
+                    .alloc(Entry::fresh(tuples, ext, zone, now, seq, proto)),
+            );
+        }
+        let mut entry = Entry::fresh(tuples, ext, zone, now, seq, proto);
         let follow = self.init_expected(now, &mut entry);
         let id = self.table.alloc(entry);
         if let Some((master, nat)) = follow {

@@ -89,6 +89,36 @@ enum Tuples {
     Wide(Box<[Tuple; 2]>),
 }
 
+/// The tuples of a new connection's entry ([`Entry::fresh`]).
+pub(crate) struct NewTuples(Tuples);
+
+impl NewTuples {
+    /// `orig` and its inversion (see [`Entry::inverting`]); `None` when `orig` does not
+    /// invert.
+    /// Inline for the compact form, so its key stays in registers on its way into
+    /// the entry (moved through the stack, its 14 bytes were copied as two overlapping
+    /// 8-byte words and reloaded before the stores could forward them).
+    #[inline(always)]
+    pub(crate) fn inverting(orig: &Tuple) -> Option<NewTuples> {
+        let swaps = !matches!(orig.proto, proto::ICMP | proto::ICMPV6);
+        if swaps && orig.family == Family::V4 && v4_clean(&orig.src) && v4_clean(&orig.dst) {
+            return Some(NewTuples(Tuples::Compact(Key::of(orig))));
+        }
+        NewTuples::inverting_wide(orig)
+    }
+
+    /// [`NewTuples::inverting`] of a tuple that may not fit the compact form.
+    #[inline(never)]
+    fn inverting_wide(orig: &Tuple) -> Option<NewTuples> {
+        let reply = crate::conntrack::invert(orig)?;
+        let tuples = [*orig, reply];
+        Some(NewTuples(compact_key(&tuples).map_or_else(
+            || Tuples::Wide(Box::new(tuples)),
+            Tuples::Compact,
+        )))
+    }
+}
+
 /// An IPv4 [`Addr`] holding `a`, as the native-endian 128-bit value of its 16 bytes.
 #[inline(always)]
 fn v4_wide(a: [u8; 4]) -> u128 {
@@ -264,12 +294,31 @@ impl Entry {
     /// `orig` does not invert (an ICMP type without a reply type).
     #[inline]
     pub fn inverting(orig: &Tuple, ext: Option<Box<Extensions>>) -> Option<Entry> {
-        let swaps = !matches!(orig.proto, proto::ICMP | proto::ICMPV6);
-        if !(swaps && orig.family == Family::V4 && v4_clean(&orig.src) && v4_clean(&orig.dst)) {
-            let reply = crate::conntrack::invert(orig)?;
-            return Some(Entry::new([*orig, reply], ext));
+        Some(Entry::empty(NewTuples::inverting(orig)?.0, ext))
+    }
+
+    /// A new connection's entry, every field given (the rest empty), in one expression
+    /// so that it can be written straight where it is kept.
+    #[inline(always)]
+    pub(crate) fn fresh(
+        tuples: NewTuples,
+        ext: Option<Box<Extensions>>,
+        zone: crate::zone::Zone,
+        deadline: Instant,
+        seq: u32,
+        proto: ProtoState,
+    ) -> Entry {
+        Entry {
+            deadline,
+            tuples: tuples.0,
+            zone,
+            status: Status::default(),
+            ecache: 0,
+            mark: 0,
+            seq,
+            ext,
+            proto,
         }
-        Some(Entry::empty(Tuples::Compact(Key::of(orig)), ext))
     }
 
     /// The tuple of a direction.

@@ -334,7 +334,9 @@ impl Table {
             + ext
     }
 
-    /// Store a new (unconfirmed, unlinked) entry; counts it.
+    /// Store a new (unconfirmed, unlinked) entry; counts it. Inline, so that an entry
+    /// built in the call is written straight into its slot.
+    #[inline(always)]
     pub fn alloc(&mut self, entry: Entry) -> EntryId {
         self.count += 1;
         let slot = Slot {
