@@ -232,7 +232,14 @@ impl Conntrack {
             for (k, p) in round.iter().enumerate() {
                 let i = r * ROUND + k;
                 let x = pre[k].as_ref();
-                let tracked = self.track_hinted(now, p, hook, zone, x);
+                // A UDP packet takes the express hit inline, as in the small-table
+                // path; anything else the general path.
+                let tracked = match x {
+                    Some(x) if x.tuple().proto == crate::tuple::proto::UDP => {
+                        self.track_udp_parsed(now, x, hook, zone)
+                    }
+                    _ => self.track_hinted(now, p, hook, zone, x),
+                };
                 let inverse = replies[k].map(|h| (rzid, h));
                 let hint = || {
                     x.map(|x| ConfirmHint {

@@ -729,6 +729,27 @@ impl Conntrack {
         )
     }
 
+    /// [`Conntrack::track_hinted`] of a UDP packet the batch parsed: the express hit
+    /// inline (its UDP checks too), anything else the general path, from the lookup
+    /// the express path made and the parse as it is.
+    #[inline(always)]
+    pub(crate) fn track_udp_parsed(
+        &mut self,
+        now: Instant,
+        x: &Parsed<'_>,
+        hook: Hook,
+        zone: Zone,
+    ) -> Tracked {
+        let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
+        let looked = match self.express::<true>(now, &x.pkt, &x.tuple, x.hash, zone, check_checksum)
+        {
+            Express::Done(t) => return t,
+            Express::Looked(found) => Some(found),
+            Express::No => None,
+        };
+        self.track_parsed_as::<false>(now, x, zone, check_checksum, looked)
+    }
+
     /// The express hit path: a clean one-bucket lookup (no expired node met, a zone
     /// with one id for both directions) that finds a confirmed UDP entry without
     /// extensions whose packet passes `udp_error`: the UDP tracker and the entry's
