@@ -567,6 +567,54 @@ fn run_error(bytes: &[u8], check_checksum: bool) -> Result<(), InvalidReason> {
     error(&pkt, &cx)
 }
 
+/// The segment the tracker gets from `error_segment` is the header as
+/// `Segment::parse` reads it (the tests' way in), for every packet that passes.
+#[test]
+fn error_segment_reads_the_header_as_parse_does() {
+    let sys = Sysctls::default();
+    let mut checked = 0;
+    for flags in [SYN, SYN | ACK, ACK, FIN | ACK, RST, PSH | ACK, ACK | URG] {
+        for opts in [&[][..], &[1, 1, 1, 1], &[2, 4, 5, 180, 4, 2, 1, 3, 3, 7]] {
+            for len in [0usize, 1, 10, 1400] {
+                for check_checksum in [false, true] {
+                    let s = seg(flags, 0x8000_0001, 77).opts(opts).len(len);
+                    let b = ipv4(O, tcp_bytes(O, &s), true);
+                    let pkt = Packet::parse(&b).expect("parses");
+                    let cx = Cx {
+                        now: Instant::ZERO,
+                        sysctls: &sys,
+                        check_checksum,
+                    };
+                    let got = error_segment(&pkt, &cx).expect("a valid segment");
+                    let want = Segment::parse(&pkt).expect("a header");
+                    assert_eq!(
+                        (
+                            got.seq,
+                            got.ack,
+                            got.win,
+                            got.flags,
+                            got.payload_len,
+                            got.opts
+                        ),
+                        (
+                            want.seq,
+                            want.ack,
+                            want.win,
+                            want.flags,
+                            want.payload_len,
+                            want.opts
+                        ),
+                        "{flags:#x} {opts:?} {len}"
+                    );
+                    assert_eq!(got.payload_len as usize, len);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 7 * 3 * 4 * 2);
+}
+
 #[test]
 fn tcp_error_short_header() {
     let mut l4 = tcp_bytes(O, &seg(SYN, 1, 0));
