@@ -712,26 +712,16 @@ impl Conntrack {
         hook: Hook,
         zone: Zone,
     ) -> Tracked {
-        let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
-        let looked = match self.express::<true>(now, &pkt, &tuple, hash, zone, check_checksum) {
-            Express::Done(t) => return t,
-            Express::Looked(found) => Some(found),
-            Express::No => None,
-        };
-        // Not an express hit (a miss, an entry with extensions, an invalid packet):
-        // the general path (not TCP's copy), from the lookup the express path made.
-        self.track_parsed_as::<false>(
-            now,
-            &Parsed { pkt, tuple, hash },
-            zone,
-            check_checksum,
-            looked,
-        )
+        // The parse is built only for the general path (a miss, an entry with
+        // extensions, an invalid packet).
+        self.express_or(now, &pkt, &tuple, hash, hook, zone, |ct, check, looked| {
+            ct.track_parsed_as::<false>(now, &Parsed { pkt, tuple, hash }, zone, check, looked)
+        })
     }
 
     /// [`Conntrack::track_hinted`] of a UDP packet the batch parsed: the express hit
-    /// inline (its UDP checks too), anything else the general path, from the lookup
-    /// the express path made and the parse as it is.
+    /// inline (its UDP checks too), anything else the general path, from the parse as
+    /// it is.
     #[inline(always)]
     pub(crate) fn track_udp_parsed(
         &mut self,
@@ -740,14 +730,39 @@ impl Conntrack {
         hook: Hook,
         zone: Zone,
     ) -> Tracked {
+        self.express_or(
+            now,
+            &x.pkt,
+            &x.tuple,
+            x.hash,
+            hook,
+            zone,
+            |ct, check, looked| ct.track_parsed_as::<false>(now, x, zone, check, looked),
+        )
+    }
+
+    /// A UDP packet's express hit (with `udp_error` inlined), or else `general(self,
+    /// check_checksum, looked)`: the general path (not TCP's copy), from the lookup the
+    /// express path made.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn express_or(
+        &mut self,
+        now: Instant,
+        pkt: &Packet<'_>,
+        tuple: &Tuple,
+        hash: u64,
+        hook: Hook,
+        zone: Zone,
+        general: impl FnOnce(&mut Conntrack, bool, Option<Option<(EntryId, Dir)>>) -> Tracked,
+    ) -> Tracked {
         let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
-        let looked = match self.express::<true>(now, &x.pkt, &x.tuple, x.hash, zone, check_checksum)
-        {
+        let looked = match self.express::<true>(now, pkt, tuple, hash, zone, check_checksum) {
             Express::Done(t) => return t,
             Express::Looked(found) => Some(found),
             Express::No => None,
         };
-        self.track_parsed_as::<false>(now, x, zone, check_checksum, looked)
+        general(self, check_checksum, looked)
     }
 
     /// The express hit path: a clean one-bucket lookup (no expired node met, a zone

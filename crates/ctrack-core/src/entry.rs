@@ -274,17 +274,14 @@ impl Entry {
     /// An entry holding `tuples` and `ext`, every other field empty (see `new`).
     #[inline(always)]
     fn empty(tuples: Tuples, ext: Option<Box<Extensions>>) -> Entry {
-        Entry {
-            deadline: Instant::from_nanos(0),
-            tuples,
-            zone: crate::zone::Zone::DEFAULT,
-            status: Status::default(),
-            ecache: 0,
-            mark: 0,
-            seq: 0,
+        Entry::fresh(
+            NewTuples(tuples),
             ext,
-            proto: ProtoState::Generic,
-        }
+            crate::zone::Zone::DEFAULT,
+            Instant::from_nanos(0),
+            0,
+            ProtoState::Generic,
+        )
     }
 
     /// [`Entry::new`] of `orig` and its inversion (kernel `nf_ct_invert_tuple`), built
@@ -297,8 +294,8 @@ impl Entry {
         Some(Entry::empty(NewTuples::inverting(orig)?.0, ext))
     }
 
-    /// A new connection's entry, every field given (the rest empty), in one expression
-    /// so that it can be written straight where it is kept.
+    /// A new connection's entry, every field given (status, mark and cached events
+    /// empty), in one expression so that it can be written straight where it is kept.
     #[inline(always)]
     pub(crate) fn fresh(
         tuples: NewTuples,
