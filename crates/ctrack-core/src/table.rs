@@ -74,7 +74,7 @@ fn tag_of(h: u64) -> u32 {
 
 /// Bytes of a slot a chain walk reads of every node it meets: the links, the tags and
 /// the entry's deadline.
-const LINK_BYTES: usize = 24;
+const LINK_BYTES: usize = 32;
 
 /// Bytes of a slot a UDP hit reads and writes: up to the end of the L4 state's first
 /// 16 bytes (the variant's tag and the UDP state, pinned by `entry_size_is_bounded`).
