@@ -974,7 +974,70 @@ impl Conntrack {
         if self.confirm_nothing(t) {
             return Confirmed::Nothing;
         }
-        self.confirm_slow(now, t, hint().as_ref())
+        self.confirm_past_inline(now, t, hint().as_ref())
+    }
+
+    /// [`Conntrack::confirm_hinted`] past its inline case: a packet that created its
+    /// entry in the usual way ([`Conntrack::confirm_fresh`]), or the full path.
+    #[inline(never)]
+    fn confirm_past_inline(
+        &mut self,
+        now: Instant,
+        t: &Tracked,
+        hint: Option<&ConfirmHint<'_>>,
+    ) -> Confirmed {
+        if let Some(c) = hint.and_then(|x| self.confirm_fresh(now, t, x)) {
+            return c;
+        }
+        self.confirm_slow(now, t, hint)
+    }
+
+    /// Confirm's usual case for a packet that created its entry in a batch that hashed
+    /// both its tuples: a compact entry (its reply tuple is the packet's tuple
+    /// inverted) whose two chains hold no node carrying either tuple's tag, so no
+    /// clash, and are within the chain limit — linked at once, with the status, the
+    /// cached event and its delivery of [`Conntrack::confirm_slow`]'s insert. `None`
+    /// (nothing changed): any other case, which the full path decides.
+    #[inline(always)]
+    fn confirm_fresh(
+        &mut self,
+        now: Instant,
+        t: &Tracked,
+        hint: &ConfirmHint<'_>,
+    ) -> Option<Confirmed> {
+        let (id, ci) = (t.entry?, t.ctinfo?);
+        let (z0, tuple, h0) = hint.orig;
+        let (z1, h1) = hint.inverse?;
+        if ci.dir() != Dir::Original || self.table.is_linked(id) {
+            return None;
+        }
+        let e = self.table.get(id)?;
+        let fits = !e.is_wide()
+            && e.zone.id_for(Dir::Original) == z0
+            && e.zone.id_for(Dir::Reply) == z1
+            && e.has_tuple(Dir::Original, tuple);
+        if !fits {
+            return None;
+        }
+        // The chain limit's least maximum (see `confirm_slow`): 51 nodes always pass.
+        let n0 = self.table.chain_len_untagged(h0)?;
+        let n1 = self.table.chain_len_untagged(h1)?;
+        if n0 > 51 || n1 > 51 {
+            return None;
+        }
+        self.table.link_hashed(id, [h0, h1]);
+        let e = self.table.get_mut(id)?;
+        e.status.set(Status::CONFIRMED);
+        if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
+            ts.0 = now;
+        }
+        e.ecache |= if e.status.has(Status::EXPECTED) {
+            bits::RELATED
+        } else {
+            bits::NEW
+        };
+        self.deliver_inline(id, now, EventKind::New);
+        Some(Confirmed::Inserted)
     }
 
     /// The confirm hook's usual case, inline: a packet of an entry already confirmed
@@ -1189,6 +1252,12 @@ impl Conntrack {
     }
 
     fn deliver(&mut self, id: EntryId, now: Instant, kind: EventKind) {
+        self.deliver_inline(id, now, kind);
+    }
+
+    /// [`Conntrack::deliver`], inline (the usual case has no event to deliver).
+    #[inline(always)]
+    fn deliver_inline(&mut self, id: EntryId, now: Instant, kind: EventKind) {
         let Some(e) = self.table.get_mut(id) else {
             return;
         };
@@ -1196,6 +1265,15 @@ impl Conntrack {
         if mask == 0 || !self.events_enabled {
             return;
         }
+        self.push_event(id, now, kind, mask);
+    }
+
+    /// [`Conntrack::deliver`]'s event, when there is one to deliver.
+    #[inline(never)]
+    fn push_event(&mut self, id: EntryId, now: Instant, kind: EventKind, mask: u16) {
+        let Some(e) = self.table.get(id) else {
+            return;
+        };
         let kind = if mask & (bits::NEW | bits::RELATED) != 0 {
             EventKind::New
         } else {

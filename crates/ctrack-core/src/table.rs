@@ -393,6 +393,7 @@ impl Table {
     /// Link both tuples of `id` with their hashes already computed (`h[dir]` must be
     /// [`Table::hash`] of the entry's tuple of that direction with its zone's id for that
     /// direction).
+    #[inline(always)]
     pub fn link_hashed(&mut self, id: EntryId, h: [u64; 2]) {
         if self.get(id).is_none() {
             return;
@@ -719,6 +720,27 @@ impl Table {
             cur = slot.next[d];
         }
         (n, found)
+    }
+
+    /// Confirm's walk of the bucket of hash `h` for a tuple that clashes with nothing:
+    /// the chain's length, or `None` as soon as a node carries `h`'s tag (a possible
+    /// clash, which [`Table::probe_with`] decides). Nodes are only counted, as the
+    /// probe counts those whose tag differs.
+    #[inline(always)]
+    pub fn chain_len_untagged(&self, h: u64) -> Option<usize> {
+        let tag = tag_of(h);
+        let mut n = 0;
+        let mut cur = self.heads[self.bucket_of_hash(h) as usize];
+        while cur != NIL {
+            let slot = self.slots.get((cur / 2) as usize)?;
+            let d = (cur & 1) as usize;
+            if slot.tag[d] == tag {
+                return None;
+            }
+            n += 1;
+            cur = slot.next[d];
+        }
+        Some(n)
     }
 
     /// The nodes of a bucket, as (entry, direction).

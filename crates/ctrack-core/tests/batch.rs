@@ -7,7 +7,7 @@
 //! ones the batch hashed ahead for confirm).
 
 use ctrack_core::batch::Next;
-use ctrack_core::conntrack::{Config, Conntrack, Hook, Tracked, Verdict};
+use ctrack_core::conntrack::{Config, Confirmed, Conntrack, Hook, Tracked, Verdict};
 use ctrack_core::nat::{Manip, NatRange};
 use ctrack_core::packet::checksum;
 use ctrack_core::sysctl::Sysctls;
@@ -306,4 +306,77 @@ fn agree(nat: bool) {
         .filter(|e| e.status.has(ctrack_core::Status::SRC_NAT))
         .count();
     assert_eq!(natted > 100, nat, "{natted} NATed entries");
+}
+
+/// A clash at confirm, made in the pipeline: for every other new UDP flow of a batch
+/// the pipeline tracks and confirms the same packet first (as a second CPU would in
+/// the kernel), so the batch's own entry meets an equal one in its chain at confirm.
+/// The batch's quick insert (hashes known, chains without the tuple's tag) must give
+/// way to the full confirm, which merges the clash as packet by packet does; the
+/// flows without a clash are inserted the quick way. Run on a table past the
+/// small-table threshold, so the batch hashes both tuples ahead.
+#[test]
+fn a_clash_made_in_the_pipeline_is_resolved_in_the_batch_as_packet_by_packet() {
+    let now = Instant::from_nanos(1_000_000_000);
+    let mut one = engine();
+    let mut batch = engine();
+    // 1,500 confirmed flows first: the batch then runs its prefetch rounds.
+    for ct in [&mut one, &mut batch] {
+        for i in 0..1500u32 {
+            let t = ct.track(
+                now,
+                &udp(client(i), 2000, SERVER, 53, true),
+                Hook::PreRouting,
+                0,
+            );
+            assert_eq!(ct.confirm(now, &t), Confirmed::Inserted);
+        }
+    }
+    let pkts: Vec<Vec<u8>> = (0..64u32)
+        .map(|i| udp(client(i), 3000 + i as u16, SERVER, 53, true))
+        .collect();
+    // The pipeline's clash: the packet tracked and confirmed again, before its own
+    // confirm.
+    let clash = |ct: &mut Conntrack, i: usize, p: &[u8]| {
+        if i.is_multiple_of(2) {
+            let t = ct.track(now, p, Hook::PreRouting, 0);
+            assert_eq!(
+                ct.confirm(now, &t),
+                Confirmed::Inserted,
+                "the pipeline's entry"
+            );
+        }
+    };
+    let want: Vec<_> = pkts
+        .chunks(32)
+        .flat_map(|chunk| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let t = one.track(now, p, Hook::PreRouting, 0);
+                    clash(&mut one, i, p);
+                    (t, Some(one.confirm(now, &t)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut got = Vec::new();
+    for chunk in pkts.chunks(32) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        let mut out = Vec::new();
+        batch.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |i, _, ct| {
+            clash(ct, i, refs[i]);
+            Next::Confirm
+        });
+        got.extend(out.iter().map(|r| (r.tracked, r.confirmed)));
+    }
+    assert_eq!(got, want);
+    assert!(one.stats().clash_resolve >= 32, "{:?}", one.stats());
+    assert_eq!(batch.stats(), one.stats());
+    let a: Vec<_> = one.entries(now).into_iter().cloned().collect();
+    let b: Vec<_> = batch.entries(now).into_iter().cloned().collect();
+    assert_eq!(a, b, "the final tables");
+    let events = |ct: &mut Conntrack| format!("{:?}", ct.drain_events());
+    assert_eq!(events(&mut one), events(&mut batch), "the events");
 }
