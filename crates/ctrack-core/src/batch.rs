@@ -142,9 +142,11 @@ impl Conntrack {
         let mut pre: [Option<Parsed<'_>>; ROUND] = [None; ROUND];
         // The hash words of each IPv4 port-protocol packet's tuple (see `Parsed::ports4`).
         let mut words: [Option<[u64; 2]>; ROUND] = [None; ROUND];
-        // For the packets predicted to miss: the hash of the inverted tuple (the reply
-        // tuple of the entry they will create) with the zone's reply id.
-        let mut replies: [Option<u64>; ROUND] = [None; ROUND];
+        // For the packets predicted to miss (bit k of `has_reply` for round position
+        // k): the hash of the inverted tuple (the reply tuple of the entry they will
+        // create) with the zone's reply id.
+        let mut replies = [0u64; ROUND];
+        let mut has_reply: u32;
         // A round's IPv4 tuples as hash words, hashed together in SIMD lanes, and
         // where each one's packet sits in the round.
         let mut lanes = Lanes::default();
@@ -190,44 +192,51 @@ impl Conntrack {
                 // an entry: hash its reply tuple now and fetch that bucket too, so
                 // confirm finds both buckets in cache and does not hash again. A port
                 // protocol's reply words are its own words swapped, without a tuple.
+                // The stage runs over these predicted misses only (most rounds of a
+                // busy table have few or none).
                 lanes.clear();
-                for (k, (x, rep)) in pre[..round.len()].iter().zip(&mut replies).enumerate() {
-                    *rep = None;
+                let mut misses = [0usize; ROUND];
+                let mut n_miss = 0;
+                has_reply = 0;
+                for (k, x) in pre[..round.len()].iter().enumerate() {
                     let Some(x) = x else { continue };
                     if walks[k] != TagWalk::Absent {
                         continue;
                     }
                     if let Some(w) = words[k] {
                         lanes.push(k, FlowHasher::v4_inverse_words(w, rzid));
-                        *rep = Some(0);
-                        continue;
-                    }
-                    let Some(t) = invert(x.tuple()) else { continue };
-                    if t.family == Family::V4 {
-                        lanes.push(k, FlowHasher::v4_words(&t, rzid));
-                        *rep = Some(0);
                     } else {
-                        *rep = Some(self.table().hash(&t, rzid));
+                        let Some(t) = invert(x.tuple()) else { continue };
+                        if t.family == Family::V4 {
+                            lanes.push(k, FlowHasher::v4_words(&t, rzid));
+                        } else {
+                            replies[k] = self.table().hash(&t, rzid);
+                        }
                     }
+                    has_reply |= 1 << k;
+                    misses[n_miss] = k;
+                    n_miss += 1;
                 }
-                for (k, h) in lanes.hash(self.table()) {
-                    if let Some(rh) = &mut replies[k] {
-                        *rh = h;
+                if n_miss > 0 {
+                    for (k, h) in lanes.hash(self.table()) {
+                        replies[k] = h;
                     }
+                    let misses = &misses[..n_miss];
+                    for &k in misses {
+                        self.table().prefetch(replies[k]);
+                    }
+                    // Confirm walks the whole reply chain (its length, and a clash):
+                    // the same tag walk fetches its nodes' link lines, a node per pass.
+                    let mut reply_walks = [TagWalk::Unknown; ROUND];
+                    walk_tags(
+                        self.table(),
+                        &mut reply_walks[..n_miss],
+                        REPLY_WALK_PASSES,
+                        |j| Some((replies[misses[j]], pre[misses[j]].as_ref()?.tuple().proto)),
+                    );
                 }
-                for h in replies[..round.len()].iter().flatten() {
-                    self.table().prefetch(*h);
-                }
-                // Confirm walks the whole reply chain (its length, and a clash): the
-                // same tag walk fetches its nodes' link lines, a node per pass.
-                walk_tags(
-                    self.table(),
-                    &mut walks[..round.len()],
-                    REPLY_WALK_PASSES,
-                    |k| Some((replies[k]?, pre[k].as_ref()?.tuple().proto)),
-                );
             } else {
-                replies[..round.len()].fill(None);
+                has_reply = 0;
             }
             for (k, p) in round.iter().enumerate() {
                 let i = r * ROUND + k;
@@ -240,7 +249,7 @@ impl Conntrack {
                     }
                     _ => self.track_hinted(now, p, hook, zone, x),
                 };
-                let inverse = replies[k].map(|h| (rzid, h));
+                let inverse = (has_reply >> k & 1 != 0).then(|| (rzid, replies[k]));
                 let hint = || {
                     x.map(|x| ConfirmHint {
                         orig: (zid, x.tuple(), x.hash()),
