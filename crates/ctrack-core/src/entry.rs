@@ -12,11 +12,15 @@
 //!     24     4  zone (id, direction mask)
 //!     28     2  status
 //!     30     2  ecache
-//!     32     4  mark
-//!     36     4  seq (creation number, 32 bits)
-//!     40     8  ext (Option<Box<Extensions>>)
-//!     48    56  proto (ProtoState; TcpConn is 56 bytes)
+//!     32     8  ext (Option<Box<Extensions>>)
+//!     40    56  proto (ProtoState; TcpConn is 56 bytes)
+//!     96     4  mark
+//!    100     4  seq (creation number, 32 bits)
 //! ```
+//!
+//! Everything a UDP hit reads or writes comes first (up to the L4 state's first 16
+//! bytes, where the UDP state lives): 72 bytes of the slot, which span two cache lines
+//! wherever the 120-byte slot starts; `mark` and `seq`, which it does not touch, last.
 //!
 //! The tuples are not stored as two 38-byte [`Tuple`]s. The common entry (IPv4, reply
 //! tuple = the inverted original tuple, i.e. not NATed) keeps only its original tuple,
@@ -228,6 +232,11 @@ pub struct Entry {
     pub status: Status,
     /// Event bits cached until the packet reaches the confirm hook.
     pub ecache: u16,
+    /// Extensions (accounting, timestamps, helper, labels), allocated only when needed
+    /// (kernel: ct extensions), so the common entry stays small.
+    pub ext: Option<Box<Extensions>>,
+    /// L4 tracker state.
+    pub proto: ProtoState,
     /// `ct mark`.
     pub mark: u32,
     /// Creation sequence number: the id `-o id` prints and the listing order. 32 bits,
@@ -235,11 +244,6 @@ pub struct Entry {
     /// `seq` relative to the next number ([`Entry::age_key`]), which is creation order
     /// as long as no listed entry outlived 2^32 newer ones.
     pub seq: u32,
-    /// Extensions (accounting, timestamps, helper, labels), allocated only when needed
-    /// (kernel: ct extensions), so the common entry stays small.
-    pub ext: Option<Box<Extensions>>,
-    /// L4 tracker state.
-    pub proto: ProtoState,
 }
 
 // The tracked figure, checked at compile time (issue 6; the slot adds 16 bytes).
@@ -484,7 +488,9 @@ mod tests {
         assert_eq!(core::mem::offset_of!(Entry, deadline), 0);
         assert_eq!(core::mem::offset_of!(Entry, tuples), 8);
         assert_eq!(core::mem::offset_of!(Entry, zone), 24);
-        assert_eq!(core::mem::offset_of!(Entry, proto), 48);
+        assert_eq!(core::mem::offset_of!(Entry, ext), 32);
+        assert_eq!(core::mem::offset_of!(Entry, proto), 40);
+        assert_eq!(core::mem::offset_of!(Entry, mark), 96);
         // A UDP hit reads the L4 state's first 16 bytes (the variant's tag, then the UDP
         // state): the batch prefetches a UDP entry's slot only that far.
         let udp = ProtoState::Udp(Default::default());

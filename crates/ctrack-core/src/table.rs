@@ -72,13 +72,14 @@ fn tag_of(h: u64) -> u32 {
     h as u32 | 1
 }
 
-/// Bytes of a slot a chain walk reads of every node it meets: the links, the tags and
-/// the entry's deadline.
+/// Bytes of a slot a chain walk reads of every node it meets: the links, the tags, the
+/// entry's deadline and the start of its tuples (`Option<Entry>`'s discriminant, which
+/// the lookup reads first).
 const LINK_BYTES: usize = 32;
 
 /// Bytes of a slot a UDP hit reads and writes: up to the end of the L4 state's first
 /// 16 bytes (the variant's tag and the UDP state, pinned by `entry_size_is_bounded`).
-pub const UDP_HIT_BYTES: usize = 16 + 48 + 16;
+pub const UDP_HIT_BYTES: usize = 16 + 40 + 16;
 
 /// The original-direction tag of a reply-only entry ([`Table::link_reply_only`]):
 /// non-zero (linked) but even, so no real tag equals it.
