@@ -534,8 +534,8 @@ fn hit(a: &BenchArgs) -> Figure {
     plain_figure(a, "hit", &pkts, 1, 1)
 }
 
-/// `flows` UDP flows × 10 packets: round r sends every flow once, alternating
-/// original and reply direction.
+/// `flows` UDP flows × `per_flow` packets: round r sends every flow once,
+/// alternating original and reply direction.
 fn udp_flows_packets(flows: usize, per_flow: usize) -> Packets {
     let mut pkts = Packets::default();
     for r in 0..per_flow {
@@ -548,7 +548,10 @@ fn udp_flows_packets(flows: usize, per_flow: usize) -> Packets {
 
 fn udp_flows(a: &BenchArgs) -> Figure {
     let flows = a.flows.unwrap_or(100_000);
-    let pkts = udp_flows_packets(flows, 10);
+    // `--packets N`: N / flows rounds instead of 10 (e.g. a table that fits in L2
+    // run as long as the default one).
+    let rounds = a.packets.map_or(10, |n| (n / flows.max(1)).max(1));
+    let pkts = udp_flows_packets(flows, rounds);
     plain_figure(a, "udp-flows", &pkts, flows, flows * 2)
 }
 
