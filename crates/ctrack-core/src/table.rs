@@ -72,6 +72,9 @@ fn tag_of(h: u64) -> u32 {
     h as u32 | 1
 }
 
+// The prefetches count on it (see `prefetch_slot`).
+const _: () = assert!(align_of::<Slot>() == 8 && size_of::<Slot>() % 8 == 0);
+
 /// Bytes of a slot a chain walk reads of every node it meets: the links, the tags, the
 /// entry's deadline and the start of its tuples (`Option<Entry>`'s discriminant, which
 /// the lookup reads first).
@@ -572,10 +575,13 @@ impl Table {
             } else {
                 size_of::<Slot>()
             };
-            // The link line is in (the walk just read it): the rest of the slot.
+            // The link line is in (the walk just read it): the rest of the slot (a
+            // slot starts 8-aligned, so its first 72 bytes end in the line of byte 64).
             let p = (slot as *const Slot).cast::<u8>();
             prefetch_read(p.wrapping_add(64));
-            prefetch_read(p.wrapping_add(end - 1));
+            if end > 72 {
+                prefetch_read(p.wrapping_add(end - 1));
+            }
             return TagWalk::Tagged;
         }
         let next = slot.next[d];
@@ -615,7 +621,10 @@ impl Table {
         if bytes > 64 {
             prefetch_read(p.wrapping_add(64));
         }
-        prefetch_read(p.wrapping_add(bytes - 1));
+        // A slot starts 8-aligned, so its first 72 bytes end in the line of byte 64.
+        if bytes <= 64 || bytes > 72 {
+            prefetch_read(p.wrapping_add(bytes - 1));
+        }
     }
 
     /// [`Table::find`] in the bucket of hash `h` (`self.hash(t, id)` where `id` is the
