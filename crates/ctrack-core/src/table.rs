@@ -73,7 +73,7 @@ fn tag_of(h: u64) -> u32 {
 }
 
 // The prefetches count on it (see `prefetch_slot`).
-const _: () = assert!(align_of::<Slot>() == 8 && size_of::<Slot>() % 8 == 0);
+const _: () = assert!(align_of::<Slot>() == 8 && size_of::<Slot>().is_multiple_of(8));
 
 /// Bytes of a slot a chain walk reads of every node it meets: the links, the tags, the
 /// entry's deadline and the start of its tuples (`Option<Entry>`'s discriminant, which
