@@ -715,7 +715,8 @@ impl Conntrack {
         // The parse is built only for the general path (a miss, an entry with
         // extensions, an invalid packet).
         self.express_or(now, &pkt, &tuple, hash, hook, zone, |ct, check, looked| {
-            ct.track_parsed_as::<false>(now, &Parsed { pkt, tuple, hash }, zone, check, looked)
+            let p = Parsed { pkt, tuple, hash };
+            ct.create_udp_or_general(now, &p, zone, check, looked)
         })
     }
 
@@ -737,7 +738,7 @@ impl Conntrack {
             x.hash,
             hook,
             zone,
-            |ct, check, looked| ct.track_parsed_as::<false>(now, x, zone, check, looked),
+            |ct, check, looked| ct.create_udp_or_general(now, x, zone, check, looked),
         )
     }
 
@@ -763,6 +764,95 @@ impl Conntrack {
             Express::No => None,
         };
         general(self, check_checksum, looked)
+    }
+
+    /// A UDP packet past the express hit: its entry created at once when the lookup
+    /// missed in the usual case ([`Conntrack::create_udp`]), else the general path.
+    #[inline(always)]
+    fn create_udp_or_general(
+        &mut self,
+        now: Instant,
+        p: &Parsed<'_>,
+        zone: Zone,
+        check_checksum: bool,
+        looked: Option<Option<(EntryId, Dir)>>,
+    ) -> Tracked {
+        if looked == Some(None) {
+            if let Some(t) = self.create_udp(now, &p.pkt, &p.tuple, zone, check_checksum) {
+                return t;
+            }
+        }
+        self.track_parsed_as::<false>(now, p, zone, check_checksum, looked)
+    }
+
+    /// The general path's creation for a UDP packet whose lookup missed, in the usual
+    /// case only: a table with room (no early drop), no accounting or timestamp
+    /// extension to allocate, no expectation the new entry could match, a packet that
+    /// passes `udp_error`. The entry is built with its UDP state and refreshed as the
+    /// general path would (`create`, then the tracker on a fresh entry, then the
+    /// update). `None` (nothing changed): any other case, which the general path
+    /// handles.
+    #[inline(never)]
+    fn create_udp(
+        &mut self,
+        now: Instant,
+        pkt: &Packet<'_>,
+        tuple: &Tuple,
+        zone: Zone,
+        check_checksum: bool,
+    ) -> Option<Tracked> {
+        let s = &self.sysctls;
+        let max = s.nf_conntrack_max;
+        let usual = pkt.proto == proto::UDP
+            && (max == 0 || self.table.count() < max)
+            && s.nf_conntrack_acct != 1
+            && s.nf_conntrack_timestamp != 1
+            && self.helpers.expect.is_empty();
+        if !usual {
+            return None;
+        }
+        let cx = Cx {
+            now,
+            sysctls: s,
+            check_checksum,
+        };
+        udp::error_inline(pkt, &cx).ok()?;
+        let tuples = NewTuples::inverting(tuple)?;
+        // The fresh entry's context, as the general path reads it from the entry
+        // `alloc` builds (deadline `now`, no status, no extensions).
+        let ecx = EntryCx {
+            status: Status::default(),
+            unconfirmed: true,
+            deadline: now,
+            seqadj: None,
+        };
+        let mut conn = udp::UdpConn::new(&cx);
+        let TrackerResult::Accept(acc) = conn.packet(&ecx, &cx) else {
+            return None;
+        };
+        if acc.kill || acc.note.is_some() {
+            return None;
+        }
+        let seq = self.next_seq;
+        // 32-bit creation numbers wrap (see `Entry::seq`).
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let id = self.table.alloc(Entry::fresh(
+            tuples,
+            None,
+            zone,
+            now,
+            seq,
+            ProtoState::Udp(conn),
+        ));
+        let e = self.table.get_mut(id)?;
+        update_accepted(e, now, Dir::Original, CtInfo::New, &acc, pkt.len());
+        Some(Tracked {
+            ctinfo: Some(CtInfo::New),
+            entry: Some(id),
+            untracked: false,
+            verdict: Verdict::Accept,
+            reason: None,
+        })
     }
 
     /// The express hit path: a clean one-bucket lookup (no expired node met, a zone

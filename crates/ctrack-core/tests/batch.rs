@@ -207,9 +207,17 @@ fn workload() -> Vec<(u64, Vec<Vec<u8>>)> {
 }
 
 fn engine() -> Conntrack {
+    engine_with(&[])
+}
+
+/// The engine of [`engine`] with more sysctls set.
+fn engine_with(extra: &[(&str, &str)]) -> Conntrack {
     let mut sysctls = Sysctls::default();
     // 3,300 connections in 1,024 buckets: chains of ~6 nodes.
     sysctls.set("nf_conntrack_buckets", "1024").expect("valid");
+    for (k, v) in extra {
+        sysctls.set(k, v).expect("valid");
+    }
     Conntrack::new(Config {
         sysctls,
         seed: 11,
@@ -379,4 +387,127 @@ fn a_clash_made_in_the_pipeline_is_resolved_in_the_batch_as_packet_by_packet() {
     assert_eq!(a, b, "the final tables");
     let events = |ct: &mut Conntrack| format!("{:?}", ct.drain_events());
     assert_eq!(events(&mut one), events(&mut batch), "the events");
+}
+
+/// The batch path's quick creation of a UDP entry (and its quick confirm) are only
+/// for the usual case: with accounting and timestamps on (extensions to allocate),
+/// and on a table too small for the workload (early drop, then drops), the batch must
+/// still give packet by packet's results, counters, entries and events.
+#[test]
+fn the_batch_path_agrees_with_packet_by_packet_with_extensions_and_a_full_table() {
+    for (extra, what) in [
+        (
+            &[("nf_conntrack_acct", "1"), ("nf_conntrack_timestamp", "1")][..],
+            "extensions",
+        ),
+        (&[("nf_conntrack_max", "1500")][..], "a full table"),
+    ] {
+        let batches = workload();
+        let mut one = engine_with(extra);
+        let mut batch = engine_with(extra);
+        let mut out = Vec::new();
+        for (t, pkts) in &batches {
+            let now = Instant::from_nanos(*t);
+            let want: Vec<_> = pkts
+                .iter()
+                .map(|p| {
+                    let t = one.track(now, p, Hook::PreRouting, 0);
+                    let c = (t.verdict == Verdict::Accept).then(|| one.confirm(now, &t));
+                    if t.verdict != Verdict::Accept {
+                        one.discard(&t);
+                    }
+                    (t, c)
+                })
+                .collect();
+            let refs: Vec<&[u8]> = pkts.iter().map(Vec::as_slice).collect();
+            out.clear();
+            batch.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |_, t, _| {
+                if t.verdict == Verdict::Accept {
+                    Next::Confirm
+                } else {
+                    Next::Discard
+                }
+            });
+            let got: Vec<_> = out.iter().map(|r| (r.tracked, r.confirmed)).collect();
+            assert_eq!(got, want, "{what}: batch at {t}");
+            assert_eq!(batch.stats(), one.stats(), "{what}: counters at {t}");
+        }
+        let end = Instant::from_nanos(batches.last().map_or(0, |b| b.0));
+        let a: Vec<_> = one.entries(end).into_iter().cloned().collect();
+        let b: Vec<_> = batch.entries(end).into_iter().cloned().collect();
+        assert_eq!(a, b, "{what}: the final tables");
+        let events = |ct: &mut Conntrack| format!("{:?}", ct.drain_events());
+        assert_eq!(events(&mut one), events(&mut batch), "{what}: the events");
+        // Each variant is what it claims.
+        if what == "extensions" {
+            assert!(
+                a.len() > 1024
+                    && a.iter()
+                        .all(|e| e.ext.as_ref().is_some_and(|x| x.acct.is_some())),
+                "{what}: {} entries, all with counters",
+                a.len()
+            );
+        } else {
+            assert!(one.stats().early_drop > 0, "{what}: {:?}", one.stats());
+        }
+    }
+}
+
+/// A UDP packet with `payload` after its 8-byte header (checksum filled in).
+fn udp_payload(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
+    l4.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    l4.extend_from_slice(&[0, 0]);
+    l4.extend_from_slice(payload);
+    l4_checksum(src, dst, 17, &mut l4, 6);
+    ipv4(src, dst, 17, &l4)
+}
+
+/// A new UDP flow that an expectation awaits (TFTP: the client's read request, with
+/// the helper attached, expects the server's answer from a new port) must go through
+/// the general creation, which matches the expectation: the batch path's quick UDP
+/// creation is only for a table without expectations. The batch's answer is RELATED,
+/// as packet by packet.
+#[test]
+fn a_udp_flow_an_expectation_awaits_is_created_in_the_batch_as_packet_by_packet() {
+    use ctrack_core::helper::HelperKind;
+    let now = Instant::from_nanos(1_000_000_000);
+    let client = client(7);
+    let mut rrq_payload = vec![0, 1];
+    rrq_payload.extend_from_slice(b"boot.img\0octet\0");
+    let data = udp_payload(SERVER, 50123, client, 40000, &[0, 3, 0, 1, b'x']);
+    let mut results = Vec::new();
+    for batched in [false, true] {
+        let mut ct = engine();
+        let mut rrq = udp_payload(client, 40000, SERVER, 69, &rrq_payload);
+        let t = ct.track(now, &rrq, Hook::PreRouting, 0);
+        let id = t.entry.expect("an entry for the request");
+        assert!(ct.set_helper(id, HelperKind::Tftp, true, false));
+        assert_eq!(
+            ct.help_and_confirm(now, &t, &mut rrq),
+            Ok(Confirmed::Inserted)
+        );
+        assert_eq!(ct.expectations().len(), 1, "the request's expectation");
+        let got = if batched {
+            let mut out = Vec::new();
+            ct.track_batch(now, &[&data], Hook::PreRouting, 0, &mut out, |_, _, _| {
+                Next::Confirm
+            });
+            (out[0].tracked, out[0].confirmed)
+        } else {
+            let t = ct.track(now, &data, Hook::PreRouting, 0);
+            (t, Some(ct.confirm(now, &t)))
+        };
+        let entries: Vec<_> = ct.entries(now).into_iter().cloned().collect();
+        let events = format!("{:?}", ct.drain_events());
+        results.push((got, entries, events, ct.stats()));
+    }
+    assert_eq!(
+        results[0].0 .0.ctinfo,
+        Some(ctrack_core::CtInfo::Related),
+        "the answer is RELATED"
+    );
+    assert_eq!(results[1], results[0]);
 }
