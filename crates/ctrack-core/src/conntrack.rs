@@ -836,16 +836,10 @@ impl Conntrack {
         let seq = self.next_seq;
         // 32-bit creation numbers wrap (see `Entry::seq`).
         self.next_seq = self.next_seq.wrapping_add(1);
-        let id = self.table.alloc(Entry::fresh(
-            tuples,
-            None,
-            zone,
-            now,
-            seq,
-            ProtoState::Udp(conn),
-        ));
-        let e = self.table.get_mut(id)?;
-        update_accepted(e, now, Dir::Original, CtInfo::New, &acc, pkt.len());
+        // Refreshed before it is stored, so that it is written to its slot once.
+        let mut e = Entry::fresh(tuples, None, zone, now, seq, ProtoState::Udp(conn));
+        update_accepted(&mut e, now, Dir::Original, CtInfo::New, &acc, pkt.len());
+        let id = self.table.alloc(e);
         Some(Tracked {
             ctinfo: Some(CtInfo::New),
             entry: Some(id),
