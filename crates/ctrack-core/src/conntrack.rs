@@ -778,8 +778,16 @@ impl Conntrack {
         looked: Option<Option<(EntryId, Dir)>>,
     ) -> Tracked {
         if looked == Some(None) {
-            if let Some(t) = self.create_udp(now, &p.pkt, &p.tuple, zone, check_checksum) {
-                return t;
+            // The result is built here (returned by the call, it was written with
+            // narrow stores and read back at once with wide loads, which stall).
+            if let Some(id) = self.create_udp(now, &p.pkt, &p.tuple, zone, check_checksum) {
+                return Tracked {
+                    ctinfo: Some(CtInfo::New),
+                    entry: Some(id),
+                    untracked: false,
+                    verdict: Verdict::Accept,
+                    reason: None,
+                };
             }
         }
         self.track_parsed_as::<false>(now, p, zone, check_checksum, looked)
@@ -790,8 +798,8 @@ impl Conntrack {
     /// extension to allocate, no expectation the new entry could match, a packet that
     /// passes `udp_error`. The entry is built with its UDP state and refreshed as the
     /// general path would (`create`, then the tracker on a fresh entry, then the
-    /// update). `None` (nothing changed): any other case, which the general path
-    /// handles.
+    /// update); the packet is then NEW in it. `None` (nothing changed): any other
+    /// case, which the general path handles.
     #[inline(never)]
     fn create_udp(
         &mut self,
@@ -800,7 +808,7 @@ impl Conntrack {
         tuple: &Tuple,
         zone: Zone,
         check_checksum: bool,
-    ) -> Option<Tracked> {
+    ) -> Option<EntryId> {
         let s = &self.sysctls;
         let max = s.nf_conntrack_max;
         let usual = pkt.proto == proto::UDP
@@ -839,14 +847,7 @@ impl Conntrack {
         // Refreshed before it is stored, so that it is written to its slot once.
         let mut e = Entry::fresh(tuples, None, zone, now, seq, ProtoState::Udp(conn));
         update_accepted(&mut e, now, Dir::Original, CtInfo::New, &acc, pkt.len());
-        let id = self.table.alloc(e);
-        Some(Tracked {
-            ctinfo: Some(CtInfo::New),
-            entry: Some(id),
-            untracked: false,
-            verdict: Verdict::Accept,
-            reason: None,
-        })
+        Some(self.table.alloc(e))
     }
 
     /// The express hit path: a clean one-bucket lookup (no expired node met, a zone
