@@ -179,3 +179,26 @@ fn new_flows_10k(b: Bencher) {
             ct.count()
         });
 }
+
+/// The same flows through `track_batch`, 32 per call: the batch's round stages, the
+/// one-step UDP creation and the one-step confirm (`new_flows_10k` is the general
+/// path, one packet at a time, on the same flows).
+#[divan::bench(sample_count = 20)]
+fn new_flows_10k_batch32(b: Bencher) {
+    let pkts: Vec<Vec<u8>> = (0..10_000u32)
+        .map(|i| udp4(client(i), 1, [10, 1, 1, 2], 2))
+        .collect();
+    let refs: Vec<&[u8]> = pkts.iter().map(Vec::as_slice).collect();
+    b.counter(divan::counter::ItemsCount::new(pkts.len()))
+        .with_inputs(|| (engine(10_000), Vec::<BatchResult>::with_capacity(32)))
+        .bench_local_values(|(mut ct, mut out)| {
+            let now = Instant::from_nanos(1_000_000_000);
+            for chunk in refs.chunks(32) {
+                out.clear();
+                ct.track_batch(now, chunk, Hook::PreRouting, 0, &mut out, |_, _, _| {
+                    Next::Confirm
+                });
+            }
+            ct.count()
+        });
+}
