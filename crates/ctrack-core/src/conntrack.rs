@@ -826,19 +826,17 @@ impl Conntrack {
         zone: Zone,
         check_checksum: bool,
     ) -> Option<EntryId> {
-        let s = &self.sysctls;
-        let max = s.nf_conntrack_max;
+        let max = self.sysctls.nf_conntrack_max;
         let usual = pkt.proto == proto::UDP
             && (max == 0 || self.table.count() < max)
-            && s.nf_conntrack_acct != 1
-            && s.nf_conntrack_timestamp != 1
+            && !self.wants_extensions()
             && self.helpers.expect.is_empty();
         if !usual {
             return None;
         }
         let cx = Cx {
             now,
-            sysctls: s,
+            sysctls: &self.sysctls,
             check_checksum,
         };
         udp::error_inline(pkt, &cx).ok()?;
@@ -858,9 +856,7 @@ impl Conntrack {
         if acc.kill || acc.note.is_some() {
             return None;
         }
-        let seq = self.next_seq;
-        // 32-bit creation numbers wrap (see `Entry::seq`).
-        self.next_seq = self.next_seq.wrapping_add(1);
+        let seq = self.take_seq();
         // Refreshed before it is stored, so that it is written to its slot once.
         let mut e = Entry::fresh(tuples, None, zone, now, seq, ProtoState::Udp(conn));
         update_accepted(&mut e, now, Dir::Original, CtInfo::New, &acc, pkt.len());
@@ -1121,25 +1117,33 @@ impl Conntrack {
         if !fits {
             return None;
         }
-        // The chain limit's least maximum (see `confirm_slow`): 51 nodes always pass.
         let n0 = self.table.chain_len_untagged(h0)?;
         let n1 = self.table.chain_len_untagged(h1)?;
-        if n0 > 51 || n1 > 51 {
+        if n0 > CHAIN_LIMIT_ALWAYS || n1 > CHAIN_LIMIT_ALWAYS {
             return None;
         }
-        self.table.link_hashed(id, [h0, h1]);
-        let e = self.table.get_mut(id)?;
-        e.status.set(Status::CONFIRMED);
-        if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
-            ts.0 = now;
+        Some(self.insert(now, id, [h0, h1]))
+    }
+
+    /// Confirm's insert (no clash, within the chain limit): both tuples linked with
+    /// their hashes `h`, CONFIRMED, the timestamp's start, the NEW (or RELATED) event
+    /// cached and delivered.
+    #[inline(always)]
+    fn insert(&mut self, now: Instant, id: EntryId, h: [u64; 2]) -> Confirmed {
+        self.table.link_hashed(id, h);
+        if let Some(e) = self.table.get_mut(id) {
+            e.status.set(Status::CONFIRMED);
+            if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
+                ts.0 = now;
+            }
+            e.ecache |= if e.status.has(Status::EXPECTED) {
+                bits::RELATED
+            } else {
+                bits::NEW
+            };
         }
-        e.ecache |= if e.status.has(Status::EXPECTED) {
-            bits::RELATED
-        } else {
-            bits::NEW
-        };
         self.deliver_inline(id, now, EventKind::New);
-        Some(Confirmed::Inserted)
+        Confirmed::Inserted
     }
 
     /// The confirm hook's usual case, inline: a packet of an entry already confirmed
@@ -1190,7 +1194,7 @@ impl Conntrack {
         // first, then fails when the nodes before it number more than max: a clash at
         // position p (0-based) is met when p <= max + 1, and a chain longer than
         // max + 1 nodes fails without one. (Worked out only for chains that long.)
-        let within = |n: usize| n <= 51 || n <= 51 + (seq % 30) as usize;
+        let within = |n: usize| n <= CHAIN_LIMIT_ALWAYS || n <= 51 + (seq % 30) as usize;
         // kernel: the orig tuple hashed with the zone's orig id, the reply with its reply
         // id. The batch's hint serves when its tuple is the entry's original one
         // (compared in the entry's own form), and its inversion's hash when the reply
@@ -1281,20 +1285,7 @@ impl Conntrack {
             self.gre_child_freed(freed.as_ref());
             return Confirmed::Failed(ConfirmFailure::InsertClash);
         }
-        self.table.link_hashed(id, [h0, h1]);
-        if let Some(e) = self.table.get_mut(id) {
-            e.status.set(Status::CONFIRMED);
-            if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
-                ts.0 = now;
-            }
-            e.ecache |= if e.status.has(Status::EXPECTED) {
-                bits::RELATED
-            } else {
-                bits::NEW
-            };
-        }
-        self.deliver(id, now, EventKind::New);
-        Confirmed::Inserted
+        self.insert(now, id, [h0, h1])
     }
 
     /// Whether the linked entry `other` has the tuples `orig`/`reply` and the zone ids of
@@ -1482,6 +1473,21 @@ impl Conntrack {
         r
     }
 
+    /// The creation number of a new entry. 32-bit creation numbers wrap (see
+    /// `Entry::seq`); listings sort by `age_key`.
+    #[inline(always)]
+    fn take_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        seq
+    }
+
+    /// Whether a new entry gets extensions (accounting or timestamp sysctl on).
+    #[inline(always)]
+    fn wants_extensions(&self) -> bool {
+        self.sysctls.nf_conntrack_acct == 1 || self.sysctls.nf_conntrack_timestamp == 1
+    }
+
     /// Allocate an unconfirmed entry; on a full table run early drop (§11.4).
     fn alloc(&mut self, now: Instant, orig: &Tuple, zone: Zone) -> Option<EntryId> {
         let max = self.sysctls.nf_conntrack_max;
@@ -1496,7 +1502,7 @@ impl Conntrack {
             proto::ICMP | proto::ICMPV6 => ProtoState::Icmp,
             _ => ProtoState::Generic,
         };
-        let ext = (s.nf_conntrack_acct == 1 || s.nf_conntrack_timestamp == 1).then(|| {
+        let ext = self.wants_extensions().then(|| {
             Box::new(Extensions {
                 acct: (s.nf_conntrack_acct == 1).then_some([Counter::default(); 2]),
                 tstamp: (s.nf_conntrack_timestamp == 1).then_some((now, None)),
@@ -1505,9 +1511,7 @@ impl Conntrack {
         });
         // `create` checked that the tuple inverts.
         let tuples = NewTuples::inverting(orig)?;
-        let seq = self.next_seq;
-        // 32-bit creation numbers wrap (see `Entry::seq`); listings sort by `age_key`.
-        self.next_seq = self.next_seq.wrapping_add(1);
+        let seq = self.take_seq();
         if self.helpers.expect.is_empty() {
             // The usual case, the entry built in one expression straight into its slab
             // slot: built on the stack and moved there, it was reloaded with wide
@@ -1889,6 +1893,11 @@ pub fn tuple_of(
     }
     Ok(t)
 }
+
+/// Chain length that passes the confirm's chain limit for every entry (kernel
+/// `__nf_conntrack_confirm`: max = 50 + a random 0..29, a chain failing only past
+/// max + 1 nodes; see `confirm_slow`).
+const CHAIN_LIMIT_ALWAYS: usize = 51;
 
 /// What the batch path knows of a packet's hashes when it reaches confirm
 /// ([`Conntrack::confirm_hinted`]).

@@ -11,7 +11,7 @@ use ctrack_core::conntrack::{Config, Confirmed, Conntrack, Hook, Tracked, Verdic
 use ctrack_core::nat::{Manip, NatRange};
 use ctrack_core::packet::checksum;
 use ctrack_core::sysctl::Sysctls;
-use ctrack_core::{Addr, Family, Instant};
+use ctrack_core::{Addr, Entry, Family, Instant};
 
 fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
     let len = 20 + l4.len() as u16;
@@ -245,28 +245,33 @@ fn the_batch_path_agrees_with_packet_by_packet_when_the_pipeline_nats() {
     agree(true);
 }
 
-fn agree(nat: bool) {
-    let batches = workload();
-    let mut one = engine();
-    let mut batch = engine();
-    let (mut n, mut invalid, mut established) = (0, 0, 0);
-    // Batches that start on a small table (≤ 1,024 entries: tracked packet by packet)
-    // and on a larger one (rounds with the prefetch stages).
-    let (mut small, mut large) = (0, 0);
+/// One packet's result: what `track` gave it, then what confirm did (`None`: dropped).
+type Outcome = (Tracked, Option<Confirmed>);
+
+/// The batches through `one` packet by packet and through `batch` with
+/// `track_batch`, the same pipeline step in both ([`pipeline`], NAT with `nat`):
+/// every packet's result and the counters after every batch must agree (`what` names
+/// the run in the failures). Per batch: its results, and whether it started on a
+/// small table (≤ 1,024 entries: tracked packet by packet; larger: rounds with the
+/// prefetch stages).
+fn run_both(
+    one: &mut Conntrack,
+    batch: &mut Conntrack,
+    batches: &[(u64, Vec<Vec<u8>>)],
+    nat: bool,
+    what: &str,
+) -> Vec<(Vec<Outcome>, bool)> {
     let mut out = Vec::new();
-    for (t, pkts) in &batches {
+    let mut runs = Vec::new();
+    for (t, pkts) in batches {
         let now = Instant::from_nanos(*t);
-        if batch.count() <= 1024 {
-            small += 1;
-        } else {
-            large += 1;
-        }
+        let small = batch.count() <= 1024;
         let want: Vec<_> = pkts
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 let t = one.track(now, p, Hook::PreRouting, 0);
-                pipeline(&mut one, now, i, &t, nat);
+                pipeline(one, now, i, &t, nat);
                 let c = (t.verdict == Verdict::Accept).then(|| one.confirm(now, &t));
                 if t.verdict != Verdict::Accept {
                     one.discard(&t);
@@ -285,22 +290,52 @@ fn agree(nat: bool) {
             }
         });
         let got: Vec<_> = out.iter().map(|r| (r.tracked, r.confirmed)).collect();
-        assert_eq!(got, want, "batch at {t}");
-        for (tr, _) in &want {
+        assert_eq!(got, want, "{what}batch at {t}");
+        assert_eq!(batch.stats(), one.stats(), "{what}counters at {t}");
+        runs.push((want, small));
+    }
+    runs
+}
+
+/// The two engines' tables at `end` and their events must agree; the table.
+fn same_end_state(
+    one: &mut Conntrack,
+    batch: &mut Conntrack,
+    end: Instant,
+    what: &str,
+) -> Vec<Entry> {
+    let a: Vec<_> = one.entries(end).into_iter().cloned().collect();
+    let b: Vec<_> = batch.entries(end).into_iter().cloned().collect();
+    assert_eq!(a, b, "{what}the final tables");
+    let events = |ct: &mut Conntrack| format!("{:?}", ct.drain_events());
+    assert_eq!(events(one), events(batch), "{what}the events");
+    a
+}
+
+fn agree(nat: bool) {
+    let batches = workload();
+    let mut one = engine();
+    let mut batch = engine();
+    let runs = run_both(&mut one, &mut batch, &batches, nat, "");
+    let (mut n, mut invalid, mut established) = (0, 0, 0);
+    // Batches that start on a small table and on a larger one.
+    let (mut small, mut large) = (0, 0);
+    for (want, on_small) in &runs {
+        if *on_small {
+            small += 1;
+        } else {
+            large += 1;
+        }
+        for (tr, _) in want {
             n += 1;
             invalid += usize::from(tr.ctinfo.is_none());
             established += usize::from(tr.ctstate().is_some_and(|s| {
                 s != ctrack_core::CtState::New && s != ctrack_core::CtState::Invalid
             }));
         }
-        assert_eq!(batch.stats(), one.stats(), "counters at {t}");
     }
     let end = Instant::from_nanos(batches.last().map_or(0, |b| b.0));
-    let a: Vec<_> = one.entries(end).into_iter().cloned().collect();
-    let b: Vec<_> = batch.entries(end).into_iter().cloned().collect();
-    assert_eq!(a, b, "the final tables");
-    let events = |ct: &mut Conntrack| format!("{:?}", ct.drain_events());
-    assert_eq!(events(&mut one), events(&mut batch), "the events");
+    let a = same_end_state(&mut one, &mut batch, end, "");
     // The workload is what it claims: crowded, with invalid packets, replies, expiry.
     assert!(a.len() > 1024, "{} entries", a.len());
     assert!(
@@ -382,11 +417,7 @@ fn a_clash_made_in_the_pipeline_is_resolved_in_the_batch_as_packet_by_packet() {
     assert_eq!(got, want);
     assert!(one.stats().clash_resolve >= 32, "{:?}", one.stats());
     assert_eq!(batch.stats(), one.stats());
-    let a: Vec<_> = one.entries(now).into_iter().cloned().collect();
-    let b: Vec<_> = batch.entries(now).into_iter().cloned().collect();
-    assert_eq!(a, b, "the final tables");
-    let events = |ct: &mut Conntrack| format!("{:?}", ct.drain_events());
-    assert_eq!(events(&mut one), events(&mut batch), "the events");
+    same_end_state(&mut one, &mut batch, now, "");
 }
 
 /// The batch path's quick creation of a UDP entry (and its quick confirm) are only
@@ -405,39 +436,10 @@ fn the_batch_path_agrees_with_packet_by_packet_with_extensions_and_a_full_table(
         let batches = workload();
         let mut one = engine_with(extra);
         let mut batch = engine_with(extra);
-        let mut out = Vec::new();
-        for (t, pkts) in &batches {
-            let now = Instant::from_nanos(*t);
-            let want: Vec<_> = pkts
-                .iter()
-                .map(|p| {
-                    let t = one.track(now, p, Hook::PreRouting, 0);
-                    let c = (t.verdict == Verdict::Accept).then(|| one.confirm(now, &t));
-                    if t.verdict != Verdict::Accept {
-                        one.discard(&t);
-                    }
-                    (t, c)
-                })
-                .collect();
-            let refs: Vec<&[u8]> = pkts.iter().map(Vec::as_slice).collect();
-            out.clear();
-            batch.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |_, t, _| {
-                if t.verdict == Verdict::Accept {
-                    Next::Confirm
-                } else {
-                    Next::Discard
-                }
-            });
-            let got: Vec<_> = out.iter().map(|r| (r.tracked, r.confirmed)).collect();
-            assert_eq!(got, want, "{what}: batch at {t}");
-            assert_eq!(batch.stats(), one.stats(), "{what}: counters at {t}");
-        }
+        let label = format!("{what}: ");
+        run_both(&mut one, &mut batch, &batches, false, &label);
         let end = Instant::from_nanos(batches.last().map_or(0, |b| b.0));
-        let a: Vec<_> = one.entries(end).into_iter().cloned().collect();
-        let b: Vec<_> = batch.entries(end).into_iter().cloned().collect();
-        assert_eq!(a, b, "{what}: the final tables");
-        let events = |ct: &mut Conntrack| format!("{:?}", ct.drain_events());
-        assert_eq!(events(&mut one), events(&mut batch), "{what}: the events");
+        let a = same_end_state(&mut one, &mut batch, end, &label);
         // Each variant is what it claims.
         if what == "extensions" {
             assert!(
