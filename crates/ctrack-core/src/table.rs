@@ -72,8 +72,12 @@ fn tag_of(h: u64) -> u32 {
     h as u32 | 1
 }
 
-// The prefetches count on it (see `prefetch_slot`).
+// The prefetches count on it (see `BY_SECOND_LINE`).
 const _: () = assert!(align_of::<Slot>() == 8 && size_of::<Slot>().is_multiple_of(8));
+
+/// A slot's first bytes that end in the line of its byte 64 wherever it starts (slots
+/// start 8-aligned): the prefetch of byte 64 covers them, and no third is needed.
+const BY_SECOND_LINE: usize = 64 + align_of::<Slot>();
 
 /// Bytes of a slot a chain walk reads of every node it meets: the links, the tags, the
 /// entry's deadline and the start of its tuples (`Option<Entry>`'s discriminant, which
@@ -575,11 +579,10 @@ impl Table {
             } else {
                 size_of::<Slot>()
             };
-            // The link line is in (the walk just read it): the rest of the slot (a
-            // slot starts 8-aligned, so its first 72 bytes end in the line of byte 64).
+            // The link line is in (the walk just read it): the rest of the slot.
             let p = (slot as *const Slot).cast::<u8>();
             prefetch_read(p.wrapping_add(64));
-            if end > 72 {
+            if end > BY_SECOND_LINE {
                 prefetch_read(p.wrapping_add(end - 1));
             }
             return TagWalk::Tagged;
@@ -621,8 +624,7 @@ impl Table {
         if bytes > 64 {
             prefetch_read(p.wrapping_add(64));
         }
-        // A slot starts 8-aligned, so its first 72 bytes end in the line of byte 64.
-        if bytes <= 64 || bytes > 72 {
+        if bytes <= 64 || bytes > BY_SECOND_LINE {
             prefetch_read(p.wrapping_add(bytes - 1));
         }
     }
