@@ -142,14 +142,11 @@ impl Conntrack {
         let mut pre: [Option<Parsed<'_>>; ROUND] = [None; ROUND];
         // The hash words of each IPv4 port-protocol packet's tuple (see `Parsed::ports4`).
         let mut words: [Option<[u64; 2]>; ROUND] = [None; ROUND];
-        // For the packets predicted to miss (bit k of `has_reply` for round position
-        // k): the hash of the inverted tuple (the reply tuple of the entry they will
-        // create) with the zone's reply id.
-        let mut replies = [0u64; ROUND];
-        let mut has_reply: u32;
         // A round's IPv4 tuples as hash words, hashed together in SIMD lanes, and
         // where each one's packet sits in the round.
         let mut lanes = Lanes::default();
+        // The reply tuples hashed for the packets predicted to miss.
+        let mut replies = Replies::default();
         for (r, round) in pkts.chunks(ROUND).enumerate() {
             lanes.clear();
             for (k, ((slot, w), p)) in pre.iter_mut().zip(&mut words).zip(round).enumerate() {
@@ -176,6 +173,20 @@ impl Conntrack {
                     x.set_hash(h);
                 }
             }
+            replies.clear();
+            // In a burst of new flows (the last round proved mostly misses), every
+            // packet is taken for a miss from the start: its reply tuple hashed and
+            // that bucket walked beside its own, so the two chains' nodes are fetched
+            // in the same passes instead of one walk after the other.
+            let burst = self.miss_burst && round.len() > 1;
+            if burst {
+                for (k, x) in pre[..round.len()].iter().enumerate() {
+                    if let Some(x) = x {
+                        replies.push(self.table(), k, words[k], x.tuple(), rzid);
+                    }
+                }
+                replies.hash(self.table());
+            }
             for x in pre[..round.len()].iter().flatten() {
                 self.table().prefetch(x.hash());
             }
@@ -183,61 +194,91 @@ impl Conntrack {
                 // Walk each bucket's chain by tags, one node per pass over the round,
                 // so each node's link line has a pass's time to arrive: a node with
                 // the packet's tag gets its slot fetched (a likely hit), a chain that
-                // ends without one proves a miss.
-                let mut walks = [TagWalk::Unknown; ROUND];
-                walk_tags(self.table(), &mut walks[..round.len()], WALK_PASSES, |k| {
-                    pre[k].as_ref().map(|x| (x.hash(), x.tuple().proto))
-                });
-                // A packet whose bucket has no node with its tag will miss and create
-                // an entry: hash its reply tuple now and fetch that bucket too, so
-                // confirm finds both buckets in cache and does not hash again. A port
-                // protocol's reply words are its own words swapped, without a tuple.
-                // The stage runs over these predicted misses only (most rounds of a
-                // busy table have few or none).
-                lanes.clear();
-                let mut misses = [0usize; ROUND];
-                let mut n_miss = 0;
-                has_reply = 0;
-                for (k, x) in pre[..round.len()].iter().enumerate() {
-                    let Some(x) = x else { continue };
-                    if walks[k] != TagWalk::Absent {
-                        continue;
+                // ends without one proves a miss. In a burst, the reply buckets'
+                // walks go with them (confirm walks those chains to their end).
+                let n = round.len();
+                let mut walks = [TagWalk::Unknown; 2 * ROUND];
+                if burst {
+                    for &k in replies.misses() {
+                        self.table().prefetch(replies.hashes[k]);
                     }
-                    if let Some(w) = words[k] {
-                        lanes.push(k, FlowHasher::v4_inverse_words(w, rzid));
-                    } else {
-                        let Some(t) = invert(x.tuple()) else { continue };
-                        if t.family == Family::V4 {
-                            lanes.push(k, FlowHasher::v4_words(&t, rzid));
-                        } else {
-                            replies[k] = self.table().hash(&t, rzid);
+                    // Positions past the round's are its reply walks, in `misses` order.
+                    walk_tags::<{ 2 * ROUND }>(
+                        self.table(),
+                        &mut walks[..n + replies.n],
+                        WALK_PASSES,
+                        |j| {
+                            let k = if j < n { j } else { replies.list[j - n] };
+                            let x = pre[k].as_ref()?;
+                            let h = if j < n { x.hash() } else { replies.hashes[k] };
+                            Some((h, x.tuple().proto))
+                        },
+                    );
+                } else {
+                    walk_tags::<ROUND>(self.table(), &mut walks[..n], WALK_PASSES, |k| {
+                        pre[k].as_ref().map(|x| (x.hash(), x.tuple().proto))
+                    });
+                }
+                // The predicted misses: the walks that proved one, then those still
+                // going after their passes (long chains) when the finished walks
+                // proved more misses than hits (a burst of new flows: their confirm
+                // then finds the reply chain fetched too). The next round is a burst
+                // round in that case.
+                let mut cands = [0usize; ROUND];
+                let mut open = [0usize; ROUND];
+                let (mut n_cand, mut n_open, mut n_tagged) = (0, 0, 0);
+                for (k, w) in walks[..n].iter().enumerate() {
+                    match w {
+                        TagWalk::Absent => {
+                            cands[n_cand] = k;
+                            n_cand += 1;
+                        }
+                        TagWalk::At(_) => {
+                            open[n_open] = k;
+                            n_open += 1;
+                        }
+                        TagWalk::Tagged => n_tagged += 1,
+                        TagWalk::Unknown => {}
+                    }
+                }
+                self.miss_burst = n_cand > n_tagged;
+                if !burst {
+                    // A packet whose bucket has no node with its tag will miss and
+                    // create an entry: hash its reply tuple now and fetch that bucket
+                    // too, so confirm finds both buckets in cache and does not hash
+                    // again. The stage runs over these predicted misses only (most
+                    // rounds of a busy table have few or none).
+                    if n_cand > n_tagged {
+                        cands[n_cand..n_cand + n_open].copy_from_slice(&open[..n_open]);
+                        n_cand += n_open;
+                    }
+                    for &k in &cands[..n_cand] {
+                        if let Some(x) = &pre[k] {
+                            replies.push(self.table(), k, words[k], x.tuple(), rzid);
                         }
                     }
-                    has_reply |= 1 << k;
-                    misses[n_miss] = k;
-                    n_miss += 1;
-                }
-                if n_miss > 0 {
-                    for (k, h) in lanes.hash(self.table()) {
-                        replies[k] = h;
+                    if replies.n > 0 {
+                        replies.hash(self.table());
+                        for &k in replies.misses() {
+                            self.table().prefetch(replies.hashes[k]);
+                        }
+                        // Confirm walks the whole reply chain (its length, and a
+                        // clash): the same tag walk fetches its nodes' link lines, a
+                        // node per pass.
+                        let mut reply_walks = [TagWalk::Unknown; ROUND];
+                        walk_tags::<ROUND>(
+                            self.table(),
+                            &mut reply_walks[..replies.n],
+                            REPLY_WALK_PASSES,
+                            |j| {
+                                let k = replies.list[j];
+                                Some((replies.hashes[k], pre[k].as_ref()?.tuple().proto))
+                            },
+                        );
                     }
-                    let misses = &misses[..n_miss];
-                    for &k in misses {
-                        self.table().prefetch(replies[k]);
-                    }
-                    // Confirm walks the whole reply chain (its length, and a clash):
-                    // the same tag walk fetches its nodes' link lines, a node per pass.
-                    let mut reply_walks = [TagWalk::Unknown; ROUND];
-                    walk_tags(
-                        self.table(),
-                        &mut reply_walks[..n_miss],
-                        REPLY_WALK_PASSES,
-                        |j| Some((replies[misses[j]], pre[misses[j]].as_ref()?.tuple().proto)),
-                    );
                 }
-            } else {
-                has_reply = 0;
             }
+            let has_reply = replies.mask;
             for (k, p) in round.iter().enumerate() {
                 let i = r * ROUND + k;
                 let x = pre[k].as_ref();
@@ -249,7 +290,7 @@ impl Conntrack {
                     }
                     _ => self.track_hinted(now, p, hook, zone, x),
                 };
-                let inverse = (has_reply >> k & 1 != 0).then(|| (rzid, replies[k]));
+                let inverse = (has_reply >> k & 1 != 0).then(|| (rzid, replies.hashes[k]));
                 let hint = || {
                     x.map(|x| ConfirmHint {
                         orig: (zid, x.tuple(), x.hash()),
@@ -294,13 +335,13 @@ impl Conntrack {
 /// a pass's time to arrive): `target(k)` is the hash and protocol of the tuple whose
 /// bucket packet `k` walks, `None` for no walk (its state is then `Unknown`).
 #[inline(always)]
-fn walk_tags(
+fn walk_tags<const N: usize>(
     table: &Table,
     walks: &mut [TagWalk],
     passes: usize,
     target: impl Fn(usize) -> Option<(u64, u8)>,
 ) {
-    let mut targets = [(0u64, false); ROUND];
+    let mut targets = [(0u64, false); N];
     for ((k, w), t) in walks.iter_mut().enumerate().zip(&mut targets) {
         *w = match target(k) {
             Some((h, proto)) => {
@@ -323,6 +364,64 @@ fn walk_tags(
         if !going {
             break;
         }
+    }
+}
+
+/// The reply tuples of a round's packets predicted to miss (the reply tuple of the
+/// entry each would create: its own tuple inverted), hashed with the zone's reply id:
+/// IPv4 ones together in SIMD lanes (a port protocol's reply words are its own words
+/// swapped, without a tuple), others one at a time.
+#[derive(Default)]
+struct Replies {
+    lanes: Lanes,
+    /// Per round position, the hash (meaningful where `mask` has its bit).
+    hashes: [u64; ROUND],
+    /// Bit k: round position k has its reply hash.
+    mask: u32,
+    /// The round positions pushed, in order.
+    list: [usize; ROUND],
+    n: usize,
+}
+
+impl Replies {
+    fn clear(&mut self) {
+        self.lanes.clear();
+        self.mask = 0;
+        self.n = 0;
+    }
+
+    /// Queue round position `k`'s reply tuple: its packet's hash `words` (IPv4 port
+    /// protocols) or its `tuple`; a tuple without an inverse is skipped.
+    #[inline(always)]
+    fn push(&mut self, table: &Table, k: usize, words: Option<[u64; 2]>, tuple: &Tuple, rzid: u16) {
+        if let Some(w) = words {
+            self.lanes.push(k, FlowHasher::v4_inverse_words(w, rzid));
+        } else {
+            let Some(t) = invert(tuple) else { return };
+            if t.family == Family::V4 {
+                self.lanes.push(k, FlowHasher::v4_words(&t, rzid));
+            } else {
+                self.hashes[k] = table.hash(&t, rzid);
+            }
+        }
+        self.mask |= 1 << k;
+        if self.n < ROUND {
+            self.list[self.n] = k;
+            self.n += 1;
+        }
+    }
+
+    /// Hash the queued IPv4 tuples (the others are hashed when pushed).
+    #[inline(always)]
+    fn hash(&mut self, table: &Table) {
+        for (k, h) in self.lanes.hash(table) {
+            self.hashes[k] = h;
+        }
+    }
+
+    /// The round positions with a reply hash, in order.
+    fn misses(&self) -> &[usize] {
+        &self.list[..self.n]
     }
 }
 

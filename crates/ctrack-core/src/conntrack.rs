@@ -270,6 +270,10 @@ pub struct Conntrack {
     expired: Vec<EntryId>,
     gc: crate::gc::GcWorker,
     helpers: crate::helper::Helpers,
+    /// Whether the batch path's last round of a large table proved more misses than
+    /// hits (a burst of new flows): the next round then hashes and walks every
+    /// packet's reply bucket with its own (see `batch.rs`). A prediction only.
+    pub(crate) miss_burst: bool,
 }
 
 impl Conntrack {
@@ -295,6 +299,7 @@ impl Conntrack {
                 rng: cfg.seed ^ 0x6865_6c70_6572_7321,
                 ..Default::default()
             },
+            miss_burst: false,
         }
     }
 
