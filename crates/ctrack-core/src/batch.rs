@@ -173,11 +173,15 @@ impl Conntrack {
                     x.set_hash(h);
                 }
             }
+            for x in pre[..round.len()].iter().flatten() {
+                self.table().prefetch(x.hash());
+            }
             replies.clear();
             // In a burst of new flows (the last round proved mostly misses), every
-            // packet is taken for a miss from the start: its reply tuple hashed and
-            // that bucket walked beside its own, so the two chains' nodes are fetched
-            // in the same passes instead of one walk after the other.
+            // packet is taken for a miss from the start: its reply tuple hashed (while
+            // the heads just requested arrive) and that bucket walked beside its own,
+            // so the two chains' nodes are fetched in the same passes instead of one
+            // walk after the other.
             let burst = self.miss_burst && round.len() > 1;
             if burst {
                 for (k, x) in pre[..round.len()].iter().enumerate() {
@@ -186,9 +190,6 @@ impl Conntrack {
                     }
                 }
                 replies.hash(self.table());
-            }
-            for x in pre[..round.len()].iter().flatten() {
-                self.table().prefetch(x.hash());
             }
             if round.len() > 1 {
                 // Walk each bucket's chain by tags, one node per pass over the round,
