@@ -198,15 +198,16 @@ impl Conntrack {
                 // ends without one proves a miss. In a burst, the reply buckets'
                 // walks go with them (confirm walks those chains to their end).
                 let n = round.len();
-                let mut walks = [TagWalk::Unknown; 2 * ROUND];
+                let mut walks = [TagWalk::Unknown; ROUND];
                 if burst {
                     for &k in replies.misses() {
                         self.table().prefetch(replies.hashes[k]);
                     }
                     // Positions past the round's are its reply walks, in `misses` order.
+                    let mut both = [TagWalk::Unknown; 2 * ROUND];
                     walk_tags::<{ 2 * ROUND }>(
                         self.table(),
-                        &mut walks[..n + replies.n],
+                        &mut both[..n + replies.n],
                         WALK_PASSES,
                         |j| {
                             let k = if j < n { j } else { replies.list[j - n] };
@@ -215,6 +216,7 @@ impl Conntrack {
                             Some((h, x.tuple().proto))
                         },
                     );
+                    walks[..n].copy_from_slice(&both[..n]);
                 } else {
                     walk_tags::<ROUND>(self.table(), &mut walks[..n], WALK_PASSES, |k| {
                         pre[k].as_ref().map(|x| (x.hash(), x.tuple().proto))
