@@ -526,6 +526,62 @@ mod tests {
     use super::*;
     use crate::tuple::Addr;
 
+    /// A UDP datagram (checksum 0: none) from `src:sport` to `dst:dport`.
+    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 30, 0, 1, 0, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 10, 0, 0, b'h', b'i']);
+        let c = crate::packet::checksum::compute(0, &p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn a_burst_of_new_flows_is_predicted_and_ends_with_it() {
+        let mut ct = Conntrack::new(crate::conntrack::Config {
+            seed: 3,
+            ..Default::default()
+        });
+        let server = [10, 200, 0, 1];
+        let client = |i: u32| [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        let now = Instant::from_nanos(1_000_000_000);
+        let run = |ct: &mut Conntrack, pkts: &[Vec<u8>]| {
+            let mut out = Vec::new();
+            for chunk in pkts.chunks(32) {
+                let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                ct.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |_, _, _| {
+                    Next::Confirm
+                });
+            }
+            out
+        };
+        // 4,096 new flows: past the first 1,024 (the small-table path), rounds of
+        // misses, which the prediction takes for a burst.
+        let new: Vec<Vec<u8>> = (0..4096)
+            .map(|i| udp(client(i), 1000, server, 53))
+            .collect();
+        let out = run(&mut ct, &new);
+        assert!(ct.miss_burst, "a burst of new flows is predicted");
+        assert!(out
+            .iter()
+            .all(|r| r.tracked.ctstate() == Some(crate::CtState::New)
+                && r.confirmed == Some(crate::conntrack::Confirmed::Inserted)));
+        assert_eq!(ct.count(), 4096);
+        // Their replies all hit: the burst ends with the first round of them.
+        let replies: Vec<Vec<u8>> = (0..4096)
+            .map(|i| udp(server, 53, client(i), 1000))
+            .collect();
+        let out = run(&mut ct, &replies);
+        assert!(!ct.miss_burst, "hits end the burst");
+        assert!(out
+            .iter()
+            .all(|r| r.tracked.ctstate() == Some(crate::CtState::Established)));
+        assert_eq!(ct.count(), 4096);
+    }
+
     #[test]
     fn a_batch_result_stays_small() {
         // Written once per packet: 84 bytes while a failed confirm carried a full
