@@ -67,7 +67,11 @@ impl Conntrack {
     ///    or the chain ends (a sure miss, unless an earlier packet of the batch links
     ///    the tuple first);
     /// 3. for a predicted miss, hashes its reply tuple (in lanes too) and walks that
-    ///    bucket the same way, for confirm;
+    ///    bucket the same way, for confirm (a walk still going after its passes counts
+    ///    as a miss when the round's finished walks proved more misses than hits);
+    ///    when they did, the next round is taken for a burst of new flows: every
+    ///    packet's reply tuple is hashed with its own and both buckets are walked in
+    ///    the same passes, instead of one walk after the other;
     /// 4. resolves the packets one by one, in order, reusing the parse and the hashes
     ///    (confirm takes the orig and reply hashes as hints, checked against the
     ///    entry's tuples, so a NAT rewrite of the reply in the pipeline is hashed
