@@ -845,7 +845,8 @@ impl Conntrack {
             check_checksum,
         };
         udp::error_inline(pkt, &cx).ok()?;
-        let tuples = NewTuples::inverting(tuple)?;
+        // An IPv4 tuple (the usual case's): compact; anything else the general path.
+        let tuples = NewTuples::compact(tuple)?;
         // The fresh entry's context, as the general path reads it from the entry
         // `alloc` builds (deadline `now`, no status, no extensions).
         let ecx = EntryCx {

@@ -111,6 +111,17 @@ impl NewTuples {
         NewTuples::inverting_wide(orig)
     }
 
+    /// [`NewTuples::inverting`] in the compact form only: `None` for a tuple that does
+    /// not fit it (its caller then takes its general path). No call on the other
+    /// branch, so the key is not built in a stack slot that call also writes (read
+    /// back with other widths than its stores', it stalled every creation).
+    #[inline(always)]
+    pub(crate) fn compact(orig: &Tuple) -> Option<NewTuples> {
+        let swaps = !matches!(orig.proto, proto::ICMP | proto::ICMPV6);
+        (swaps && orig.family == Family::V4 && v4_clean(&orig.src) && v4_clean(&orig.dst))
+            .then(|| NewTuples(Tuples::Compact(Key::of(orig))))
+    }
+
     /// [`NewTuples::inverting`] of a tuple that may not fit the compact form.
     #[inline(never)]
     fn inverting_wide(orig: &Tuple) -> Option<NewTuples> {
