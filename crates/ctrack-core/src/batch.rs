@@ -71,7 +71,11 @@ impl Conntrack {
     ///    as a miss when the round's finished walks proved more misses than hits);
     ///    when they did, the next round is taken for a burst of new flows: every
     ///    packet's reply tuple is hashed with its own and both buckets are walked in
-    ///    the same passes, instead of one walk after the other;
+    ///    the same passes, instead of one walk after the other; those walks also give
+    ///    up at an expired node, so that a walk to a chain's end without the tag
+    ///    proves a clean miss: while no node has been linked into that bucket since
+    ///    (`Table::unchanged`) and no timeout is 0, the packet's lookup is not walked
+    ///    again, nor are confirm's two chains when both were proved;
     /// 4. resolves the packets one by one, in order, reusing the parse and the hashes
     ///    (confirm takes the orig and reply hashes as hints, checked against the
     ///    entry's tuples, so a NAT rewrite of the reply in the pipeline is hashed
@@ -124,6 +128,7 @@ impl Conntrack {
                             Some(ConfirmHint {
                                 orig: (zid, &tuple, h),
                                 inverse: None,
+                                proven: false,
                             })
                         };
                         out.push(self.finish(i, now, tracked, hint, &mut pipeline));
@@ -135,6 +140,7 @@ impl Conntrack {
                             x.as_ref().map(|x| ConfirmHint {
                                 orig: (zid, x.tuple(), x.hash()),
                                 inverse: None,
+                                proven: false,
                             })
                         };
                         out.push(self.finish(i, now, tracked, hint, &mut pipeline));
@@ -187,6 +193,10 @@ impl Conntrack {
             // so the two chains' nodes are fetched in the same passes instead of one
             // walk after the other.
             let burst = self.miss_burst && round.len() > 1;
+            // In a burst round, the packets whose lookup its walks proved a clean miss
+            // (bit k), and those of them whose reply chain the walks proved free of
+            // the reply tuple's tag too (see `proofs` below).
+            let (mut proven_miss, mut proven_both) = (0u32, 0u32);
             if burst {
                 for (k, x) in pre[..round.len()].iter().enumerate() {
                     if let Some(x) = x {
@@ -204,25 +214,10 @@ impl Conntrack {
                 let n = round.len();
                 let mut walks = [TagWalk::Unknown; ROUND];
                 if burst {
-                    for &k in replies.misses() {
-                        self.table().prefetch(replies.hashes[k]);
-                    }
-                    // Positions past the round's are its reply walks, in `misses` order.
-                    let mut both = [TagWalk::Unknown; 2 * ROUND];
-                    walk_tags::<{ 2 * ROUND }>(
-                        self.table(),
-                        &mut both[..n + replies.n],
-                        WALK_PASSES,
-                        |j| {
-                            let k = if j < n { j } else { replies.list[j - n] };
-                            let x = pre[k].as_ref()?;
-                            let h = if j < n { x.hash() } else { replies.hashes[k] };
-                            Some((h, x.tuple().proto))
-                        },
-                    );
-                    walks[..n].copy_from_slice(&both[..n]);
+                    (proven_miss, proven_both) =
+                        self.walk_burst(now, &pre[..n], &replies, &mut walks[..n]);
                 } else {
-                    walk_tags::<ROUND>(self.table(), &mut walks[..n], WALK_PASSES, |k| {
+                    walk_tags::<ROUND>(self.table(), &mut walks[..n], WALK_PASSES, None, |k| {
                         pre[k].as_ref().map(|x| (x.hash(), x.tuple().proto))
                     });
                 }
@@ -277,6 +272,7 @@ impl Conntrack {
                             self.table(),
                             &mut reply_walks[..replies.n],
                             REPLY_WALK_PASSES,
+                            None,
                             |j| {
                                 let k = replies.list[j];
                                 Some((replies.hashes[k], pre[k].as_ref()?.tuple().proto))
@@ -293,7 +289,11 @@ impl Conntrack {
                 // path; anything else the general path.
                 let tracked = match x {
                     Some(x) if x.tuple().proto == crate::tuple::proto::UDP => {
-                        self.track_udp_parsed(now, x, hook, zone)
+                        if proven_miss >> k & 1 != 0 && self.table.unchanged(x.hash()) {
+                            self.track_udp_proven_miss(now, x, hook, zone)
+                        } else {
+                            self.track_udp_parsed(now, x, hook, zone)
+                        }
                     }
                     _ => self.track_hinted(now, p, hook, zone, x),
                 };
@@ -302,6 +302,7 @@ impl Conntrack {
                     x.map(|x| ConfirmHint {
                         orig: (zid, x.tuple(), x.hash()),
                         inverse,
+                        proven: proven_both >> k & 1 != 0,
                     })
                 };
                 out.push(self.finish(i, now, tracked, hint, &mut pipeline));
@@ -337,6 +338,63 @@ impl Conntrack {
     }
 }
 
+impl Conntrack {
+    /// A burst round's walks (see `track_batch`): each packet's bucket and its reply
+    /// bucket walked in the same passes, the walks' states left in `walks`. Returns the
+    /// packets (bit k) whose lookup the walks proved a miss that meets no expired
+    /// node, and those of them whose reply chain they proved free of the reply tuple's
+    /// tag too; both hold while `Table::unchanged` does (changes are counted from
+    /// here on). None when a timeout is 0 (an entry refreshed with one expires at
+    /// once, after its walk). Out of line: it keeps `track_batch` small enough for its
+    /// caller to inline it.
+    #[inline(never)]
+    fn walk_burst(
+        &mut self,
+        now: Instant,
+        pre: &[Option<Parsed<'_>>],
+        replies: &Replies,
+        walks: &mut [TagWalk],
+    ) -> (u32, u32) {
+        let n = walks.len().min(pre.len());
+        for &k in replies.misses() {
+            self.table().prefetch(replies.hashes[k]);
+        }
+        // Positions past the round's are its reply walks, in `misses` order. The
+        // walks give up at an expired node, so that an `Absent` proves a clean miss.
+        let proofs = !self.zero_timeout();
+        let mut both = [TagWalk::Unknown; 2 * ROUND];
+        let m = (n + replies.n).min(2 * ROUND);
+        walk_tags::<{ 2 * ROUND }>(
+            self.table(),
+            &mut both[..m],
+            WALK_PASSES,
+            proofs.then_some(now),
+            |j| {
+                let k = if j < n { j } else { replies.list[j - n] };
+                let x = pre.get(k)?.as_ref()?;
+                let h = if j < n { x.hash() } else { replies.hashes[k] };
+                Some((h, x.tuple().proto))
+            },
+        );
+        walks[..n].copy_from_slice(&both[..n]);
+        if !proofs {
+            return (0, 0);
+        }
+        let mut miss = 0u32;
+        for (k, w) in walks[..n].iter().enumerate() {
+            miss |= u32::from(*w == TagWalk::Absent) << k;
+        }
+        let mut reply = 0u32;
+        for (j, w) in both[n..m].iter().enumerate() {
+            if *w == TagWalk::Absent {
+                reply |= 1 << replies.list[j];
+            }
+        }
+        self.table.forget_changes();
+        (miss, miss & reply)
+    }
+}
+
 /// The tag walks of a round's buckets ([`Table::tag_walk_start`], then `passes`
 /// rounds of [`Table::tag_step`], a node per packet per pass, so each node's line has
 /// a pass's time to arrive): `target(k)` is the hash and protocol of the tuple whose
@@ -346,6 +404,7 @@ fn walk_tags<const N: usize>(
     table: &Table,
     walks: &mut [TagWalk],
     passes: usize,
+    until: Option<Instant>,
     target: impl Fn(usize) -> Option<(u64, u8)>,
 ) {
     let mut targets = [(0u64, false); N];
@@ -364,7 +423,7 @@ fn walk_tags<const N: usize>(
         let mut going = false;
         for (w, &(h, udp)) in walks.iter_mut().zip(&targets) {
             if let TagWalk::At(_) = *w {
-                *w = table.tag_step(*w, h, udp);
+                *w = table.tag_step_until(*w, h, udp, until);
                 going |= matches!(*w, TagWalk::At(_));
             }
         }

@@ -274,6 +274,8 @@ pub struct Conntrack {
     /// hits (a burst of new flows): the next round then hashes and walks every
     /// packet's reply bucket with its own (see `batch.rs`). A prediction only.
     pub(crate) miss_burst: bool,
+    /// [`Sysctls::any_zero_timeout`], once asked, until [`Conntrack::sysctls_mut`].
+    zero_timeout: Option<bool>,
 }
 
 impl Conntrack {
@@ -300,6 +302,7 @@ impl Conntrack {
                 ..Default::default()
             },
             miss_burst: false,
+            zero_timeout: None,
         }
     }
 
@@ -310,7 +313,19 @@ impl Conntrack {
 
     /// Change the sysctls (timeouts apply from the next refresh, as in the kernel).
     pub fn sysctls_mut(&mut self) -> &mut Sysctls {
+        // A timeout set to 0 makes a refreshed entry expire at once: what a batch's
+        // walks saw of the chains no longer holds, and whether a timeout is 0 is
+        // found again.
+        self.table.taint_changes();
+        self.zero_timeout = None;
         &mut self.sysctls
+    }
+
+    /// Whether a sysctl timeout is 0 (cached until the sysctls may change).
+    pub(crate) fn zero_timeout(&mut self) -> bool {
+        *self
+            .zero_timeout
+            .get_or_insert_with(|| self.sysctls.any_zero_timeout())
     }
 
     /// The counters.
@@ -725,6 +740,26 @@ impl Conntrack {
         })
     }
 
+    /// [`Conntrack::track_udp_parsed`] of a packet whose lookup the batch proved a
+    /// miss that meets no expired node (its round's walk went to the chain's end
+    /// without a node carrying its tag or past its deadline, and the chain has not
+    /// changed since): what the express lookup would find, without walking again.
+    #[inline(always)]
+    pub(crate) fn track_udp_proven_miss(
+        &mut self,
+        now: Instant,
+        x: &Parsed<'_>,
+        hook: Hook,
+        zone: Zone,
+    ) -> Tracked {
+        if zone.id_for(Dir::Original) != zone.id_for(Dir::Reply) {
+            // The express path is not taken for such a zone: nor is its shortcut.
+            return self.track_udp_parsed(now, x, hook, zone);
+        }
+        let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
+        self.create_udp_or_general(now, x, zone, check_checksum, Some(None))
+    }
+
     /// [`Conntrack::track_hinted`] of a UDP packet the batch parsed: the express hit
     /// inline (its UDP checks too), anything else the general path, from the parse as
     /// it is.
@@ -1123,8 +1158,15 @@ impl Conntrack {
         if !fits {
             return None;
         }
-        let n0 = self.table.chain_len_untagged(h0)?;
-        let n1 = self.table.chain_len_untagged(h1)?;
+        let (n0, n1) = if hint.proven && self.table.unchanged(h0) && self.table.unchanged(h1) {
+            // The round's walks went to both chains' ends; neither changed since.
+            (0, 0)
+        } else {
+            (
+                self.table.chain_len_untagged(h0)?,
+                self.table.chain_len_untagged(h1)?,
+            )
+        };
         if n0 > CHAIN_LIMIT_ALWAYS || n1 > CHAIN_LIMIT_ALWAYS {
             return None;
         }
@@ -1915,6 +1957,10 @@ pub(crate) struct ConfirmHint<'a> {
     /// The zone's reply-direction id and the hash of the tuple's inversion with it,
     /// when the batch computed it (for a packet predicted to create an entry).
     pub(crate) inverse: Option<(u16, u64)>,
+    /// Both chains were walked in the batch's round, to their end, without a node
+    /// carrying either hash's tag (so no clash, and far under the chain limit): they
+    /// still are where [`Table::unchanged`] holds for both hashes.
+    pub(crate) proven: bool,
 }
 
 /// Invert a tuple (`nf_ct_invert_tuple`); `None` for ICMP types without a reply type.

@@ -79,6 +79,12 @@ macro_rules! sysctls {
                 }
             }
 
+            /// Whether any timeout (a sysctl in seconds) is 0: an entry refreshed
+            /// with it expires at once (its deadline is `now`).
+            pub fn any_zero_timeout(&self) -> bool {
+                false $( || ($expected == SECS && self.$name as u64 == 0) )*
+            }
+
             /// Read a sysctl by name.
             pub fn get(&self, name: &str) -> Option<u64> {
                 match name {

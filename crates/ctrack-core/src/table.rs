@@ -272,7 +272,17 @@ pub struct Table {
     hasher: FlowHasher,
     /// Allocated entries, including unconfirmed ones (kernel `nf_conntrack_count`).
     count: u32,
+    /// The buckets a node was linked into since [`Table::forget_changes`], as bit
+    /// `bucket % CHANGE_BITS` (so a bit may stand for several buckets: a set bit only
+    /// means "maybe changed"). Unlinks are not noted: a chain that only lost nodes
+    /// still holds no node a walk of it did not see (what [`Table::unchanged`] is
+    /// asked for: no new match, no new expired node, no longer chain).
+    changed: [u64; CHANGE_WORDS],
 }
+
+/// Words of [`Table`]'s changed-bucket bits: 512 bits, one cache line.
+const CHANGE_WORDS: usize = 8;
+const CHANGE_BITS: u32 = 64 * CHANGE_WORDS as u32;
 
 impl Table {
     /// A table with `buckets` chains (already rounded) and a hash key derived from `seed`.
@@ -296,6 +306,7 @@ impl Table {
             free: Vec::new(),
             hasher: FlowHasher::new(seed),
             count: 0,
+            changed: [0; CHANGE_WORDS],
         }
     }
 
@@ -409,6 +420,7 @@ impl Table {
         for (dir, &h) in h.iter().enumerate() {
             let node = id * 2 + dir as u32;
             let b = self.bucket_of_hash(h) as usize;
+            self.note_change(b as u32);
             let head = &mut self.heads[b];
             let slot = &mut self.slots[id as usize];
             slot.next[dir] = *head;
@@ -427,6 +439,7 @@ impl Table {
             return;
         }
         let b = self.bucket_of_hash(h_reply) as usize;
+        self.note_change(b as u32);
         let head = self.heads[b];
         let slot = &mut self.slots[id as usize];
         slot.next = [NIL, head];
@@ -557,6 +570,37 @@ impl Table {
         }
     }
 
+    /// Note that the chain of `bucket` changed (see [`Table::unchanged`]).
+    #[inline(always)]
+    fn note_change(&mut self, bucket: u32) {
+        let bit = bucket % CHANGE_BITS;
+        self.changed[(bit / 64) as usize] |= 1 << (bit % 64);
+    }
+
+    /// Start noting chain changes afresh: until the next call, [`Table::unchanged`]
+    /// is true of a bucket no node was linked into or unlinked from since this one.
+    #[inline]
+    pub fn forget_changes(&mut self) {
+        self.changed = [0; CHANGE_WORDS];
+    }
+
+    /// Take every chain for changed until [`Table::forget_changes`] (something
+    /// besides links could have changed what a walk saw, e.g. the timeouts).
+    #[inline]
+    pub fn taint_changes(&mut self) {
+        self.changed = [u64::MAX; CHANGE_WORDS];
+    }
+
+    /// Whether the chain of the bucket of hash `h` holds only nodes a walk saw before
+    /// the last [`Table::forget_changes`]: no node linked there since (false also when
+    /// a node was linked into another bucket sharing its bit, or after
+    /// [`Table::taint_changes`]).
+    #[inline]
+    pub fn unchanged(&self, h: u64) -> bool {
+        let bit = self.bucket_of_hash(h) % CHANGE_BITS;
+        self.changed[(bit / 64) as usize] >> (bit % 64) & 1 == 0
+    }
+
     /// One step of a batch's tag walk for hash `h` (spread over rounds so each node's
     /// line has time to arrive): at
     /// `TagWalk::At(node)`, a node carrying `h`'s tag ends the walk with the rest of
@@ -566,6 +610,21 @@ impl Table {
     /// whose link bytes are requested. Any other state stays as it is.
     #[inline]
     pub fn tag_step(&self, walk: TagWalk, h: u64, udp: bool) -> TagWalk {
+        self.tag_step_until(walk, h, udp, None)
+    }
+
+    /// [`Table::tag_step`] that also gives up (`Unknown`) on meeting a node expired at
+    /// `now`, when given: its `Absent` then also proves that the chain held no expired
+    /// node, so a lookup there would miss without deleting any (a burst round's
+    /// proof, see `batch.rs`).
+    #[inline(always)]
+    pub fn tag_step_until(
+        &self,
+        walk: TagWalk,
+        h: u64,
+        udp: bool,
+        now: Option<Instant>,
+    ) -> TagWalk {
         let TagWalk::At(node) = walk else {
             return walk;
         };
@@ -586,6 +645,12 @@ impl Table {
                 prefetch_read(p.wrapping_add(end - 1));
             }
             return TagWalk::Tagged;
+        }
+        if let Some(now) = now {
+            // The deadline is among the link bytes the walk fetched.
+            if slot.entry.as_ref().is_none_or(|e| e.expired(now)) {
+                return TagWalk::Unknown;
+            }
         }
         let next = slot.next[d];
         if next == NIL {

@@ -513,3 +513,147 @@ fn a_udp_flow_an_expectation_awaits_is_created_in_the_batch_as_packet_by_packet(
     );
     assert_eq!(results[1], results[0]);
 }
+
+/// A UDP flow's original tuple (client `i` to the server's port 53).
+fn flow_tuple(i: u32) -> ctrack_core::Tuple {
+    ctrack_core::Tuple {
+        src: Addr::v4(client(i)),
+        dst: Addr::v4(SERVER),
+        src_u: 2000 + (i % 50_000) as u16,
+        dst_u: 53,
+        family: Family::V4,
+        proto: 17,
+    }
+}
+
+fn flow_packet(i: u32, reply: bool) -> Vec<u8> {
+    let t = flow_tuple(i);
+    if reply {
+        udp(SERVER, 53, client(i), t.src_u, true)
+    } else {
+        udp(client(i), t.src_u, SERVER, 53, true)
+    }
+}
+
+/// Both engines through batches whose pipeline step may change the sysctls:
+/// `pipeline(ct, i)` after packet `i`'s track, then confirm; per batch, results and
+/// counters must agree; at the end the tables and the events.
+fn agree_with_sysctl_changes(
+    sysctls: &[(&str, &str)],
+    batches: &[(u64, Vec<Vec<u8>>)],
+    pipeline: impl Fn(&mut Conntrack, usize),
+) {
+    let mut one = engine_with(sysctls);
+    let mut batch = engine_with(sysctls);
+    let mut out = Vec::new();
+    for (t, pkts) in batches {
+        let now = Instant::from_nanos(*t);
+        let want: Vec<_> = pkts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let t = one.track(now, p, Hook::PreRouting, 0);
+                pipeline(&mut one, i);
+                (t, Some(one.confirm(now, &t)))
+            })
+            .collect();
+        let refs: Vec<&[u8]> = pkts.iter().map(Vec::as_slice).collect();
+        out.clear();
+        batch.track_batch(now, &refs, Hook::PreRouting, 0, &mut out, |i, _, ct| {
+            pipeline(ct, i);
+            Next::Confirm
+        });
+        let got: Vec<_> = out.iter().map(|r| (r.tracked, r.confirmed)).collect();
+        assert_eq!(got, want, "batch at {t}");
+        assert_eq!(batch.stats(), one.stats(), "counters at {t}");
+    }
+    let end = Instant::from_nanos(batches.last().map_or(0, |b| b.0));
+    same_end_state(&mut one, &mut batch, end, "");
+}
+
+/// Rounds of 16 that a burst of new flows makes the batch take for misses (it then
+/// trusts its walks of a round's chains instead of walking them again), each with
+/// five replies of old flows that share a chain with five of the round's new flows:
+/// when a reply refreshes its entry with a timeout of 0, the entry expires at once,
+/// and the new flow's lookup after it must delete it, as packet by packet.
+fn refreshed_to_expiry_workload(probe: &Conntrack) -> Vec<(u64, Vec<Vec<u8>>)> {
+    let t0 = 1_000_000_000u64;
+    let old = 0..1500u32;
+    let mut batches: Vec<(u64, Vec<Vec<u8>>)> = old
+        .clone()
+        .map(|i| flow_packet(i, false))
+        .collect::<Vec<_>>()
+        .chunks(32)
+        .map(|c| (t0, c.to_vec()))
+        .collect();
+    // For a new flow, an old one whose original tuple shares its bucket (the probe
+    // engine has the same buckets and hash key).
+    let bucket = |i: u32| probe.table().bucket(&flow_tuple(i), 0);
+    let mut by_bucket = std::collections::HashMap::new();
+    for i in old {
+        by_bucket.entry(bucket(i)).or_insert(i);
+    }
+    let mut fresh = 1500u32..;
+    let mut round = || {
+        let mut pairs = Vec::new();
+        let mut singles = Vec::new();
+        while pairs.len() < 5 || singles.len() < 6 {
+            let n = fresh.next().expect("endless");
+            match by_bucket.get(&bucket(n)) {
+                Some(&o) if pairs.len() < 5 => pairs.push((o, n)),
+                _ if singles.len() < 6 => singles.push(n),
+                _ => {}
+            }
+        }
+        let mut r: Vec<Vec<u8>> = pairs.iter().map(|&(o, _)| flow_packet(o, true)).collect();
+        r.extend(pairs.iter().map(|&(_, n)| flow_packet(n, false)));
+        r.extend(singles.iter().map(|&n| flow_packet(n, false)));
+        r
+    };
+    for b in 0..40u64 {
+        let mut pkts = round();
+        pkts.extend(round());
+        batches.push((t0 + 1_000_000_000 + b * 1000, pkts));
+    }
+    batches
+}
+
+const UDP_TIMEOUTS: [&str; 2] = [
+    "nf_conntrack_udp_timeout",
+    "nf_conntrack_udp_timeout_stream",
+];
+
+#[test]
+fn a_timeout_set_to_0_in_the_pipeline_voids_what_the_rounds_walks_saw() {
+    let sysctls = [("nf_conntrack_buckets", "8192")];
+    let probe = engine_with(&sysctls);
+    let batches = refreshed_to_expiry_workload(&probe);
+    // After each round's first packet the UDP timeouts drop to 0 (the next replies
+    // refresh their entries to expire at once); after its last they are back.
+    agree_with_sysctl_changes(&sysctls, &batches, |ct, i| {
+        let v = match i % 16 {
+            0 => "0",
+            15 => "30",
+            _ => return,
+        };
+        for name in UDP_TIMEOUTS {
+            ct.sysctls_mut().set(name, v).expect("valid");
+        }
+    });
+}
+
+#[test]
+fn with_a_timeout_of_0_the_rounds_walks_prove_nothing() {
+    let sysctls = [("nf_conntrack_buckets", "8192")];
+    let probe = engine_with(&sysctls);
+    let batches = refreshed_to_expiry_workload(&probe);
+    // The old flows are created with the usual timeouts; from the last of them on,
+    // the UDP timeouts are 0 for good (each reply then expires its entry at once).
+    agree_with_sysctl_changes(&sysctls, &batches, |ct, _| {
+        if ct.count() >= 1500 && ct.sysctls().nf_conntrack_udp_timeout != 0 {
+            for name in UDP_TIMEOUTS {
+                ct.sysctls_mut().set(name, "0").expect("valid");
+            }
+        }
+    });
+}
