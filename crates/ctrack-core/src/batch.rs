@@ -290,9 +290,9 @@ impl Conntrack {
                 let tracked = match x {
                     Some(x) if x.tuple().proto == crate::tuple::proto::UDP => {
                         if proven_miss >> k & 1 != 0 && self.table.unchanged(x.hash()) {
-                            self.track_udp_proven_miss(now, x, hook, zone)
+                            self.track_udp_parsed::<true>(now, x, hook, zone)
                         } else {
-                            self.track_udp_parsed(now, x, hook, zone)
+                            self.track_udp_parsed::<false>(now, x, hook, zone)
                         }
                     }
                     _ => self.track_hinted(now, p, hook, zone, x),

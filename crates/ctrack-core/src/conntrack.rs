@@ -740,37 +740,26 @@ impl Conntrack {
         })
     }
 
-    /// [`Conntrack::track_udp_parsed`] of a packet whose lookup the batch proved a
-    /// miss that meets no expired node (its round's walk went to the chain's end
-    /// without a node carrying its tag or past its deadline, and the chain has not
-    /// changed since): what the express lookup would find, without walking again.
-    #[inline(always)]
-    pub(crate) fn track_udp_proven_miss(
-        &mut self,
-        now: Instant,
-        x: &Parsed<'_>,
-        hook: Hook,
-        zone: Zone,
-    ) -> Tracked {
-        if zone.id_for(Dir::Original) != zone.id_for(Dir::Reply) {
-            // The express path is not taken for such a zone: nor is its shortcut.
-            return self.track_udp_parsed(now, x, hook, zone);
-        }
-        let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
-        self.create_udp_or_general(now, x, zone, check_checksum, Some(None))
-    }
-
     /// [`Conntrack::track_hinted`] of a UDP packet the batch parsed: the express hit
     /// inline (its UDP checks too), anything else the general path, from the parse as
-    /// it is.
+    /// it is. `PROVEN_MISS`: the batch proved that its lookup misses without meeting an
+    /// expired node (its round's walk went to the chain's end without a node carrying
+    /// its tag or past its deadline, and no node was linked there since): what the
+    /// express lookup would find, so it goes straight to its creation.
     #[inline(always)]
-    pub(crate) fn track_udp_parsed(
+    pub(crate) fn track_udp_parsed<const PROVEN_MISS: bool>(
         &mut self,
         now: Instant,
         x: &Parsed<'_>,
         hook: Hook,
         zone: Zone,
     ) -> Tracked {
+        // The express path is only taken in a zone with one id for both directions:
+        // so is its shortcut.
+        if PROVEN_MISS && zone.id_for(Dir::Original) == zone.id_for(Dir::Reply) {
+            let check = self.checks_checksum(hook);
+            return self.create_udp_or_general(now, x, zone, check, Some(None));
+        }
         self.express_or(
             now,
             &x.pkt,
@@ -780,6 +769,13 @@ impl Conntrack {
             zone,
             |ct, check, looked| ct.create_udp_or_general(now, x, zone, check, looked),
         )
+    }
+
+    /// Whether the L4 checksum is verified at `hook` (kernel: `nf_conntrack_checksum`,
+    /// at PREROUTING only).
+    #[inline(always)]
+    fn checks_checksum(&self, hook: Hook) -> bool {
+        hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1
     }
 
     /// A UDP packet's express hit (with `udp_error` inlined), or else `general(self,
@@ -797,7 +793,7 @@ impl Conntrack {
         zone: Zone,
         general: impl FnOnce(&mut Conntrack, bool, Option<Option<(EntryId, Dir)>>) -> Tracked,
     ) -> Tracked {
-        let check_checksum = hook == Hook::PreRouting && self.sysctls.nf_conntrack_checksum == 1;
+        let check_checksum = self.checks_checksum(hook);
         let looked = match self.express::<true>(now, pkt, tuple, hash, zone, check_checksum) {
             Express::Done(t) => return t,
             Express::Looked(found) => Some(found),

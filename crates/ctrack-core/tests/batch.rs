@@ -618,10 +618,15 @@ fn refreshed_to_expiry_workload(probe: &Conntrack) -> Vec<(u64, Vec<Vec<u8>>)> {
     batches
 }
 
-const UDP_TIMEOUTS: [&str; 2] = [
-    "nf_conntrack_udp_timeout",
-    "nf_conntrack_udp_timeout_stream",
-];
+/// Both UDP timeouts (unreplied and stream) set to `secs`.
+fn set_udp_timeouts(ct: &mut Conntrack, secs: &str) {
+    for name in [
+        "nf_conntrack_udp_timeout",
+        "nf_conntrack_udp_timeout_stream",
+    ] {
+        ct.sysctls_mut().set(name, secs).expect("valid");
+    }
+}
 
 #[test]
 fn a_timeout_set_to_0_in_the_pipeline_voids_what_the_rounds_walks_saw() {
@@ -630,15 +635,10 @@ fn a_timeout_set_to_0_in_the_pipeline_voids_what_the_rounds_walks_saw() {
     let batches = refreshed_to_expiry_workload(&probe);
     // After each round's first packet the UDP timeouts drop to 0 (the next replies
     // refresh their entries to expire at once); after its last they are back.
-    agree_with_sysctl_changes(&sysctls, &batches, |ct, i| {
-        let v = match i % 16 {
-            0 => "0",
-            15 => "30",
-            _ => return,
-        };
-        for name in UDP_TIMEOUTS {
-            ct.sysctls_mut().set(name, v).expect("valid");
-        }
+    agree_with_sysctl_changes(&sysctls, &batches, |ct, i| match i % 16 {
+        0 => set_udp_timeouts(ct, "0"),
+        15 => set_udp_timeouts(ct, "30"),
+        _ => {}
     });
 }
 
@@ -651,9 +651,7 @@ fn with_a_timeout_of_0_the_rounds_walks_prove_nothing() {
     // the UDP timeouts are 0 for good (each reply then expires its entry at once).
     agree_with_sysctl_changes(&sysctls, &batches, |ct, _| {
         if ct.count() >= 1500 && ct.sysctls().nf_conntrack_udp_timeout != 0 {
-            for name in UDP_TIMEOUTS {
-                ct.sysctls_mut().set(name, "0").expect("valid");
-            }
+            set_udp_timeouts(ct, "0");
         }
     });
 }
