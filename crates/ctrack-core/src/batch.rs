@@ -195,7 +195,7 @@ impl Conntrack {
             let burst = self.miss_burst && round.len() > 1;
             // In a burst round, the packets whose lookup its walks proved a clean miss
             // (bit k), and those of them whose reply chain the walks proved free of
-            // the reply tuple's tag too (see `proofs` below).
+            // the reply tuple's tag too (see `walk_burst`).
             let (mut proven_miss, mut proven_both) = (0u32, 0u32);
             if burst {
                 for (k, x) in pre[..round.len()].iter().enumerate() {
