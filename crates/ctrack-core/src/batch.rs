@@ -589,18 +589,7 @@ mod tests {
     use super::*;
     use crate::tuple::Addr;
 
-    /// A UDP datagram (checksum 0: none) from `src:sport` to `dst:dport`.
-    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 30, 0, 1, 0, 0, 64, 17, 0, 0];
-        p.extend_from_slice(&src);
-        p.extend_from_slice(&dst);
-        p.extend_from_slice(&sport.to_be_bytes());
-        p.extend_from_slice(&dport.to_be_bytes());
-        p.extend_from_slice(&[0, 10, 0, 0, b'h', b'i']);
-        let c = crate::packet::checksum::compute(0, &p[..20]);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        p
-    }
+    use crate::nat::tests::udp4 as udp;
 
     #[test]
     fn a_burst_of_new_flows_is_predicted_and_ends_with_it() {

@@ -104,11 +104,7 @@ impl NewTuples {
     /// 8-byte words and reloaded before the stores could forward them).
     #[inline(always)]
     pub(crate) fn inverting(orig: &Tuple) -> Option<NewTuples> {
-        let swaps = !matches!(orig.proto, proto::ICMP | proto::ICMPV6);
-        if swaps && orig.family == Family::V4 && v4_clean(&orig.src) && v4_clean(&orig.dst) {
-            return Some(NewTuples(Tuples::Compact(Key::of(orig))));
-        }
-        NewTuples::inverting_wide(orig)
+        NewTuples::compact(orig).or_else(|| NewTuples::inverting_wide(orig))
     }
 
     /// [`NewTuples::inverting`] in the compact form only: `None` for a tuple that does

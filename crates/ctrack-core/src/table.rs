@@ -578,7 +578,7 @@ impl Table {
     }
 
     /// Start noting chain changes afresh: until the next call, [`Table::unchanged`]
-    /// is true of a bucket no node was linked into or unlinked from since this one.
+    /// is true of a bucket no node was linked into since this one.
     #[inline]
     pub fn forget_changes(&mut self) {
         self.changed = [0; CHANGE_WORDS];

@@ -577,4 +577,4 @@ impl Conntrack {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -5,7 +5,9 @@ use crate::conntrack::{Config, Hook};
 use crate::packet::Packet;
 use crate::status::CtInfo;
 
-fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+/// A UDP datagram with its checksums, `src:sport` to `dst:dport` (2 payload bytes);
+/// the batch's tests build theirs with it too.
+pub(crate) fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
     let mut p = vec![0x45, 0, 0, 30, 0, 1, 0, 0, 64, 17, 0, 0];
     p.extend_from_slice(&src);
     p.extend_from_slice(&dst);
