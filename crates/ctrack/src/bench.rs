@@ -28,7 +28,7 @@ use std::time::Instant as Clock;
 #[derive(Args)]
 pub(crate) struct BenchArgs {
     /// hit, udp-flows, tcp, new-flows, live, memory, scaling, replay, hash, nat-new,
-    /// nat-hit, or all.
+    /// nat-hit, walk, or all.
     workload: String,
     /// Worker threads (scaling: compared with one thread).
     #[arg(long, default_value_t = 2)]
@@ -124,6 +124,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
         "hash",
         "nat-new",
         "nat-hit",
+        "walk",
     ];
     let list: Vec<&str> = if a.workload == "all" {
         all.to_vec()
@@ -149,6 +150,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
             "hash" => hash_candidates(&a),
             "nat-new" => nat_new(&a).print(),
             "nat-hit" => nat_hit(&a).print(),
+            "walk" => walk(&a),
             _ => unreachable!(),
         }
     }
@@ -811,6 +813,102 @@ fn live(a: &BenchArgs) -> Figure {
             .then(|| baseline(&pkts, Some(&fill), a.repeat, flows * 2)),
         extra: format!("{} live {}", tally.show(), flows),
     }
+}
+
+/// The floor of `live` in this table's design: the same lookups (as many live flows,
+/// packets on random flows, in rounds of 16 as the batch makes them) with nothing but
+/// the batch's lookup — bucket heads requested, chains walked by tags, then the lookup
+/// walk itself — on tuples and hashes made beforehand: no parse, no hashing, no
+/// tracker, no update. Beside it, the memory alone of an index whose lookup reads one
+/// bucket line then the entry (two dependent random reads a packet, no chain), in the
+/// same rounds: what a different index could reach on this machine.
+fn walk(a: &BenchArgs) {
+    use ctrack_core::table::TagWalk;
+    use ctrack_core::zone::Zone;
+    const ROUND: usize = 16;
+    let flows = a.flows.unwrap_or(1_000_000);
+    let n = a.packets.unwrap_or(5_000_000);
+    let mut ct = engine(flows);
+    let end = drive(
+        &mut ct,
+        &udp_flows_packets(flows, 1),
+        a.batch,
+        1_000_000_000,
+        &mut Tally::default(),
+    );
+    let table = ct.table();
+    let hasher = table.hasher();
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let keys: Vec<(Tuple, u64)> = (0..n)
+        .map(|_| {
+            let i = (xorshift(&mut s) % flows as u64) as usize;
+            let t = bare_tuple(&udp_flow(i, s & 1 == 1));
+            (t, hasher.hash(&t, 0))
+        })
+        .collect();
+    let now = Instant::from_nanos(end);
+    let mut found = 0;
+    let secs = best(
+        a.repeat,
+        || (),
+        |_| {
+            found = 0;
+            for round in keys.chunks(ROUND) {
+                for &(_, h) in round {
+                    table.prefetch(h);
+                }
+                let mut walks = [TagWalk::Unknown; ROUND];
+                for (w, &(_, h)) in walks.iter_mut().zip(round) {
+                    *w = table.tag_walk_start(h);
+                }
+                for _ in 0..3 {
+                    for (w, &(_, h)) in walks.iter_mut().zip(round) {
+                        *w = table.tag_step(*w, h, true);
+                    }
+                }
+                for (t, h) in round {
+                    let hit = table.find_clean(t, Zone::DEFAULT, *h, now);
+                    found += usize::from(matches!(hit, Some(Some(_))));
+                }
+            }
+            found
+        },
+    );
+    // An index of one u32 per bucket naming an entry of 104 bytes (the entry's size).
+    let buckets = table.buckets() as usize;
+    let index: Vec<u32> = (0..buckets)
+        .map(|_| (xorshift(&mut s) % flows as u64) as u32)
+        .collect();
+    let mut entries = vec![[0u64; 13]; flows];
+    let two = best(
+        a.repeat,
+        || (),
+        |_| {
+            // Independent loads within a stage: the CPU has a round's in flight.
+            for round in keys.chunks(ROUND) {
+                let mut at = [0usize; ROUND];
+                for (e, &(_, h)) in at.iter_mut().zip(round) {
+                    *e = index[table.bucket_of_hash(h) as usize] as usize;
+                }
+                for &e in &at {
+                    entries[e][1] = entries[e][0].wrapping_add(entries[e][12]);
+                }
+            }
+            entries[0][1]
+        },
+    );
+    let show = |secs: f64| {
+        format!(
+            "{:.1} ns ({:.2} Mpps)",
+            secs * 1e9 / n as f64,
+            n as f64 / secs / 1e6
+        )
+    };
+    println!(
+        "walk       {n} lookups on {flows} live flows ({found} found): this table's lookup alone {}; two dependent random reads (a bucket, then the entry) {}",
+        show(secs),
+        show(two)
+    );
 }
 
 /// Memory per connection entry, all in: entry, both index nodes, bucket heads, slab
