@@ -20,6 +20,7 @@ pub mod event;
 pub mod expect;
 pub mod format;
 pub mod gc;
+pub mod groups;
 pub mod helper;
 pub mod invalid;
 pub mod lookahead;

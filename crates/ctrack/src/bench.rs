@@ -875,6 +875,57 @@ fn walk(a: &BenchArgs) {
             found
         },
     );
+    // The same chains in grouped bucket lines (`ctrack_core::groups`, the index under
+    // test): built from the table's chains in their order, each node with its tag;
+    // a lookup reads its bucket's line, takes the first node with its tag and compares
+    // that entry's tuple (the group's deadline bound taken as ahead of `now`, so the
+    // nodes in front are passed without their entries).
+    let grouped = {
+        use ctrack_core::groups::GroupedChains;
+        use ctrack_core::tuple::Dir;
+        let mut g = GroupedChains::new(table.buckets());
+        for b in 0..table.buckets() {
+            for &(id, dir) in table.bucket_nodes(b).iter().rev() {
+                let Some(e) = table.get(id) else { continue };
+                let h = hasher.hash(&e.tuple(dir), e.zone.id_for(dir));
+                let node = id * 2 + u32::from(dir == Dir::Reply);
+                g.insert_front(b, node, h as u16 | 1);
+            }
+        }
+        g
+    };
+    let mut grouped_found = 0;
+    let group_secs = best(
+        a.repeat,
+        || (),
+        |_| {
+            grouped_found = 0;
+            for round in keys.chunks(ROUND) {
+                for &(_, h) in round {
+                    grouped.prefetch(table.bucket_of_hash(h));
+                }
+                let mut cand = [u32::MAX; ROUND];
+                for (c, &(_, h)) in cand.iter_mut().zip(round) {
+                    if let Some((node, _)) =
+                        grouped.first_tagged(table.bucket_of_hash(h), h as u16 | 1)
+                    {
+                        *c = node;
+                        table.prefetch_entry(node / 2);
+                    }
+                }
+                for (&c, (t, _)) in cand.iter().zip(round) {
+                    let dir = if c & 1 == 0 {
+                        ctrack_core::tuple::Dir::Original
+                    } else {
+                        ctrack_core::tuple::Dir::Reply
+                    };
+                    let hit = table.get(c / 2).is_some_and(|e| e.has_tuple(dir, t));
+                    grouped_found += usize::from(hit);
+                }
+            }
+            grouped_found
+        },
+    );
     // An index of one u32 per bucket naming an entry of 104 bytes (the entry's size).
     let buckets = table.buckets() as usize;
     let index: Vec<u32> = (0..buckets)
@@ -920,8 +971,11 @@ fn walk(a: &BenchArgs) {
         )
     };
     println!(
-        "walk       {n} lookups on {flows} live flows ({found} found): this table's lookup alone {}; two dependent random reads (a bucket, then the entry) {}; one random entry read {}",
+        "walk       {n} lookups on {flows} live flows ({found} found): this table's lookup alone {}; in grouped bucket lines ({grouped_found} found, {} B a connection, {} overflow groups) {}; two dependent random reads (a bucket, then the entry) {}; one random entry read {}",
         show(secs),
+        grouped.memory_bytes() / flows.max(1),
+        grouped.overflow_groups(),
+        show(group_secs),
         show(two),
         show(one)
     );

@@ -1,0 +1,589 @@
+//! The kernel's hash chains kept in grouped bucket lines (issue 6, the `live` row): an
+//! index whose lookup reads one cache line for the nodes of a bucket's chain, instead
+//! of one line per node as a linked chain through the entries does.
+//!
+//! Each 64-byte [`Group`] holds the chains of [`BUCKETS_PER_GROUP`] consecutive
+//! buckets: up to [`CELLS`] nodes, each a node id (`entry id * 2 + direction`) and a
+//! 16-bit hash tag, laid out bucket after bucket and, within a bucket, in chain order
+//! (the newest first, as `hlist_nulls_add_head_rcu` links them). A group that is full
+//! continues in an overflow group of the same shape: a bucket's chain is its cells in
+//! the group, then its cells in the overflow group, and so on. So everything the
+//! kernel's chains decide stays decidable in the same order — a lookup's first match
+//! and the expired nodes in front of it, early drop's scan of a chain, confirm's chain
+//! length.
+//!
+//! The group also keeps a lower bound of its nodes' deadlines (in the caller's coarse
+//! time units; 0 for none known), which lets a lookup pass the nodes in front of its
+//! match without reading their entries while the bound is ahead of its time. The
+//! caller keeps the bound true: lowered when a node is linked or a deadline drops
+//! below it, raised only from a scan of the whole group ([`GroupedChains::nodes_of_group`]).
+//!
+//! Not yet the table's index: `table.rs` still links nodes through the entries' slots.
+//! This module is the replacement under test (see BENCHMARKS.md, round 10).
+
+/// Buckets whose chains share a group: with the kernel's default of one connection
+/// (two nodes) a bucket at a full table, eight nodes a group on average.
+pub const BUCKETS_PER_GROUP: usize = 4;
+
+/// Node cells in a group.
+pub const CELLS: usize = 9;
+
+/// No group (an overflow link's end).
+const NONE: u32 = u32::MAX;
+
+/// Bits of [`Group::counts`] per bucket.
+const COUNT_BITS: u32 = 4;
+
+/// One cache line of chains.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+pub struct Group {
+    /// Node ids, bucket after bucket, each bucket's in chain order.
+    nodes: [u32; CELLS],
+    /// The node's hash tag, per cell.
+    tags: [u16; CELLS],
+    /// Cells per bucket of the group, [`COUNT_BITS`] bits each, bucket 0 lowest.
+    counts: u16,
+    /// A lower bound of every node's deadline in this group and its overflow groups,
+    /// in the caller's coarse units (0: none known).
+    alive: u32,
+    /// The overflow group (an index into the overflow pool), or [`NONE`].
+    more: u32,
+}
+
+const _: () = assert!(size_of::<Group>() == 64);
+const _: () = assert!(BUCKETS_PER_GROUP as u32 * COUNT_BITS <= 16);
+const _: () = assert!(CELLS < 1 << COUNT_BITS);
+
+impl Group {
+    const EMPTY: Group = Group {
+        nodes: [0; CELLS],
+        tags: [0; CELLS],
+        counts: 0,
+        alive: 0,
+        more: NONE,
+    };
+
+    /// Cells of bucket slot `j` (0..BUCKETS_PER_GROUP).
+    #[inline(always)]
+    fn count(&self, j: usize) -> usize {
+        usize::from(self.counts >> (j as u32 * COUNT_BITS)) & ((1 << COUNT_BITS) - 1)
+    }
+
+    /// Set the cell count of bucket slot `j`.
+    #[inline(always)]
+    fn set_count(&mut self, j: usize, n: usize) {
+        let shift = j as u32 * COUNT_BITS;
+        let mask = ((1u16 << COUNT_BITS) - 1) << shift;
+        self.counts = (self.counts & !mask) | ((n as u16) << shift & mask);
+    }
+
+    /// The first cell of bucket slot `j`.
+    #[inline(always)]
+    fn start(&self, j: usize) -> usize {
+        (0..j).map(|i| self.count(i)).sum()
+    }
+
+    /// Cells in use.
+    #[inline(always)]
+    fn used(&self) -> usize {
+        self.start(BUCKETS_PER_GROUP)
+    }
+
+    /// Insert `(node, tag)` as cell `at`, moving the cells from `at` on one place up
+    /// (the group must have a free cell).
+    #[inline(always)]
+    fn insert_cell(&mut self, at: usize, node: u32, tag: u16) {
+        let used = self.used();
+        self.nodes.copy_within(at..used, at + 1);
+        self.tags.copy_within(at..used, at + 1);
+        self.nodes[at] = node;
+        self.tags[at] = tag;
+    }
+
+    /// Remove cell `at`, moving the cells after it one place down.
+    #[inline(always)]
+    fn remove_cell(&mut self, at: usize) {
+        let used = self.used();
+        self.nodes.copy_within(at + 1..used, at);
+        self.tags.copy_within(at + 1..used, at);
+    }
+}
+
+/// The chains of a table's buckets in groups (see the module doc).
+#[derive(Debug, Clone)]
+pub struct GroupedChains {
+    groups: Vec<Group>,
+    /// Overflow groups, linked from a group's `more`.
+    overflow: Vec<Group>,
+    /// Free overflow groups.
+    free: Vec<u32>,
+    buckets: u32,
+}
+
+/// Where a group lives: a main group or an overflow one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    Main(usize),
+    More(usize),
+}
+
+impl GroupedChains {
+    /// Empty chains for `buckets` buckets.
+    pub fn new(buckets: u32) -> GroupedChains {
+        let buckets = buckets.max(1);
+        let n = (buckets as usize).div_ceil(BUCKETS_PER_GROUP);
+        GroupedChains {
+            groups: vec![Group::EMPTY; n],
+            overflow: Vec::new(),
+            free: Vec::new(),
+            buckets,
+        }
+    }
+
+    /// Number of buckets.
+    pub fn buckets(&self) -> u32 {
+        self.buckets
+    }
+
+    /// The group of `bucket`, and the bucket's slot in it.
+    #[inline(always)]
+    fn place(bucket: u32) -> (usize, usize) {
+        let b = bucket as usize;
+        (b / BUCKETS_PER_GROUP, b % BUCKETS_PER_GROUP)
+    }
+
+    fn group(&self, at: At) -> &Group {
+        match at {
+            At::Main(i) => &self.groups[i],
+            At::More(i) => &self.overflow[i],
+        }
+    }
+
+    fn group_mut(&mut self, at: At) -> &mut Group {
+        match at {
+            At::Main(i) => &mut self.groups[i],
+            At::More(i) => &mut self.overflow[i],
+        }
+    }
+
+    /// The group after `at` in its overflow list.
+    fn next(&self, at: At) -> Option<At> {
+        let more = self.group(at).more;
+        (more != NONE).then_some(At::More(more as usize))
+    }
+
+    /// An empty overflow group's index.
+    fn new_overflow(&mut self) -> u32 {
+        if let Some(i) = self.free.pop() {
+            self.overflow[i as usize] = Group::EMPTY;
+            i
+        } else {
+            self.overflow.push(Group::EMPTY);
+            (self.overflow.len() - 1) as u32
+        }
+    }
+
+    /// Link `node` (with hash tag `tag`) at the front of `bucket`'s chain (kernel
+    /// `hlist_nulls_add_head_rcu`). A bucket out of range is ignored.
+    pub fn insert_front(&mut self, bucket: u32, node: u32, tag: u16) {
+        if bucket >= self.buckets {
+            return;
+        }
+        let (g, j) = Self::place(bucket);
+        let mut at = At::Main(g);
+        let (mut node, mut tag, mut slot) = (node, tag, j);
+        // Insert at the front of slot `slot`'s cells of group `at`; a full group
+        // hands its last cell on to the front of that cell's bucket in the next group,
+        // which keeps every bucket's order: its cells here, then there.
+        loop {
+            let grp = self.group(at);
+            let full = grp.used() == CELLS;
+            let spill = full.then(|| {
+                let last = (0..BUCKETS_PER_GROUP)
+                    .rev()
+                    .find(|&i| grp.count(i) > 0)
+                    .unwrap_or(0);
+                (grp.nodes[CELLS - 1], grp.tags[CELLS - 1], last)
+            });
+            if let Some((_, _, last)) = spill {
+                let grp = self.group_mut(at);
+                let n = grp.count(last);
+                grp.set_count(last, n - 1);
+            }
+            let grp = self.group_mut(at);
+            let start = grp.start(slot);
+            grp.insert_cell(start, node, tag);
+            let n = grp.count(slot);
+            grp.set_count(slot, n + 1);
+            let Some((n2, t2, s2)) = spill else {
+                return;
+            };
+            let next = match self.next(at) {
+                Some(next) => next,
+                None => {
+                    let i = self.new_overflow();
+                    let alive = self.group(at).alive;
+                    self.group_mut(At::More(i as usize)).alive = alive;
+                    self.group_mut(at).more = i;
+                    At::More(i as usize)
+                }
+            };
+            (node, tag, slot, at) = (n2, t2, s2, next);
+        }
+    }
+
+    /// Unlink `node` from `bucket`'s chain; whether it was there.
+    pub fn remove(&mut self, bucket: u32, node: u32) -> bool {
+        if bucket >= self.buckets {
+            return false;
+        }
+        let (g, j) = Self::place(bucket);
+        let mut at = At::Main(g);
+        let mut prev = None;
+        loop {
+            let grp = self.group(at);
+            let start = grp.start(j);
+            let n = grp.count(j);
+            if let Some(k) = grp.nodes[start..start + n].iter().position(|&x| x == node) {
+                let grp = self.group_mut(at);
+                grp.remove_cell(start + k);
+                grp.set_count(j, n - 1);
+                self.refill(at);
+                // An overflow group left empty (the last of its list) is given back.
+                if let (Some(p), At::More(i)) = (prev, at) {
+                    if self.group(at).used() == 0 {
+                        let more = self.group(at).more;
+                        self.group_mut(p).more = more;
+                        self.free.push(i as u32);
+                    }
+                }
+                return true;
+            }
+            prev = Some(at);
+            match self.next(at) {
+                Some(next) => at = next,
+                None => return false,
+            }
+        }
+    }
+
+    /// After a cell of group `at` was freed: down the overflow list, each group with a
+    /// free cell takes the next group's first cell of some bucket to the end of that
+    /// bucket's cells (it follows them in the chain); an overflow group left empty is
+    /// given back. So a group with an overflow group is always full.
+    fn refill(&mut self, mut at: At) {
+        while let Some(next) = self.next(at) {
+            if self.group(at).used() < CELLS {
+                let nxt = self.group(next);
+                if let Some(j) = (0..BUCKETS_PER_GROUP).find(|&i| nxt.count(i) > 0) {
+                    let s = nxt.start(j);
+                    let (node, tag, n) = (nxt.nodes[s], nxt.tags[s], nxt.count(j));
+                    let nxt = self.group_mut(next);
+                    nxt.remove_cell(s);
+                    nxt.set_count(j, n - 1);
+                    let grp = self.group_mut(at);
+                    let end = grp.start(j) + grp.count(j);
+                    grp.insert_cell(end, node, tag);
+                    let c = grp.count(j);
+                    grp.set_count(j, c + 1);
+                }
+            }
+            if self.group(next).used() == 0 {
+                let more = self.group(next).more;
+                if let At::More(i) = next {
+                    self.free.push(i as u32);
+                }
+                self.group_mut(at).more = more;
+                continue;
+            }
+            at = next;
+        }
+    }
+
+    /// `bucket`'s chain in order: (node, tag) of each.
+    pub fn chain(&self, bucket: u32) -> impl Iterator<Item = (u32, u16)> + '_ {
+        let (g, j) = Self::place(bucket);
+        let mut at = (bucket < self.buckets).then_some(At::Main(g));
+        let mut k = 0;
+        core::iter::from_fn(move || loop {
+            let cur = at?;
+            let grp = self.group(cur);
+            if k < grp.count(j) {
+                let c = grp.start(j) + k;
+                k += 1;
+                return Some((grp.nodes[c], grp.tags[c]));
+            }
+            at = self.next(cur);
+            k = 0;
+        })
+    }
+
+    /// Length of `bucket`'s chain.
+    pub fn chain_len(&self, bucket: u32) -> usize {
+        let (g, j) = Self::place(bucket);
+        if bucket >= self.buckets {
+            return 0;
+        }
+        let mut at = Some(At::Main(g));
+        let mut n = 0;
+        while let Some(cur) = at {
+            n += self.group(cur).count(j);
+            at = self.next(cur);
+        }
+        n
+    }
+
+    /// The lower bound of the deadlines of `bucket`'s group's nodes (0: none known).
+    pub fn alive(&self, bucket: u32) -> u32 {
+        let (g, _) = Self::place(bucket);
+        self.groups.get(g).map_or(0, |x| x.alive)
+    }
+
+    /// Lower the bound of `bucket`'s group (and its overflow groups) to `bound` if it is
+    /// above: a node linked there, or one whose deadline dropped.
+    pub fn lower_alive(&mut self, bucket: u32, bound: u32) {
+        let (g, _) = Self::place(bucket);
+        let mut at = (bucket < self.buckets).then_some(At::Main(g));
+        while let Some(cur) = at {
+            let grp = self.group_mut(cur);
+            grp.alive = grp.alive.min(bound);
+            at = self.next(cur);
+        }
+    }
+
+    /// Set the bound of `bucket`'s group and its overflow groups: the caller read every
+    /// node of [`GroupedChains::nodes_of_group`] and `bound` is at most all their
+    /// deadlines.
+    pub fn set_alive(&mut self, bucket: u32, bound: u32) {
+        let (g, _) = Self::place(bucket);
+        let mut at = (bucket < self.buckets).then_some(At::Main(g));
+        while let Some(cur) = at {
+            self.group_mut(cur).alive = bound;
+            at = self.next(cur);
+        }
+    }
+
+    /// Forget every bound (0 everywhere): what they were bounds of changed (e.g. the
+    /// timeouts).
+    pub fn forget_alive(&mut self) {
+        for g in self.groups.iter_mut().chain(self.overflow.iter_mut()) {
+            g.alive = 0;
+        }
+    }
+
+    /// Every node of `bucket`'s group and its overflow groups (all its buckets).
+    pub fn nodes_of_group(&self, bucket: u32) -> Vec<u32> {
+        let (g, _) = Self::place(bucket);
+        let mut out = Vec::new();
+        let mut at = (bucket < self.buckets).then_some(At::Main(g));
+        while let Some(cur) = at {
+            let grp = self.group(cur);
+            out.extend_from_slice(&grp.nodes[..grp.used()]);
+            at = self.next(cur);
+        }
+        out
+    }
+
+    /// Hint the CPU to fetch `bucket`'s group line (a batch's first stage).
+    #[inline]
+    pub fn prefetch(&self, bucket: u32) {
+        let (g, _) = Self::place(bucket);
+        crate::table::prefetch_read(self.groups.as_ptr().wrapping_add(g));
+    }
+
+    /// The first node of `bucket`'s chain carrying `tag`, and its position in the
+    /// chain: a lookup's candidate (the caller compares its entry's tuple, and reads
+    /// the entries of the nodes in front of it unless the group's bound is ahead).
+    #[inline]
+    pub fn first_tagged(&self, bucket: u32, tag: u16) -> Option<(u32, usize)> {
+        let (g, j) = Self::place(bucket);
+        let mut grp = self.groups.get(g)?;
+        let mut pos = 0;
+        loop {
+            let (start, n) = (grp.start(j), grp.count(j));
+            let tags = grp.tags.get(start..start + n)?;
+            if let Some(k) = tags.iter().position(|&t| t == tag) {
+                return Some((*grp.nodes.get(start + k)?, pos + k));
+            }
+            pos += n;
+            grp = self.overflow.get(usize::try_from(grp.more).ok()?)?;
+        }
+    }
+
+    /// Bytes of heap held: the groups, the overflow pool and its free list.
+    pub fn memory_bytes(&self) -> usize {
+        (self.groups.capacity() + self.overflow.capacity()) * size_of::<Group>()
+            + self.free.capacity() * size_of::<u32>()
+    }
+
+    /// Overflow groups in use.
+    pub fn overflow_groups(&self) -> usize {
+        self.overflow.len() - self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    /// Every bucket's chain equals the model's (front = newest), and the lengths and
+    /// group node lists agree with it.
+    fn check(c: &GroupedChains, model: &[VecDeque<(u32, u16)>]) {
+        for (b, chain) in model.iter().enumerate() {
+            let got: Vec<_> = c.chain(b as u32).collect();
+            let want: Vec<_> = chain.iter().copied().collect();
+            assert_eq!(got, want, "bucket {b}");
+            assert_eq!(c.chain_len(b as u32), want.len(), "bucket {b}");
+        }
+        for g in 0..model.len().div_ceil(BUCKETS_PER_GROUP) {
+            let first = g * BUCKETS_PER_GROUP;
+            let mut want: Vec<u32> = model[first..(first + BUCKETS_PER_GROUP).min(model.len())]
+                .iter()
+                .flatten()
+                .map(|&(n, _)| n)
+                .collect();
+            let mut got = c.nodes_of_group(first as u32);
+            want.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, want, "group {g}");
+        }
+    }
+
+    #[test]
+    fn a_group_is_one_cache_line() {
+        assert_eq!(size_of::<Group>(), 64);
+        assert_eq!(align_of::<Group>(), 64);
+    }
+
+    /// Random links and unlinks on few buckets (long chains, many overflow groups):
+    /// the chains keep the kernel's order, and overflow groups are given back.
+    #[test]
+    fn chains_keep_their_order_through_links_unlinks_and_overflow() {
+        for (buckets, ops, seed) in [
+            (1u32, 3000, 1u64),
+            (6, 6000, 2),
+            (13, 8000, 3),
+            (64, 8000, 4),
+        ] {
+            let mut next = rng(seed);
+            let mut c = GroupedChains::new(buckets);
+            let mut model = vec![VecDeque::new(); buckets as usize];
+            let mut live: Vec<(u32, u32)> = Vec::new();
+            let mut id = 0u32;
+            let mut most_overflow = 0;
+            for op in 0..ops {
+                // Grow for the first half, then shrink: chains long, then empty.
+                let grow = op < ops / 2;
+                if live.is_empty() || next().is_multiple_of(3) != grow {
+                    let b = (next() % u64::from(buckets)) as u32;
+                    let tag = next() as u16 | 1;
+                    c.insert_front(b, id, tag);
+                    model[b as usize].push_front((id, tag));
+                    live.push((b, id));
+                    id += 1;
+                } else {
+                    let (b, n) = live.swap_remove((next() % live.len() as u64) as usize);
+                    assert!(c.remove(b, n));
+                    let m = &mut model[b as usize];
+                    let at = m.iter().position(|&(x, _)| x == n).expect("in the model");
+                    m.remove(at);
+                }
+                most_overflow = most_overflow.max(c.overflow_groups());
+                if op % 97 == 0 {
+                    check(&c, &model);
+                }
+            }
+            check(&c, &model);
+            assert!(most_overflow > 0, "the test reached overflow groups");
+            for (b, n) in live.drain(..) {
+                assert!(c.remove(b, n));
+                let m = &mut model[b as usize];
+                let at = m.iter().position(|&(x, _)| x == n).expect("in the model");
+                m.remove(at);
+            }
+            check(&c, &model);
+            assert_eq!(c.overflow_groups(), 0, "every overflow group given back");
+        }
+    }
+
+    /// `first_tagged` is the chain's first node with the tag, and its position.
+    #[test]
+    fn first_tagged_is_the_first_in_chain_order() {
+        let mut c = GroupedChains::new(8);
+        let mut next = rng(9);
+        let mut model = vec![Vec::new(); 8];
+        for n in 0..200u32 {
+            let b = (next() % 8) as u32;
+            let tag = (next() % 5) as u16;
+            c.insert_front(b, n, tag);
+            model[b as usize].insert(0, (n, tag));
+        }
+        assert!(c.overflow_groups() > 0);
+        for (b, chain) in model.iter().enumerate() {
+            for tag in 0..6u16 {
+                let want = chain
+                    .iter()
+                    .position(|&(_, t)| t == tag)
+                    .map(|i| (chain[i].0, i));
+                assert_eq!(c.first_tagged(b as u32, tag), want, "bucket {b} tag {tag}");
+            }
+        }
+        assert_eq!(c.first_tagged(99, 0), None);
+    }
+
+    #[test]
+    fn removing_what_is_not_there_changes_nothing() {
+        let mut c = GroupedChains::new(8);
+        c.insert_front(3, 7, 1);
+        assert!(!c.remove(3, 8));
+        assert!(!c.remove(2, 7));
+        assert!(!c.remove(99, 7));
+        c.insert_front(99, 5, 1);
+        assert_eq!(c.chain(3).collect::<Vec<_>>(), vec![(7, 1)]);
+        assert_eq!(c.chain_len(99), 0);
+        assert!(c.remove(3, 7));
+        assert_eq!(c.chain_len(3), 0);
+    }
+
+    /// The bound is per group: lowered by the smaller value, shared with the group's
+    /// overflow groups, set after a scan, forgotten everywhere at once.
+    #[test]
+    fn the_deadline_bound_follows_its_group() {
+        let mut c = GroupedChains::new(16);
+        assert_eq!(c.alive(0), 0);
+        c.set_alive(0, 100);
+        assert_eq!(c.alive(3), 100, "same group");
+        assert_eq!(c.alive(4), 0, "next group");
+        c.lower_alive(1, 150);
+        assert_eq!(c.alive(0), 100);
+        c.lower_alive(2, 40);
+        assert_eq!(c.alive(0), 40);
+        // Fill group 0 past its cells: the overflow group inherits the bound.
+        for n in 0..(CELLS as u32 + 3) {
+            c.insert_front(n % 4, n, 1);
+        }
+        assert!(c.overflow_groups() > 0);
+        c.set_alive(0, 70);
+        c.lower_alive(0, 60);
+        let mut at = Some(At::Main(0));
+        while let Some(cur) = at {
+            assert_eq!(c.group(cur).alive, 60);
+            at = c.next(cur);
+        }
+        c.forget_alive();
+        assert_eq!(c.alive(0), 0);
+        assert_eq!(c.nodes_of_group(2).len(), CELLS + 3);
+    }
+}
