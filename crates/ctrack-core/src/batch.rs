@@ -101,6 +101,7 @@ impl Conntrack {
         F: FnMut(usize, &Tracked, &mut Conntrack) -> Next,
     {
         let zone: Zone = zone.into();
+        self.table.observe(now);
         // Packets are hashed with the zone's original-direction id (their own tuple is
         // looked up as an original tuple first), predicted replies with its reply id.
         let (zid, rzid) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));

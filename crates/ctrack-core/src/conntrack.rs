@@ -281,11 +281,12 @@ pub struct Conntrack {
 impl Conntrack {
     /// A new, empty conntrack.
     pub fn new(cfg: Config) -> Conntrack {
-        let table = Table::with_capacity(
+        let mut table = Table::with_capacity(
             cfg.sysctls.buckets(),
             cfg.seed,
             cfg.sysctls.nf_conntrack_max,
         );
+        table.set_timeouts(&cfg.sysctls);
         Conntrack {
             sysctls: cfg.sysctls,
             table,
@@ -318,7 +319,20 @@ impl Conntrack {
         // found again.
         self.table.taint_changes();
         self.zero_timeout = None;
+        // The timeouts may change: the chains' deadline bounds are off until the next
+        // lookup takes the new ones (`keep_bound`).
+        self.table.suspend_bounds();
         &mut self.sysctls
+    }
+
+    /// Before a lookup at `now` in the bucket of hash `h`: the table's deadline bounds
+    /// kept true (with the timeouts of the sysctls as they are, after a change).
+    #[inline(always)]
+    fn keep_bound(&mut self, h: u64, now: Instant) {
+        if self.table.bounds_suspended() {
+            self.table.set_timeouts(&self.sysctls);
+        }
+        self.table.keep_bound(h, now);
     }
 
     /// Whether a sysctl timeout is 0 (cached until the sysctls may change).
@@ -491,6 +505,7 @@ impl Conntrack {
         hook: Hook,
         zone: impl Into<Zone>,
     ) -> Tracked {
+        self.table.observe(now);
         self.track_hinted(now, data, hook, zone.into(), None)
     }
 
@@ -506,6 +521,7 @@ impl Conntrack {
         zone: impl Into<Zone>,
         hint: Option<crate::lookahead::FlowHint>,
     ) -> Tracked {
+        self.table.observe(now);
         let zone = zone.into();
         let hint = hint.filter(|h| h.is_for(data) && zone.id_for(Dir::Original) == 0);
         if let (Some(h), Some((pkt, tuple))) = (hint, Parsed::udp4(data)) {
@@ -925,6 +941,7 @@ impl Conntrack {
         if zone.id_for(Dir::Original) != zone.id_for(Dir::Reply) {
             return Express::No;
         }
+        self.keep_bound(hash, now);
         let Some(found) = self.table.find_clean(tuple, zone, hash, now) else {
             return Express::No;
         };
@@ -1093,6 +1110,7 @@ impl Conntrack {
     /// The packet reached the confirm hook (POST_ROUTING or LOCAL_IN, priority INT_MAX):
     /// insert its entry if new (ORIGINAL direction only), then deliver cached events.
     pub fn confirm(&mut self, now: Instant, t: &Tracked) -> Confirmed {
+        self.table.observe(now);
         self.confirm_hinted(now, t, || None)
     }
 
@@ -1174,7 +1192,7 @@ impl Conntrack {
     /// cached and delivered.
     #[inline(always)]
     fn insert(&mut self, now: Instant, id: EntryId, h: [u64; 2]) -> Confirmed {
-        self.table.link_hashed(id, h);
+        self.table.link_hashed(id, h, Some(now));
         if let Some(e) = self.table.get_mut(id) {
             e.status.set(Status::CONFIRMED);
             if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
@@ -1317,7 +1335,7 @@ impl Conntrack {
                             // No NEW event: the kernel caches none for the loser.
                             e.ecache = 0;
                         }
-                        self.table.link_reply_only(id, h1);
+                        self.table.link_reply_only(id, h1, now);
                         self.stats.clash_resolve += 1;
                         return Confirmed::ReplyOnly;
                     }
@@ -1498,6 +1516,7 @@ impl Conntrack {
         h: u64,
         now: Instant,
     ) -> Option<(EntryId, Dir)> {
+        self.keep_bound(h, now);
         // The common walk meets no expired node: no list to fill.
         if let Some(r) = self.table.find_clean(t, zone, h, now) {
             return r;

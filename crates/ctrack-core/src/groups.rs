@@ -45,7 +45,8 @@ pub struct Group {
     /// Cells per bucket of the group, [`COUNT_BITS`] bits each, bucket 0 lowest.
     counts: u16,
     /// A lower bound of every node's deadline in this group and its overflow groups,
-    /// in the caller's coarse units (0: none known).
+    /// in the caller's coarse units (0: none known; `u32::MAX` for a group that never
+    /// held a node).
     alive: u32,
     /// The overflow group (an index into the overflow pool), or [`NONE`].
     more: u32,
@@ -60,7 +61,8 @@ impl Group {
         nodes: [0; CELLS],
         tags: [0; CELLS],
         counts: 0,
-        alive: 0,
+        // No node: every node's deadline is above any bound.
+        alive: u32::MAX,
         more: NONE,
     };
 
@@ -78,10 +80,14 @@ impl Group {
         self.counts = (self.counts & !mask) | ((n as u16) << shift & mask);
     }
 
-    /// The first cell of bucket slot `j`.
+    /// The first cell of bucket slot `j` (0..=BUCKETS_PER_GROUP): the counts below it
+    /// summed in one multiply (each partial sum is at most [`CELLS`], so no nibble
+    /// carries into the next).
     #[inline(always)]
     fn start(&self, j: usize) -> usize {
-        (0..j).map(|i| self.count(i)).sum()
+        let mask = (1u32 << (j as u32 * COUNT_BITS)) - 1;
+        let below = u32::from(self.counts) & mask;
+        ((below * 0x1111) >> 12 & 0xf) as usize
     }
 
     /// Cells in use.
@@ -107,6 +113,39 @@ impl Group {
         let used = self.used();
         self.nodes.copy_within(at + 1..used, at);
         self.tags.copy_within(at + 1..used, at);
+    }
+}
+
+/// A bucket's chain in order ([`GroupedChains::chain`]): (node, tag) of each.
+#[derive(Debug, Clone)]
+pub struct Chain<'a> {
+    overflow: &'a [Group],
+    grp: Option<&'a Group>,
+    /// The bucket's slot in its groups.
+    j: usize,
+    /// The next cell, and the end of the bucket's cells, in `grp`.
+    k: usize,
+    end: usize,
+}
+
+impl Iterator for Chain<'_> {
+    type Item = (u32, u16);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u32, u16)> {
+        loop {
+            let g = self.grp?;
+            if self.k < self.end {
+                let c = self.k;
+                self.k += 1;
+                return Some((*g.nodes.get(c)?, *g.tags.get(c)?));
+            }
+            self.grp = self.overflow.get(g.more as usize);
+            if let Some(g) = self.grp {
+                self.k = g.start(self.j);
+                self.end = self.k + g.count(self.j);
+            }
+        }
     }
 }
 
@@ -302,21 +341,22 @@ impl GroupedChains {
     }
 
     /// `bucket`'s chain in order: (node, tag) of each.
-    pub fn chain(&self, bucket: u32) -> impl Iterator<Item = (u32, u16)> + '_ {
+    #[inline]
+    pub fn chain(&self, bucket: u32) -> Chain<'_> {
         let (g, j) = Self::place(bucket);
-        let mut at = (bucket < self.buckets).then_some(At::Main(g));
-        let mut k = 0;
-        core::iter::from_fn(move || loop {
-            let cur = at?;
-            let grp = self.group(cur);
-            if k < grp.count(j) {
-                let c = grp.start(j) + k;
-                k += 1;
-                return Some((grp.nodes[c], grp.tags[c]));
-            }
-            at = self.next(cur);
-            k = 0;
-        })
+        let grp = if bucket < self.buckets {
+            self.groups.get(g)
+        } else {
+            None
+        };
+        let (k, end) = grp.map_or((0, 0), |x| (x.start(j), x.start(j) + x.count(j)));
+        Chain {
+            overflow: &self.overflow,
+            grp,
+            j,
+            k,
+            end,
+        }
     }
 
     /// Length of `bucket`'s chain.
@@ -562,10 +602,10 @@ mod tests {
     #[test]
     fn the_deadline_bound_follows_its_group() {
         let mut c = GroupedChains::new(16);
-        assert_eq!(c.alive(0), 0);
+        assert_eq!(c.alive(0), u32::MAX, "no node yet");
         c.set_alive(0, 100);
         assert_eq!(c.alive(3), 100, "same group");
-        assert_eq!(c.alive(4), 0, "next group");
+        assert_eq!(c.alive(4), u32::MAX, "next group");
         c.lower_alive(1, 150);
         assert_eq!(c.alive(0), 100);
         c.lower_alive(2, 40);

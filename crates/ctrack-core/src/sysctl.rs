@@ -85,6 +85,17 @@ macro_rules! sysctls {
                 false $( || ($expected == SECS && self.$name as u64 == 0) )*
             }
 
+            /// The shortest timeout (s) among the timeout sysctls whose name starts with
+            /// `prefix` (every one for `""`); `None` when there is none.
+            pub fn shortest_timeout(&self, prefix: &str) -> Option<u64> {
+                let mut min: Option<u64> = None;
+                $( if $expected == SECS && stringify!($name).starts_with(prefix) {
+                    let v = self.$name as u64;
+                    min = Some(min.map_or(v, |m| m.min(v)));
+                } )*
+                min
+            }
+
             /// Read a sysctl by name.
             pub fn get(&self, name: &str) -> Option<u64> {
                 match name {
