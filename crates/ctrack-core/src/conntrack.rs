@@ -328,11 +328,17 @@ impl Conntrack {
     /// Before a lookup at `now` in the bucket of hash `h`: the table's deadline bounds
     /// kept true (with the timeouts of the sysctls as they are, after a change).
     #[inline(always)]
-    fn keep_bound(&mut self, h: u64, now: Instant) {
+    fn find_kept(
+        &mut self,
+        t: &Tuple,
+        zone: Zone,
+        h: u64,
+        now: Instant,
+    ) -> Option<Option<(EntryId, Dir)>> {
         if self.table.bounds_suspended() {
             self.table.set_timeouts(&self.sysctls);
         }
-        self.table.keep_bound(h, now);
+        self.table.find_kept(t, zone, h, now)
     }
 
     /// Whether a sysctl timeout is 0 (cached until the sysctls may change).
@@ -941,8 +947,7 @@ impl Conntrack {
         if zone.id_for(Dir::Original) != zone.id_for(Dir::Reply) {
             return Express::No;
         }
-        self.keep_bound(hash, now);
-        let Some(found) = self.table.find_clean(tuple, zone, hash, now) else {
+        let Some(found) = self.find_kept(tuple, zone, hash, now) else {
             return Express::No;
         };
         let Some((id, dir)) = found else {
@@ -1516,9 +1521,8 @@ impl Conntrack {
         h: u64,
         now: Instant,
     ) -> Option<(EntryId, Dir)> {
-        self.keep_bound(h, now);
         // The common walk meets no expired node: no list to fill.
-        if let Some(r) = self.table.find_clean(t, zone, h, now) {
+        if let Some(r) = self.find_kept(t, zone, h, now) {
             return r;
         }
         let mut expired = std::mem::take(&mut self.expired);

@@ -100,19 +100,30 @@ impl Group {
     /// (the group must have a free cell).
     #[inline(always)]
     fn insert_cell(&mut self, at: usize, node: u32, tag: u16) {
-        let used = self.used();
-        self.nodes.copy_within(at..used, at + 1);
-        self.tags.copy_within(at..used, at + 1);
-        self.nodes[at] = node;
-        self.tags[at] = tag;
+        // Over every cell (a fixed count the compiler unrolls; `copy_within` of a
+        // few bytes was a call to `memmove`). Cells past those in use hold nothing.
+        let (nodes, tags) = (self.nodes, self.tags);
+        for i in 1..CELLS {
+            if i > at {
+                self.nodes[i] = nodes[i - 1];
+                self.tags[i] = tags[i - 1];
+            }
+        }
+        if let (Some(n), Some(t)) = (self.nodes.get_mut(at), self.tags.get_mut(at)) {
+            (*n, *t) = (node, tag);
+        }
     }
 
     /// Remove cell `at`, moving the cells after it one place down.
     #[inline(always)]
     fn remove_cell(&mut self, at: usize) {
-        let used = self.used();
-        self.nodes.copy_within(at + 1..used, at);
-        self.tags.copy_within(at + 1..used, at);
+        let (nodes, tags) = (self.nodes, self.tags);
+        for i in 0..CELLS - 1 {
+            if i >= at {
+                self.nodes[i] = nodes[i + 1];
+                self.tags[i] = tags[i + 1];
+            }
+        }
     }
 }
 
@@ -409,6 +420,17 @@ impl GroupedChains {
     pub fn forget_alive(&mut self) {
         for g in self.groups.iter_mut().chain(self.overflow.iter_mut()) {
             g.alive = 0;
+        }
+    }
+
+    /// `f` of every node of `bucket`'s group and its overflow groups (all its buckets).
+    pub fn for_each_in_group(&self, bucket: u32, mut f: impl FnMut(u32)) {
+        let (g, _) = Self::place(bucket);
+        let mut at = (bucket < self.buckets).then_some(At::Main(g));
+        while let Some(cur) = at {
+            let grp = self.group(cur);
+            grp.nodes[..grp.used()].iter().for_each(|&n| f(n));
+            at = self.next(cur);
         }
     }
 

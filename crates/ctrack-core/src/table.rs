@@ -422,9 +422,12 @@ impl Table {
             Some(old) => core::array::from_fn(|i| old[i].min(new[i])),
             None => new,
         };
+        // The first setting needs no forgetting: no bound was kept with another.
+        if self.floor.is_some() {
+            self.chains.forget_alive();
+        }
         self.floor = Some(merged);
         self.shortest = Some(merged);
-        self.chains.forget_alive();
     }
 
     /// Turn the deadline bounds off (the timeouts are about to change) until the next
@@ -500,13 +503,13 @@ impl Table {
             return;
         }
         let mut bound = u32::MAX;
-        for node in self.chains.nodes_of_group(bucket) {
+        self.chains.for_each_in_group(bucket, |node| {
             let b = match self.slots.get((node / 2) as usize) {
                 Some(Some(e)) => self.bound_of(e, now),
                 _ => 0,
             };
             bound = bound.min(b);
-        }
+        });
         self.chains.set_alive(bucket, bound);
     }
 
@@ -826,6 +829,40 @@ impl Table {
         if !self.none_expired(bucket, now) {
             return self.walk_find_cold(t, zone, h, now);
         }
+        self.find_fresh(t, zone, h, bucket)
+    }
+
+    /// [`Table::keep_bound`] then [`Table::find_clean`], the bucket found once: the
+    /// lookup of a packet whose result may refresh an entry.
+    #[inline(always)]
+    pub fn find_kept(
+        &mut self,
+        t: &Tuple,
+        zone: Zone,
+        h: u64,
+        now: Instant,
+    ) -> Option<Option<(EntryId, Dir)>> {
+        self.observe(now);
+        let bucket = self.bucket_of_hash(h);
+        if !self.none_expired(bucket, now) {
+            self.renew_bound(bucket, now);
+            if !self.none_expired(bucket, now) {
+                return self.walk_find_cold(t, zone, h, now);
+            }
+        }
+        self.find_fresh(t, zone, h, bucket)
+    }
+
+    /// The lookup in `bucket` (of hash `h`) when its group holds no node expired at
+    /// the lookup's time.
+    #[inline(always)]
+    fn find_fresh(
+        &self,
+        t: &Tuple,
+        zone: Zone,
+        h: u64,
+        bucket: u32,
+    ) -> Option<Option<(EntryId, Dir)>> {
         // No node of the group expired at `now`: only the nodes with the tag are read.
         let tag = tag_of(h);
         for (node, ntag) in self.chains.chain(bucket) {
