@@ -447,6 +447,31 @@ impl GroupedChains {
         out
     }
 
+    /// The first `Some` of `f` over `bucket`'s nodes carrying `tag`, in chain order
+    /// (each group's cells taken as one slice: no check per cell).
+    #[inline(always)]
+    pub fn find_tagged<R>(
+        &self,
+        bucket: u32,
+        tag: u16,
+        mut f: impl FnMut(u32) -> Option<R>,
+    ) -> Option<R> {
+        let (g, j) = Self::place(bucket);
+        let mut grp = self.groups.get(g)?;
+        loop {
+            let (start, end) = (grp.start(j), grp.start(j) + grp.count(j));
+            let (nodes, tags) = (grp.nodes.get(start..end)?, grp.tags.get(start..end)?);
+            for (&node, &t) in nodes.iter().zip(tags) {
+                if t == tag {
+                    if let Some(r) = f(node) {
+                        return Some(r);
+                    }
+                }
+            }
+            grp = self.overflow.get(grp.more as usize)?;
+        }
+    }
+
     /// Hint the CPU to fetch `bucket`'s group line (a batch's first stage).
     #[inline]
     pub fn prefetch(&self, bucket: u32) {
@@ -469,7 +494,7 @@ impl GroupedChains {
                 return Some((*grp.nodes.get(start + k)?, pos + k));
             }
             pos += n;
-            grp = self.overflow.get(usize::try_from(grp.more).ok()?)?;
+            grp = self.overflow.get(grp.more as usize)?;
         }
     }
 

@@ -28,12 +28,7 @@ const MAX_RESERVE: u32 = 1 << 22;
 /// Handle of an entry in the table (slab index). Valid until the entry is freed.
 pub type EntryId = u32;
 
-/// How an entry is linked (`Table::state`).
-const UNLINKED: u8 = 0;
-/// Both nodes in their chains.
-const LINKED: u8 = 1;
-/// Only the reply node (a NAT clash's loser, see [`Table::link_reply_only`]).
-const REPLY_ONLY: u8 = 2;
+use crate::status::Status;
 
 /// Nanoseconds per unit of the groups' deadline bounds, as a shift: 2^24 ns (~16.8 ms);
 /// a u32 of them spans ~2.3 years from the table's epoch.
@@ -261,18 +256,21 @@ pub enum TagWalk {
 /// entry id * 2 + direction and a hash tag) plus a slab of entries.
 pub struct Table {
     chains: GroupedChains,
+    /// The entries. One is linked exactly when its status has CONFIRMED (the kernel's
+    /// meaning: in the hash), under its reply tuple alone when NAT_CLASH too (see
+    /// [`Table::link_reply_only`]): the entry's own line says it, no array apart.
     slots: Vec<Option<Entry>>,
-    /// Per entry, how it is linked: [`UNLINKED`], [`LINKED`] or [`REPLY_ONLY`].
-    state: Vec<u8>,
     free: Vec<u32>,
     hasher: FlowHasher,
     /// Allocated entries, including unconfirmed ones (kernel `nf_conntrack_count`).
     count: u32,
     /// The time the groups' deadline bounds count from (ns), set at the first link.
     epoch: Option<u64>,
-    /// The latest time a lookup was made at (ns): a bound is kept true only while
-    /// time goes forward (see [`Table::keep_bound`]).
+    /// The latest time the engine worked at (ns): a bound is kept true only while
+    /// time goes forward (see [`Table::observe`]).
     latest: u64,
+    /// [`Table::coarse_ns`] of `latest`.
+    latest_coarse: u32,
     /// Per protocol class ([`class_of`]), the shortest timeout (ns) a refresh can give
     /// an entry: never raised over the table's life (an entry may keep a timeout of
     /// an older setting). `None` until [`Table::set_timeouts`], and between
@@ -312,10 +310,10 @@ impl Table {
         Table {
             chains: GroupedChains::new(buckets.max(1)),
             slots,
-            state: Vec::with_capacity(reserve),
             free: Vec::new(),
             epoch: None,
             latest: 0,
+            latest_coarse: 0,
             shortest: None,
             floor: None,
             hasher: FlowHasher::new(seed),
@@ -362,7 +360,7 @@ impl Table {
             * size_of::<crate::entry::Extensions>()
             + entries().filter(|e| e.is_wide()).count() * Entry::WIDE_BYTES;
         self.chains.memory_bytes()
-            + self.slots.len() * (size_of::<Option<Entry>>() + 1)
+            + self.slots.len() * size_of::<Option<Entry>>()
             + self.free.capacity() * size_of::<u32>()
             + ext
     }
@@ -372,13 +370,11 @@ impl Table {
     #[inline(always)]
     pub fn alloc(&mut self, entry: Entry) -> EntryId {
         self.count += 1;
-        // A freed id's state was reset by its unlink.
         if let Some(id) = self.free.pop() {
             self.slots[id as usize] = Some(entry);
             id
         } else {
             self.slots.push(Some(entry));
-            self.state.push(UNLINKED);
             (self.slots.len() - 1) as u32
         }
     }
@@ -454,7 +450,13 @@ impl Table {
     /// bound (at most every node's deadline) is past `now`'s unit.
     #[inline(always)]
     fn none_expired(&self, bucket: u32, now: Instant) -> bool {
-        self.coarse_ns(now.as_nanos()) < self.chains.alive(bucket)
+        let ns = now.as_nanos();
+        let c = if ns == self.latest {
+            self.latest_coarse
+        } else {
+            self.coarse_ns(ns)
+        };
+        c < self.chains.alive(bucket)
     }
 
     /// A bound for entry `e`'s nodes at `now`: at most its deadline, and at most `now`
@@ -489,10 +491,14 @@ impl Table {
     #[inline(always)]
     pub fn observe(&mut self, now: Instant) {
         let ns = now.as_nanos();
+        if ns == self.latest {
+            return;
+        }
         if ns < self.latest {
             self.chains.forget_alive();
         }
         self.latest = ns;
+        self.latest_coarse = self.coarse_ns(ns);
     }
 
     /// Set the bound of `bucket`'s group from every node's entry in it.
@@ -521,6 +527,7 @@ impl Table {
         if self.epoch.is_none() {
             // Bounds count from a little before the first link.
             self.epoch = Some(now.map_or(0, |n| n.as_nanos()).saturating_sub(1 << 32));
+            self.latest_coarse = self.coarse_ns(self.latest);
         }
         let b = now.map_or(0, |now| self.bound_of(e, now));
         for bucket in buckets.into_iter().flatten() {
@@ -531,7 +538,7 @@ impl Table {
     /// Whether `id` is linked (confirmed and in the hash).
     #[inline]
     pub fn is_linked(&self, id: EntryId) -> bool {
-        self.state.get(id as usize).is_some_and(|&s| s != UNLINKED)
+        self.get(id).is_some_and(|e| e.status.has(Status::CONFIRMED))
     }
 
     /// Link both tuples of `id` into their buckets (confirm).
@@ -559,8 +566,8 @@ impl Table {
             self.note_change(b);
             self.chains.insert_front(b, node, tag_of(h));
         }
-        if let Some(s) = self.state.get_mut(id as usize) {
-            *s = LINKED;
+        if let Some(Some(e)) = self.slots.get_mut(id as usize) {
+            e.status.set(Status::CONFIRMED);
         }
         let buckets = h.map(|h| Some(self.bucket_of_hash(h)));
         self.bound_linked(id, buckets, now);
@@ -578,8 +585,8 @@ impl Table {
         let b = self.bucket_of_hash(h_reply);
         self.note_change(b);
         self.chains.insert_front(b, id * 2 + 1, tag_of(h_reply));
-        if let Some(s) = self.state.get_mut(id as usize) {
-            *s = REPLY_ONLY;
+        if let Some(Some(e)) = self.slots.get_mut(id as usize) {
+            e.status.set(Status::CONFIRMED | Status::NAT_CLASH);
         }
         self.bound_linked(id, [None, Some(b)], Some(now));
     }
@@ -587,30 +594,32 @@ impl Table {
     /// Whether `id` is linked under its original tuple (not a reply-only clash entry):
     /// what `conntrack -L` and /proc list.
     pub fn is_listed(&self, id: EntryId) -> bool {
-        self.state.get(id as usize) == Some(&LINKED)
+        self.get(id).is_some_and(|e| {
+            e.status.has(Status::CONFIRMED) && !e.status.has(Status::NAT_CLASH)
+        })
     }
 
     /// Remove both nodes of `id` from their chains.
     pub fn unlink(&mut self, id: EntryId) {
-        let (Some(&state), Some(Some(e))) =
-            (self.state.get(id as usize), self.slots.get(id as usize))
-        else {
+        let Some(Some(e)) = self.slots.get(id as usize) else {
             return;
         };
-        if state == UNLINKED {
+        if !e.status.has(Status::CONFIRMED) {
             return;
         }
+        let reply_only = e.status.has(Status::NAT_CLASH);
         let b = [
             self.bucket(&e.tuple(Dir::Original), e.zone.id_for(Dir::Original)),
             self.bucket(&e.tuple(Dir::Reply), e.zone.id_for(Dir::Reply)),
         ];
         for (dir, &bucket) in b.iter().enumerate() {
-            if dir == 0 && state == REPLY_ONLY {
+            if dir == 0 && reply_only {
                 continue;
             }
             self.chains.remove(bucket, id * 2 + dir as u32);
         }
-        self.state[id as usize] = UNLINKED;
+        // The entry keeps CONFIRMED (the kernel's dying entry does too): it is taken
+        // out of its slot next (`free`), its id no longer names it.
     }
 
     /// Find a confirmed entry whose tuple of some direction equals `t` in `zone` (kernel
@@ -863,20 +872,12 @@ impl Table {
         h: u64,
         bucket: u32,
     ) -> Option<Option<(EntryId, Dir)>> {
-        // No node of the group expired at `now`: only the nodes with the tag are read.
-        let tag = tag_of(h);
-        for (node, ntag) in self.chains.chain(bucket) {
-            if ntag != tag {
-                continue;
-            }
+        let found = self.chains.find_tagged(bucket, tag_of(h), |node| {
             let (id, d) = (node / 2, (node & 1) as usize);
-            if let Some(Some(e)) = self.slots.get(id as usize) {
-                if e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d]) {
-                    return Some(Some((id, DIRS[d])));
-                }
-            }
-        }
-        Some(None)
+            let e = self.slots.get(id as usize)?.as_ref()?;
+            (e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d])).then_some((id, DIRS[d]))
+        });
+        Some(found)
     }
 
     /// [`Table::find_clean`] when the group's bound is not ahead of `now`.
@@ -988,11 +989,10 @@ impl Table {
 
     /// Every linked (confirmed) entry id, in slab order.
     pub fn linked_ids(&self) -> Vec<EntryId> {
-        self.state
+        self.slots
             .iter()
-            .zip(&self.slots)
             .enumerate()
-            .filter(|(_, (&st, s))| st != UNLINKED && s.is_some())
+            .filter(|(_, s)| s.as_ref().is_some_and(|e| e.status.has(Status::CONFIRMED)))
             .map(|(i, _)| i as u32)
             .collect()
     }
@@ -1161,11 +1161,8 @@ mod tests {
             t.link(id);
             ids.push(id);
         }
-        // Each entry's slot and link state (the groups are there from the start).
-        assert_eq!(
-            t.memory_bytes() - empty,
-            100 * (size_of::<Option<Entry>>() + 1)
-        );
+        // Each entry's slot (the groups are there from the start).
+        assert_eq!(t.memory_bytes() - empty, 100 * size_of::<Option<Entry>>());
         let now = Instant::from_nanos(1);
         let mut scratch = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
