@@ -100,14 +100,15 @@ impl Group {
     /// (the group must have a free cell).
     #[inline(always)]
     fn insert_cell(&mut self, at: usize, node: u32, tag: u16) {
-        // Over every cell (a fixed count the compiler unrolls; `copy_within` of a
-        // few bytes was a call to `memmove`). Cells past those in use hold nothing.
-        let (nodes, tags) = (self.nodes, self.tags);
-        for i in 1..CELLS {
-            if i > at {
-                self.nodes[i] = nodes[i - 1];
-                self.tags[i] = tags[i - 1];
+        // Cell by cell from the end (a few at most; `copy_within` of a few bytes was a
+        // call to `memmove`).
+        let mut i = self.used().min(CELLS - 1);
+        while i > at {
+            if let (Some(&n), Some(&t)) = (self.nodes.get(i - 1), self.tags.get(i - 1)) {
+                self.nodes[i] = n;
+                self.tags[i] = t;
             }
+            i -= 1;
         }
         if let (Some(n), Some(t)) = (self.nodes.get_mut(at), self.tags.get_mut(at)) {
             (*n, *t) = (node, tag);
@@ -117,11 +118,11 @@ impl Group {
     /// Remove cell `at`, moving the cells after it one place down.
     #[inline(always)]
     fn remove_cell(&mut self, at: usize) {
-        let (nodes, tags) = (self.nodes, self.tags);
-        for i in 0..CELLS - 1 {
-            if i >= at {
-                self.nodes[i] = nodes[i + 1];
-                self.tags[i] = tags[i + 1];
+        let used = self.used();
+        for i in at..used.saturating_sub(1).min(CELLS - 1) {
+            if let (Some(&n), Some(&t)) = (self.nodes.get(i + 1), self.tags.get(i + 1)) {
+                self.nodes[i] = n;
+                self.tags[i] = t;
             }
         }
     }
@@ -241,6 +242,23 @@ impl GroupedChains {
             return;
         }
         let (g, j) = Self::place(bucket);
+        // The usual case: a free cell in the bucket's own group.
+        if let Some(grp) = self.groups.get_mut(g) {
+            if grp.used() < CELLS {
+                let start = grp.start(j);
+                grp.insert_cell(start, node, tag);
+                let n = grp.count(j);
+                grp.set_count(j, n + 1);
+                return;
+            }
+        }
+        self.insert_spilling(g, j, node, tag);
+    }
+
+    /// [`GroupedChains::insert_front`] into a full group `g` (bucket slot `j`).
+    #[cold]
+    #[inline(never)]
+    fn insert_spilling(&mut self, g: usize, j: usize, node: u32, tag: u16) {
         let mut at = At::Main(g);
         let (mut node, mut tag, mut slot) = (node, tag, j);
         // Insert at the front of slot `slot`'s cells of group `at`; a full group
@@ -393,13 +411,17 @@ impl GroupedChains {
 
     /// Lower the bound of `bucket`'s group (and its overflow groups) to `bound` if it is
     /// above: a node linked there, or one whose deadline dropped.
+    #[inline]
     pub fn lower_alive(&mut self, bucket: u32, bound: u32) {
         let (g, _) = Self::place(bucket);
-        let mut at = (bucket < self.buckets).then_some(At::Main(g));
-        while let Some(cur) = at {
-            let grp = self.group_mut(cur);
-            grp.alive = grp.alive.min(bound);
-            at = self.next(cur);
+        let Some(grp) = self.groups.get_mut(g) else {
+            return;
+        };
+        grp.alive = grp.alive.min(bound);
+        let mut more = grp.more;
+        while let Some(o) = self.overflow.get_mut(more as usize) {
+            o.alive = o.alive.min(bound);
+            more = o.more;
         }
     }
 

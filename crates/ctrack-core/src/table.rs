@@ -519,17 +519,19 @@ impl Table {
         self.chains.set_alive(bucket, bound);
     }
 
-    /// Lower the bounds of the groups of `id`'s linked nodes for its entry at `now`.
+    /// Lower the bounds of the groups of `id`'s linked nodes (in `buckets`) for its
+    /// entry at `now` (`None`: forget them).
+    #[inline]
     fn bound_linked(&mut self, id: EntryId, buckets: [Option<u32>; 2], now: Option<Instant>) {
-        let Some(Some(e)) = self.slots.get(id as usize) else {
-            return;
-        };
         if self.epoch.is_none() {
             // Bounds count from a little before the first link.
             self.epoch = Some(now.map_or(0, |n| n.as_nanos()).saturating_sub(1 << 32));
             self.latest_coarse = self.coarse_ns(self.latest);
         }
-        let b = now.map_or(0, |now| self.bound_of(e, now));
+        let b = match (now, self.slots.get(id as usize)) {
+            (Some(now), Some(Some(e))) => self.bound_of(e, now),
+            _ => 0,
+        };
         for bucket in buckets.into_iter().flatten() {
             self.chains.lower_alive(bucket, b);
         }
@@ -538,7 +540,8 @@ impl Table {
     /// Whether `id` is linked (confirmed and in the hash).
     #[inline]
     pub fn is_linked(&self, id: EntryId) -> bool {
-        self.get(id).is_some_and(|e| e.status.has(Status::CONFIRMED))
+        self.get(id)
+            .is_some_and(|e| e.status.has(Status::CONFIRMED))
     }
 
     /// Link both tuples of `id` into their buckets (confirm).
@@ -594,9 +597,8 @@ impl Table {
     /// Whether `id` is linked under its original tuple (not a reply-only clash entry):
     /// what `conntrack -L` and /proc list.
     pub fn is_listed(&self, id: EntryId) -> bool {
-        self.get(id).is_some_and(|e| {
-            e.status.has(Status::CONFIRMED) && !e.status.has(Status::NAT_CLASH)
-        })
+        self.get(id)
+            .is_some_and(|e| e.status.has(Status::CONFIRMED) && !e.status.has(Status::NAT_CLASH))
     }
 
     /// Remove both nodes of `id` from their chains.
