@@ -519,21 +519,18 @@ impl Table {
         self.chains.set_alive(bucket, bound);
     }
 
-    /// Lower the bounds of the groups of `id`'s linked nodes (in `buckets`) for its
-    /// entry at `now` (`None`: forget them).
-    #[inline]
-    fn bound_linked(&mut self, id: EntryId, buckets: [Option<u32>; 2], now: Option<Instant>) {
+    /// The bound for entry `id`'s nodes linked at `now` (`None`: 0, none), the epoch
+    /// set at the first link.
+    #[inline(always)]
+    fn link_bound(&mut self, id: EntryId, now: Option<Instant>) -> u32 {
         if self.epoch.is_none() {
             // Bounds count from a little before the first link.
             self.epoch = Some(now.map_or(0, |n| n.as_nanos()).saturating_sub(1 << 32));
             self.latest_coarse = self.coarse_ns(self.latest);
         }
-        let b = match (now, self.slots.get(id as usize)) {
+        match (now, self.slots.get(id as usize)) {
             (Some(now), Some(Some(e))) => self.bound_of(e, now),
             _ => 0,
-        };
-        for bucket in buckets.into_iter().flatten() {
-            self.chains.lower_alive(bucket, b);
         }
     }
 
@@ -563,17 +560,17 @@ impl Table {
         if self.get(id).is_none() {
             return;
         }
+        let bound = self.link_bound(id, now);
         for (dir, &h) in h.iter().enumerate() {
             let node = id * 2 + dir as u32;
             let b = self.bucket_of_hash(h);
             self.note_change(b);
             self.chains.insert_front(b, node, tag_of(h));
+            self.chains.lower_alive(b, bound);
         }
         if let Some(Some(e)) = self.slots.get_mut(id as usize) {
             e.status.set(Status::CONFIRMED);
         }
-        let buckets = h.map(|h| Some(self.bucket_of_hash(h)));
-        self.bound_linked(id, buckets, now);
     }
 
     /// Link only the reply tuple of `id` (hash `h_reply`); the original node is a fake
@@ -591,7 +588,8 @@ impl Table {
         if let Some(Some(e)) = self.slots.get_mut(id as usize) {
             e.status.set(Status::CONFIRMED | Status::NAT_CLASH);
         }
-        self.bound_linked(id, [None, Some(b)], Some(now));
+        let bound = self.link_bound(id, Some(now));
+        self.chains.lower_alive(b, bound);
     }
 
     /// Whether `id` is linked under its original tuple (not a reply-only clash entry):
