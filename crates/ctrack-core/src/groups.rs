@@ -4,22 +4,23 @@
 //!
 //! Each 64-byte [`Group`] holds the chains of [`BUCKETS_PER_GROUP`] consecutive
 //! buckets: up to [`CELLS`] nodes, each a node id (`entry id * 2 + direction`) and a
-//! 16-bit hash tag, laid out bucket after bucket and, within a bucket, in chain order
-//! (the newest first, as `hlist_nulls_add_head_rcu` links them). A group that is full
-//! continues in an overflow group of the same shape: a bucket's chain is its cells in
-//! the group, then its cells in the overflow group, and so on. So everything the
-//! kernel's chains decide stays decidable in the same order — a lookup's first match
-//! and the expired nodes in front of it, early drop's scan of a chain, confirm's chain
-//! length.
+//! 16-bit key — the node's bucket slot in the group (2 bits) and a 14-bit hash tag —
+//! in the order they were linked, the newest last. A bucket's chain (the newest first,
+//! as `hlist_nulls_add_head_rcu` links them) is its cells from the last down. A full
+//! group hands its oldest cell on to an overflow group of the same shape (as that
+//! group's newest), so every cell of an overflow group is older than every cell of the
+//! group before it, and a bucket's chain goes on there. So everything the kernel's
+//! chains decide stays decidable in the same order — a lookup's first match and the
+//! expired nodes in front of it, early drop's scan of a chain, confirm's chain length —
+//! while a link is an append, and a lookup's compare of a key matches bucket and tag at
+//! once.
 //!
 //! The group also keeps a lower bound of its nodes' deadlines (in the caller's coarse
 //! time units; 0 for none known), which lets a lookup pass the nodes in front of its
 //! match without reading their entries while the bound is ahead of its time. The
 //! caller keeps the bound true: lowered when a node is linked or a deadline drops
-//! below it, raised only from a scan of the whole group ([`GroupedChains::nodes_of_group`]).
-//!
-//! Not yet the table's index: `table.rs` still links nodes through the entries' slots.
-//! This module is the replacement under test (see BENCHMARKS.md, round 10).
+//! below it, raised only from a scan of the whole group
+//! ([`GroupedChains::for_each_in_group`]).
 
 /// Buckets whose chains share a group: with the kernel's default of one connection
 /// (two nodes) a bucket at a full table, eight nodes a group on average.
@@ -28,22 +29,25 @@ pub const BUCKETS_PER_GROUP: usize = 4;
 /// Node cells in a group.
 pub const CELLS: usize = 9;
 
+/// Bits of a node's hash tag kept in its cell (the rest of the key is its bucket slot).
+pub const TAG_BITS: u32 = 14;
+
+/// The tag bits of a hash tag.
+const TAG_MASK: u16 = (1 << TAG_BITS) - 1;
+
 /// No group (an overflow link's end).
 const NONE: u32 = u32::MAX;
-
-/// Bits of [`Group::counts`] per bucket.
-const COUNT_BITS: u32 = 4;
 
 /// One cache line of chains.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub struct Group {
-    /// Node ids, bucket after bucket, each bucket's in chain order.
+    /// Node ids, in link order (the newest last).
     nodes: [u32; CELLS],
-    /// The node's hash tag, per cell.
-    tags: [u16; CELLS],
-    /// Cells per bucket of the group, [`COUNT_BITS`] bits each, bucket 0 lowest.
-    counts: u16,
+    /// Per cell, the node's bucket slot in the group (high bits) and hash tag.
+    keys: [u16; CELLS],
+    /// Cells in use.
+    used: u8,
     /// A lower bound of every node's deadline in this group and its overflow groups,
     /// in the caller's coarse units (0: none known; `u32::MAX` for a group that never
     /// held a node).
@@ -53,78 +57,69 @@ pub struct Group {
 }
 
 const _: () = assert!(size_of::<Group>() == 64);
-const _: () = assert!(BUCKETS_PER_GROUP as u32 * COUNT_BITS <= 16);
-const _: () = assert!(CELLS < 1 << COUNT_BITS);
+const _: () = assert!(BUCKETS_PER_GROUP <= 1 << (16 - TAG_BITS));
+
+/// The key of a node of bucket slot `j` with hash tag `tag`.
+#[inline(always)]
+fn key(j: usize, tag: u16) -> u16 {
+    (j as u16) << TAG_BITS | tag & TAG_MASK
+}
 
 impl Group {
     const EMPTY: Group = Group {
         nodes: [0; CELLS],
-        tags: [0; CELLS],
-        counts: 0,
+        keys: [0; CELLS],
+        used: 0,
         // No node: every node's deadline is above any bound.
         alive: u32::MAX,
         more: NONE,
     };
 
-    /// Cells of bucket slot `j` (0..BUCKETS_PER_GROUP).
+    /// The cells in use, as (nodes, keys).
     #[inline(always)]
-    fn count(&self, j: usize) -> usize {
-        usize::from(self.counts >> (j as u32 * COUNT_BITS)) & ((1 << COUNT_BITS) - 1)
+    fn cells(&self) -> (&[u32], &[u16]) {
+        let n = usize::from(self.used).min(CELLS);
+        (&self.nodes[..n], &self.keys[..n])
     }
 
-    /// Set the cell count of bucket slot `j`.
+    /// Append a cell (the group must have a free one).
     #[inline(always)]
-    fn set_count(&mut self, j: usize, n: usize) {
-        let shift = j as u32 * COUNT_BITS;
-        let mask = ((1u16 << COUNT_BITS) - 1) << shift;
-        self.counts = (self.counts & !mask) | ((n as u16) << shift & mask);
+    fn push(&mut self, node: u32, key: u16) {
+        let n = usize::from(self.used);
+        if let (Some(a), Some(b)) = (self.nodes.get_mut(n), self.keys.get_mut(n)) {
+            (*a, *b) = (node, key);
+            self.used += 1;
+        }
     }
 
-    /// The first cell of bucket slot `j` (0..=BUCKETS_PER_GROUP): the counts below it
-    /// summed in one multiply (each partial sum is at most [`CELLS`], so no nibble
-    /// carries into the next).
+    /// Remove cell `at`, the later ones moving one place down (order kept).
     #[inline(always)]
-    fn start(&self, j: usize) -> usize {
-        let mask = (1u32 << (j as u32 * COUNT_BITS)) - 1;
-        let below = u32::from(self.counts) & mask;
-        ((below * 0x1111) >> 12 & 0xf) as usize
+    fn remove_at(&mut self, at: usize) {
+        let n = usize::from(self.used).min(CELLS);
+        for i in at..n.saturating_sub(1) {
+            if let (Some(&a), Some(&b)) = (self.nodes.get(i + 1), self.keys.get(i + 1)) {
+                self.nodes[i] = a;
+                self.keys[i] = b;
+            }
+        }
+        self.used = self.used.saturating_sub(1);
     }
 
-    /// Cells in use.
+    /// Put a cell first (the oldest), the others moving one place up (the group must
+    /// have a free one).
     #[inline(always)]
-    fn used(&self) -> usize {
-        self.start(BUCKETS_PER_GROUP)
-    }
-
-    /// Insert `(node, tag)` as cell `at`, moving the cells from `at` on one place up
-    /// (the group must have a free cell).
-    #[inline(always)]
-    fn insert_cell(&mut self, at: usize, node: u32, tag: u16) {
-        // Cell by cell from the end (a few at most; `copy_within` of a few bytes was a
-        // call to `memmove`).
-        let mut i = self.used().min(CELLS - 1);
-        while i > at {
-            if let (Some(&n), Some(&t)) = (self.nodes.get(i - 1), self.tags.get(i - 1)) {
-                self.nodes[i] = n;
-                self.tags[i] = t;
+    fn push_oldest(&mut self, node: u32, key: u16) {
+        let mut i = usize::from(self.used).min(CELLS - 1);
+        while i > 0 {
+            if let (Some(&a), Some(&b)) = (self.nodes.get(i - 1), self.keys.get(i - 1)) {
+                self.nodes[i] = a;
+                self.keys[i] = b;
             }
             i -= 1;
         }
-        if let (Some(n), Some(t)) = (self.nodes.get_mut(at), self.tags.get_mut(at)) {
-            (*n, *t) = (node, tag);
-        }
-    }
-
-    /// Remove cell `at`, moving the cells after it one place down.
-    #[inline(always)]
-    fn remove_cell(&mut self, at: usize) {
-        let used = self.used();
-        for i in at..used.saturating_sub(1).min(CELLS - 1) {
-            if let (Some(&n), Some(&t)) = (self.nodes.get(i + 1), self.tags.get(i + 1)) {
-                self.nodes[i] = n;
-                self.tags[i] = t;
-            }
-        }
+        self.nodes[0] = node;
+        self.keys[0] = key;
+        self.used += 1;
     }
 }
 
@@ -135,9 +130,8 @@ pub struct Chain<'a> {
     grp: Option<&'a Group>,
     /// The bucket's slot in its groups.
     j: usize,
-    /// The next cell, and the end of the bucket's cells, in `grp`.
+    /// Cells of `grp` not yet looked at: the first `k`.
     k: usize,
-    end: usize,
 }
 
 impl Iterator for Chain<'_> {
@@ -147,16 +141,17 @@ impl Iterator for Chain<'_> {
     fn next(&mut self) -> Option<(u32, u16)> {
         loop {
             let g = self.grp?;
-            if self.k < self.end {
-                let c = self.k;
-                self.k += 1;
-                return Some((*g.nodes.get(c)?, *g.tags.get(c)?));
+            let (nodes, keys) = g.cells();
+            while self.k > 0 {
+                self.k -= 1;
+                if let (Some(&k), Some(&n)) = (keys.get(self.k), nodes.get(self.k)) {
+                    if usize::from(k >> TAG_BITS) == self.j {
+                        return Some((n, k & TAG_MASK));
+                    }
+                }
             }
             self.grp = self.overflow.get(g.more as usize);
-            if let Some(g) = self.grp {
-                self.k = g.start(self.j);
-                self.end = self.k + g.count(self.j);
-            }
+            self.k = self.grp.map_or(0, |g| usize::from(g.used));
         }
     }
 }
@@ -235,59 +230,44 @@ impl GroupedChains {
         }
     }
 
-    /// Link `node` (with hash tag `tag`) at the front of `bucket`'s chain (kernel
-    /// `hlist_nulls_add_head_rcu`). A bucket out of range is ignored.
+    /// Link `node` (with hash tag `tag`, of which [`TAG_BITS`] are kept) at the front
+    /// of `bucket`'s chain (kernel `hlist_nulls_add_head_rcu`). A bucket out of range
+    /// is ignored.
+    #[inline]
     pub fn insert_front(&mut self, bucket: u32, node: u32, tag: u16) {
         if bucket >= self.buckets {
             return;
         }
         let (g, j) = Self::place(bucket);
-        // The usual case: a free cell in the bucket's own group.
-        if let Some(grp) = self.groups.get_mut(g) {
-            if grp.used() < CELLS {
-                let start = grp.start(j);
-                grp.insert_cell(start, node, tag);
-                let n = grp.count(j);
-                grp.set_count(j, n + 1);
-                return;
-            }
+        let Some(grp) = self.groups.get_mut(g) else {
+            return;
+        };
+        if usize::from(grp.used) < CELLS {
+            grp.push(node, key(j, tag));
+            return;
         }
-        self.insert_spilling(g, j, node, tag);
+        self.insert_spilling(g, node, key(j, tag));
     }
 
-    /// [`GroupedChains::insert_front`] into a full group `g` (bucket slot `j`).
+    /// [`GroupedChains::insert_front`] into the full group `g`: its oldest cell goes
+    /// on to the overflow group as that one's newest (and so on down the list), the
+    /// new one is appended.
     #[cold]
     #[inline(never)]
-    fn insert_spilling(&mut self, g: usize, j: usize, node: u32, tag: u16) {
+    fn insert_spilling(&mut self, g: usize, node: u32, key: u16) {
         let mut at = At::Main(g);
-        let (mut node, mut tag, mut slot) = (node, tag, j);
-        // Insert at the front of slot `slot`'s cells of group `at`; a full group
-        // hands its last cell on to the front of that cell's bucket in the next group,
-        // which keeps every bucket's order: its cells here, then there.
+        let (mut node, mut key) = (node, key);
         loop {
-            let grp = self.group(at);
-            let full = grp.used() == CELLS;
-            let spill = full.then(|| {
-                let last = (0..BUCKETS_PER_GROUP)
-                    .rev()
-                    .find(|&i| grp.count(i) > 0)
-                    .unwrap_or(0);
-                (grp.nodes[CELLS - 1], grp.tags[CELLS - 1], last)
-            });
-            if let Some((_, _, last)) = spill {
-                let grp = self.group_mut(at);
-                let n = grp.count(last);
-                grp.set_count(last, n - 1);
-            }
             let grp = self.group_mut(at);
-            let start = grp.start(slot);
-            grp.insert_cell(start, node, tag);
-            let n = grp.count(slot);
-            grp.set_count(slot, n + 1);
-            let Some((n2, t2, s2)) = spill else {
+            if usize::from(grp.used) < CELLS {
+                grp.push(node, key);
                 return;
-            };
-            let next = match self.next(at) {
+            }
+            let (old_node, old_key) = (grp.nodes[0], grp.keys[0]);
+            grp.remove_at(0);
+            grp.push(node, key);
+            (node, key) = (old_node, old_key);
+            at = match self.next(at) {
                 Some(next) => next,
                 None => {
                     let i = self.new_overflow();
@@ -297,7 +277,6 @@ impl GroupedChains {
                     At::More(i as usize)
                 }
             };
-            (node, tag, slot, at) = (n2, t2, s2, next);
         }
     }
 
@@ -311,16 +290,17 @@ impl GroupedChains {
         let mut prev = None;
         loop {
             let grp = self.group(at);
-            let start = grp.start(j);
-            let n = grp.count(j);
-            if let Some(k) = grp.nodes[start..start + n].iter().position(|&x| x == node) {
-                let grp = self.group_mut(at);
-                grp.remove_cell(start + k);
-                grp.set_count(j, n - 1);
+            let (nodes, keys) = grp.cells();
+            let found = nodes
+                .iter()
+                .zip(keys)
+                .position(|(&n, &k)| n == node && usize::from(k >> TAG_BITS) == j);
+            if let Some(c) = found {
+                self.group_mut(at).remove_at(c);
                 self.refill(at);
                 // An overflow group left empty (the last of its list) is given back.
                 if let (Some(p), At::More(i)) = (prev, at) {
-                    if self.group(at).used() == 0 {
+                    if self.group(at).used == 0 {
                         let more = self.group(at).more;
                         self.group_mut(p).more = more;
                         self.free.push(i as u32);
@@ -337,27 +317,21 @@ impl GroupedChains {
     }
 
     /// After a cell of group `at` was freed: down the overflow list, each group with a
-    /// free cell takes the next group's first cell of some bucket to the end of that
-    /// bucket's cells (it follows them in the chain); an overflow group left empty is
-    /// given back. So a group with an overflow group is always full.
+    /// free cell takes the next group's newest cell as its oldest (it is older than
+    /// all of its own, newer than the rest of the next group's); an overflow group
+    /// left empty is given back. So a group with an overflow group is always full.
     fn refill(&mut self, mut at: At) {
         while let Some(next) = self.next(at) {
-            if self.group(at).used() < CELLS {
-                let nxt = self.group(next);
-                if let Some(j) = (0..BUCKETS_PER_GROUP).find(|&i| nxt.count(i) > 0) {
-                    let s = nxt.start(j);
-                    let (node, tag, n) = (nxt.nodes[s], nxt.tags[s], nxt.count(j));
-                    let nxt = self.group_mut(next);
-                    nxt.remove_cell(s);
-                    nxt.set_count(j, n - 1);
-                    let grp = self.group_mut(at);
-                    let end = grp.start(j) + grp.count(j);
-                    grp.insert_cell(end, node, tag);
-                    let c = grp.count(j);
-                    grp.set_count(j, c + 1);
+            if usize::from(self.group(at).used) < CELLS {
+                let nxt = self.group_mut(next);
+                let last = usize::from(nxt.used);
+                if last > 0 {
+                    let (node, key) = (nxt.nodes[last - 1], nxt.keys[last - 1]);
+                    nxt.used -= 1;
+                    self.group_mut(at).push_oldest(node, key);
                 }
             }
-            if self.group(next).used() == 0 {
+            if self.group(next).used == 0 {
                 let more = self.group(next).more;
                 if let At::More(i) = next {
                     self.free.push(i as u32);
@@ -378,32 +352,21 @@ impl GroupedChains {
         } else {
             None
         };
-        let (k, end) = grp.map_or((0, 0), |x| (x.start(j), x.start(j) + x.count(j)));
         Chain {
             overflow: &self.overflow,
             grp,
             j,
-            k,
-            end,
+            k: grp.map_or(0, |x| usize::from(x.used)),
         }
     }
 
     /// Length of `bucket`'s chain.
     pub fn chain_len(&self, bucket: u32) -> usize {
-        let (g, j) = Self::place(bucket);
-        if bucket >= self.buckets {
-            return 0;
-        }
-        let mut at = Some(At::Main(g));
-        let mut n = 0;
-        while let Some(cur) = at {
-            n += self.group(cur).count(j);
-            at = self.next(cur);
-        }
-        n
+        self.chain(bucket).count()
     }
 
     /// The lower bound of the deadlines of `bucket`'s group's nodes (0: none known).
+    #[inline(always)]
     pub fn alive(&self, bucket: u32) -> u32 {
         let (g, _) = Self::place(bucket);
         self.groups.get(g).map_or(0, |x| x.alive)
@@ -426,7 +389,7 @@ impl GroupedChains {
     }
 
     /// Set the bound of `bucket`'s group and its overflow groups: the caller read every
-    /// node of [`GroupedChains::nodes_of_group`] and `bound` is at most all their
+    /// node of [`GroupedChains::for_each_in_group`] and `bound` is at most all their
     /// deadlines.
     pub fn set_alive(&mut self, bucket: u32, bound: u32) {
         let (g, _) = Self::place(bucket);
@@ -450,27 +413,20 @@ impl GroupedChains {
         let (g, _) = Self::place(bucket);
         let mut at = (bucket < self.buckets).then_some(At::Main(g));
         while let Some(cur) = at {
-            let grp = self.group(cur);
-            grp.nodes[..grp.used()].iter().for_each(|&n| f(n));
+            self.group(cur).cells().0.iter().for_each(|&n| f(n));
             at = self.next(cur);
         }
     }
 
     /// Every node of `bucket`'s group and its overflow groups (all its buckets).
     pub fn nodes_of_group(&self, bucket: u32) -> Vec<u32> {
-        let (g, _) = Self::place(bucket);
         let mut out = Vec::new();
-        let mut at = (bucket < self.buckets).then_some(At::Main(g));
-        while let Some(cur) = at {
-            let grp = self.group(cur);
-            out.extend_from_slice(&grp.nodes[..grp.used()]);
-            at = self.next(cur);
-        }
+        self.for_each_in_group(bucket, |n| out.push(n));
         out
     }
 
     /// The first `Some` of `f` over `bucket`'s nodes carrying `tag`, in chain order
-    /// (each group's cells taken as one slice: no check per cell).
+    /// (one compare a cell: the key holds the bucket slot and the tag).
     #[inline(always)]
     pub fn find_tagged<R>(
         &self,
@@ -479,12 +435,12 @@ impl GroupedChains {
         mut f: impl FnMut(u32) -> Option<R>,
     ) -> Option<R> {
         let (g, j) = Self::place(bucket);
+        let want = key(j, tag);
         let mut grp = self.groups.get(g)?;
         loop {
-            let (start, end) = (grp.start(j), grp.start(j) + grp.count(j));
-            let (nodes, tags) = (grp.nodes.get(start..end)?, grp.tags.get(start..end)?);
-            for (&node, &t) in nodes.iter().zip(tags) {
-                if t == tag {
+            let (nodes, keys) = grp.cells();
+            for (&node, &k) in nodes.iter().zip(keys).rev() {
+                if k == want {
                     if let Some(r) = f(node) {
                         return Some(r);
                     }
@@ -506,18 +462,11 @@ impl GroupedChains {
     /// the entries of the nodes in front of it unless the group's bound is ahead).
     #[inline]
     pub fn first_tagged(&self, bucket: u32, tag: u16) -> Option<(u32, usize)> {
-        let (g, j) = Self::place(bucket);
-        let mut grp = self.groups.get(g)?;
-        let mut pos = 0;
-        loop {
-            let (start, n) = (grp.start(j), grp.count(j));
-            let tags = grp.tags.get(start..start + n)?;
-            if let Some(k) = tags.iter().position(|&t| t == tag) {
-                return Some((*grp.nodes.get(start + k)?, pos + k));
-            }
-            pos += n;
-            grp = self.overflow.get(grp.more as usize)?;
-        }
+        let t = tag & TAG_MASK;
+        self.chain(bucket)
+            .enumerate()
+            .find(|&(_, (_, k))| k == t)
+            .map(|(i, (n, _))| (n, i))
     }
 
     /// Bytes of heap held: the groups, the overflow pool and its free list.
@@ -597,7 +546,7 @@ mod tests {
                 let grow = op < ops / 2;
                 if live.is_empty() || next().is_multiple_of(3) != grow {
                     let b = (next() % u64::from(buckets)) as u32;
-                    let tag = next() as u16 | 1;
+                    let tag = (next() as u16 | 1) & TAG_MASK;
                     c.insert_front(b, id, tag);
                     model[b as usize].push_front((id, tag));
                     live.push((b, id));

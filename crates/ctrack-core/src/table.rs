@@ -67,13 +67,13 @@ pub(crate) fn same_tuple(a: &Tuple, b: &Tuple) -> bool {
         == 0
 }
 
-/// The 16-bit tag kept beside a node in its group: the low bits of the keyed hash (the
-/// bucket comes from the high half). Equal tuples in one zone have equal hashes, so a
-/// tag mismatch proves a node does not match (a match of tags between different
-/// tuples, 1 in 65,536, only costs reading the entry).
+/// The tag kept beside a node in its group: the low [`crate::groups::TAG_BITS`] bits of
+/// the keyed hash (the bucket comes from the high half). Equal tuples in one zone have
+/// equal hashes, so a tag mismatch proves a node does not match (a match of tags
+/// between different tuples, 1 in 16,384, only costs reading the entry).
 #[inline(always)]
 fn tag_of(h: u64) -> u16 {
-    h as u16
+    h as u16 & ((1 << crate::groups::TAG_BITS) - 1)
 }
 
 /// Bytes of an entry a UDP hit reads and writes: up to the end of the L4 state's first
@@ -1273,7 +1273,7 @@ mod tests {
             }
         }
         assert!(longest >= 1, "{longest}");
-        // Tuples never linked: the walk ends at the chain's end (a 16-bit tag
+        // Tuples never linked: the walk ends at the chain's end (a 14-bit tag
         // collision among 80 nodes would make it Tagged; not with this seed).
         for i in 100..140 {
             let h = t.hash(&tuple(i), 0);
