@@ -469,6 +469,35 @@ impl GroupedChains {
             .map(|(i, (n, _))| (n, i))
     }
 
+    /// The first node of `bucket`'s chain carrying `tag` ([`GroupedChains::first_tagged`]
+    /// without its position: one compare a cell).
+    #[inline(always)]
+    pub fn first_with_tag(&self, bucket: u32, tag: u16) -> Option<u32> {
+        self.find_tagged(bucket, tag, Some)
+    }
+
+    /// The length of `bucket`'s chain if no node of it carries `tag` (`None` if one
+    /// does): confirm's walk for a tuple expected to clash with nothing.
+    #[inline(always)]
+    pub fn len_if_untagged(&self, bucket: u32, tag: u16) -> Option<usize> {
+        let (g, j) = Self::place(bucket);
+        let want = key(j, tag);
+        let mut grp = self.groups.get(g)?;
+        let mut n = 0;
+        loop {
+            for &k in grp.cells().1 {
+                if k == want {
+                    return None;
+                }
+                n += usize::from(usize::from(k >> TAG_BITS) == j);
+            }
+            match self.overflow.get(grp.more as usize) {
+                Some(next) => grp = next,
+                None => return Some(n),
+            }
+        }
+    }
+
     /// Bytes of heap held: the groups, the overflow pool and its free list.
     pub fn memory_bytes(&self) -> usize {
         (self.groups.capacity() + self.overflow.capacity()) * size_of::<Group>()
@@ -599,6 +628,25 @@ mod tests {
             }
         }
         assert_eq!(c.first_tagged(99, 0), None);
+    }
+
+    /// `first_with_tag` and `len_if_untagged` agree with the chain they scan.
+    #[test]
+    fn tag_scans_agree_with_the_chain() {
+        let mut c = GroupedChains::new(8);
+        let mut next = rng(11);
+        for n in 0..150u32 {
+            c.insert_front((next() % 8) as u32, n, (next() % 7) as u16);
+        }
+        for b in 0..8u32 {
+            for tag in 0..8u16 {
+                let chain: Vec<_> = c.chain(b).collect();
+                let first = chain.iter().find(|&&(_, t)| t == tag).map(|&(n, _)| n);
+                assert_eq!(c.first_with_tag(b, tag), first, "bucket {b} tag {tag}");
+                let untagged = first.is_none().then_some(chain.len());
+                assert_eq!(c.len_if_untagged(b, tag), untagged, "bucket {b} tag {tag}");
+            }
+        }
     }
 
     #[test]

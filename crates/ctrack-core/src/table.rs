@@ -664,8 +664,8 @@ impl Table {
     /// returned for the next stage (`NIL` when none).
     #[inline]
     pub fn prefetch_first(&self, h: u64) -> u32 {
-        match self.chains.first_tagged(self.bucket_of_hash(h), tag_of(h)) {
-            Some((node, _)) => {
+        match self.chains.first_with_tag(self.bucket_of_hash(h), tag_of(h)) {
+            Some(node) => {
                 self.prefetch_node(node);
                 node
             }
@@ -751,7 +751,7 @@ impl Table {
         let TagWalk::At(bucket) = walk else {
             return walk;
         };
-        if let Some((node, _)) = self.chains.first_tagged(bucket, tag_of(h)) {
+        if let Some(node) = self.chains.first_with_tag(bucket, tag_of(h)) {
             let bytes = if udp {
                 UDP_HIT_BYTES
             } else {
@@ -964,15 +964,7 @@ impl Table {
     /// probe counts those whose tag differs.
     #[inline(always)]
     pub fn chain_len_untagged(&self, h: u64) -> Option<usize> {
-        let tag = tag_of(h);
-        let mut n = 0;
-        for (_, ntag) in self.chains.chain(self.bucket_of_hash(h)) {
-            if ntag == tag {
-                return None;
-            }
-            n += 1;
-        }
-        Some(n)
+        self.chains.len_if_untagged(self.bucket_of_hash(h), tag_of(h))
     }
 
     /// The nodes of a bucket, as (entry, direction).
