@@ -156,6 +156,38 @@ impl Iterator for Chain<'_> {
     }
 }
 
+/// The nodes of a bucket's chain that carry a tag, in chain order
+/// ([`GroupedChains::tagged`]).
+#[derive(Debug, Clone)]
+pub struct Tagged<'a> {
+    overflow: &'a [Group],
+    grp: Option<&'a Group>,
+    /// The key wanted (bucket slot and tag).
+    want: u16,
+    /// Cells of `grp` not yet looked at: the first `k`.
+    k: usize,
+}
+
+impl Iterator for Tagged<'_> {
+    type Item = u32;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<u32> {
+        loop {
+            let g = self.grp?;
+            let (nodes, keys) = g.cells();
+            while self.k > 0 {
+                self.k -= 1;
+                if keys.get(self.k) == Some(&self.want) {
+                    return nodes.get(self.k).copied();
+                }
+            }
+            self.grp = self.overflow.get(g.more as usize);
+            self.k = self.grp.map_or(0, |g| usize::from(g.used));
+        }
+    }
+}
+
 /// The chains of a table's buckets in groups (see the module doc).
 #[derive(Debug, Clone)]
 pub struct GroupedChains {
@@ -450,6 +482,23 @@ impl GroupedChains {
         }
     }
 
+    /// The nodes of `bucket`'s chain carrying `tag`, in chain order.
+    #[inline(always)]
+    pub fn tagged(&self, bucket: u32, tag: u16) -> Tagged<'_> {
+        let (g, j) = Self::place(bucket);
+        let grp = if bucket < self.buckets {
+            self.groups.get(g)
+        } else {
+            None
+        };
+        Tagged {
+            overflow: &self.overflow,
+            grp,
+            want: key(j, tag),
+            k: grp.map_or(0, |x| usize::from(x.used)),
+        }
+    }
+
     /// Hint the CPU to fetch `bucket`'s group line (a batch's first stage).
     #[inline]
     pub fn prefetch(&self, bucket: u32) {
@@ -641,6 +690,16 @@ mod tests {
         for b in 0..8u32 {
             for tag in 0..8u16 {
                 let chain: Vec<_> = c.chain(b).collect();
+                let with: Vec<u32> = chain
+                    .iter()
+                    .filter(|&&(_, t)| t == tag)
+                    .map(|&(n, _)| n)
+                    .collect();
+                assert_eq!(
+                    c.tagged(b, tag).collect::<Vec<_>>(),
+                    with,
+                    "bucket {b} tag {tag}"
+                );
                 let first = chain.iter().find(|&&(_, t)| t == tag).map(|&(n, _)| n);
                 assert_eq!(c.first_with_tag(b, tag), first, "bucket {b} tag {tag}");
                 let untagged = first.is_none().then_some(chain.len());

@@ -664,7 +664,10 @@ impl Table {
     /// returned for the next stage (`NIL` when none).
     #[inline]
     pub fn prefetch_first(&self, h: u64) -> u32 {
-        match self.chains.first_with_tag(self.bucket_of_hash(h), tag_of(h)) {
+        match self
+            .chains
+            .first_with_tag(self.bucket_of_hash(h), tag_of(h))
+        {
             Some(node) => {
                 self.prefetch_node(node);
                 node
@@ -872,12 +875,15 @@ impl Table {
         h: u64,
         bucket: u32,
     ) -> Option<Option<(EntryId, Dir)>> {
-        let found = self.chains.find_tagged(bucket, tag_of(h), |node| {
+        for node in self.chains.tagged(bucket, tag_of(h)) {
             let (id, d) = (node / 2, (node & 1) as usize);
-            let e = self.slots.get(id as usize)?.as_ref()?;
-            (e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d])).then_some((id, DIRS[d]))
-        });
-        Some(found)
+            if let Some(Some(e)) = self.slots.get(id as usize) {
+                if e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d]) {
+                    return Some(Some((id, DIRS[d])));
+                }
+            }
+        }
+        Some(None)
     }
 
     /// [`Table::find_clean`] when the group's bound is not ahead of `now`.
@@ -964,7 +970,8 @@ impl Table {
     /// probe counts those whose tag differs.
     #[inline(always)]
     pub fn chain_len_untagged(&self, h: u64) -> Option<usize> {
-        self.chains.len_if_untagged(self.bucket_of_hash(h), tag_of(h))
+        self.chains
+            .len_if_untagged(self.bucket_of_hash(h), tag_of(h))
     }
 
     /// The nodes of a bucket, as (entry, direction).
