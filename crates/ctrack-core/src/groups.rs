@@ -161,11 +161,24 @@ impl Iterator for Chain<'_> {
 #[derive(Debug, Clone)]
 pub struct Tagged<'a> {
     overflow: &'a [Group],
-    grp: Option<&'a Group>,
+    /// The current group's cells not yet looked at (newest first) and its overflow
+    /// link.
+    cells: core::iter::Rev<core::iter::Zip<core::slice::Iter<'a, u32>, core::slice::Iter<'a, u16>>>,
+    more: u32,
     /// The key wanted (bucket slot and tag).
     want: u16,
-    /// Cells of `grp` not yet looked at: the first `k`.
-    k: usize,
+}
+
+impl<'a> Tagged<'a> {
+    /// Over group `g`'s cells.
+    #[inline(always)]
+    fn cells_of(
+        g: &'a Group,
+    ) -> core::iter::Rev<core::iter::Zip<core::slice::Iter<'a, u32>, core::slice::Iter<'a, u16>>>
+    {
+        let (nodes, keys) = g.cells();
+        nodes.iter().zip(keys.iter()).rev()
+    }
 }
 
 impl Iterator for Tagged<'_> {
@@ -174,16 +187,14 @@ impl Iterator for Tagged<'_> {
     #[inline(always)]
     fn next(&mut self) -> Option<u32> {
         loop {
-            let g = self.grp?;
-            let (nodes, keys) = g.cells();
-            while self.k > 0 {
-                self.k -= 1;
-                if keys.get(self.k) == Some(&self.want) {
-                    return nodes.get(self.k).copied();
+            for (&node, &k) in self.cells.by_ref() {
+                if k == self.want {
+                    return Some(node);
                 }
             }
-            self.grp = self.overflow.get(g.more as usize);
-            self.k = self.grp.map_or(0, |g| usize::from(g.used));
+            let g = self.overflow.get(self.more as usize)?;
+            self.more = g.more;
+            self.cells = Tagged::cells_of(g);
         }
     }
 }
@@ -491,11 +502,12 @@ impl GroupedChains {
         } else {
             None
         };
+        let grp = grp.unwrap_or(&Group::EMPTY);
         Tagged {
             overflow: &self.overflow,
-            grp,
+            cells: Tagged::cells_of(grp),
+            more: grp.more,
             want: key(j, tag),
-            k: grp.map_or(0, |x| usize::from(x.used)),
         }
     }
 
