@@ -4,22 +4,26 @@
 //!
 //! Each 64-byte [`Group`] holds the chains of [`BUCKETS_PER_GROUP`] consecutive
 //! buckets: up to [`CELLS`] nodes, each a node id (`entry id * 2 + direction`) and a
-//! 16-bit hash tag, laid out bucket after bucket and, within a bucket, in chain order
-//! (the newest first, as `hlist_nulls_add_head_rcu` links them). A group that is full
-//! continues in an overflow group of the same shape: a bucket's chain is its cells in
-//! the group, then its cells in the overflow group, and so on. So everything the
-//! kernel's chains decide stays decidable in the same order — a lookup's first match
-//! and the expired nodes in front of it, early drop's scan of a chain, confirm's chain
-//! length.
+//! 16-bit key — the node's bucket slot in the group (2 bits) and a 14-bit hash tag —
+//! in the order they were linked, the newest last. A bucket's chain (the newest first,
+//! as `hlist_nulls_add_head_rcu` links them) is its cells from the last down. A full
+//! group hands its oldest cell on to an overflow group of the same shape (as that
+//! group's newest), so every cell of an overflow group is older than every cell of the
+//! group before it, and a bucket's chain goes on there. So everything the kernel's
+//! chains decide stays decidable in the same order — a lookup's first match and the
+//! expired nodes in front of it, early drop's scan of a chain, confirm's chain length —
+//! while a link is an append, and a lookup's compare of a key matches bucket and tag at
+//! once.
 //!
 //! The group also keeps a lower bound of its nodes' deadlines (in the caller's coarse
 //! time units; 0 for none known), which lets a lookup pass the nodes in front of its
 //! match without reading their entries while the bound is ahead of its time. The
 //! caller keeps the bound true: lowered when a node is linked or a deadline drops
-//! below it, raised only from a scan of the whole group ([`GroupedChains::nodes_of_group`]).
+//! below it, raised only from a scan of the whole group
+//! ([`GroupedChains::for_each_in_group`]).
 //!
-//! Not yet the table's index: `table.rs` still links nodes through the entries' slots.
-//! This module is the replacement under test (see BENCHMARKS.md, round 10).
+//! Not yet the table's index: `table.rs` still links nodes through the entries' slots
+//! (BENCHMARKS.md, round 10, has this index's measurements, alone and wired in).
 
 /// Buckets whose chains share a group: with the kernel's default of one connection
 /// (two nodes) a bucket at a full table, eight nodes a group on average.
@@ -28,85 +32,162 @@ pub const BUCKETS_PER_GROUP: usize = 4;
 /// Node cells in a group.
 pub const CELLS: usize = 9;
 
+/// Bits of a node's hash tag kept in its cell (the rest of the key is its bucket slot).
+pub const TAG_BITS: u32 = 14;
+
+/// The tag bits of a hash tag.
+const TAG_MASK: u16 = (1 << TAG_BITS) - 1;
+
 /// No group (an overflow link's end).
 const NONE: u32 = u32::MAX;
-
-/// Bits of [`Group::counts`] per bucket.
-const COUNT_BITS: u32 = 4;
 
 /// One cache line of chains.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub struct Group {
-    /// Node ids, bucket after bucket, each bucket's in chain order.
+    /// Node ids, in link order (the newest last).
     nodes: [u32; CELLS],
-    /// The node's hash tag, per cell.
-    tags: [u16; CELLS],
-    /// Cells per bucket of the group, [`COUNT_BITS`] bits each, bucket 0 lowest.
-    counts: u16,
+    /// Per cell, the node's bucket slot in the group (high bits) and hash tag.
+    keys: [u16; CELLS],
+    /// Cells in use.
+    used: u8,
     /// A lower bound of every node's deadline in this group and its overflow groups,
-    /// in the caller's coarse units (0: none known).
+    /// in the caller's coarse units (0: none known; `u32::MAX` for a group that never
+    /// held a node).
     alive: u32,
     /// The overflow group (an index into the overflow pool), or [`NONE`].
     more: u32,
 }
 
 const _: () = assert!(size_of::<Group>() == 64);
-const _: () = assert!(BUCKETS_PER_GROUP as u32 * COUNT_BITS <= 16);
-const _: () = assert!(CELLS < 1 << COUNT_BITS);
+const _: () = assert!(BUCKETS_PER_GROUP <= 1 << (16 - TAG_BITS));
+
+/// The key of a node of bucket slot `j` with hash tag `tag`.
+#[inline(always)]
+fn key(j: usize, tag: u16) -> u16 {
+    (j as u16) << TAG_BITS | tag & TAG_MASK
+}
 
 impl Group {
     const EMPTY: Group = Group {
         nodes: [0; CELLS],
-        tags: [0; CELLS],
-        counts: 0,
-        alive: 0,
+        keys: [0; CELLS],
+        used: 0,
+        // No node: every node's deadline is above any bound.
+        alive: u32::MAX,
         more: NONE,
     };
 
-    /// Cells of bucket slot `j` (0..BUCKETS_PER_GROUP).
+    /// The cells in use, as (nodes, keys).
     #[inline(always)]
-    fn count(&self, j: usize) -> usize {
-        usize::from(self.counts >> (j as u32 * COUNT_BITS)) & ((1 << COUNT_BITS) - 1)
+    fn cells(&self) -> (&[u32], &[u16]) {
+        let n = usize::from(self.used).min(CELLS);
+        (&self.nodes[..n], &self.keys[..n])
     }
 
-    /// Set the cell count of bucket slot `j`.
+    /// Append a cell (the group must have a free one).
     #[inline(always)]
-    fn set_count(&mut self, j: usize, n: usize) {
-        let shift = j as u32 * COUNT_BITS;
-        let mask = ((1u16 << COUNT_BITS) - 1) << shift;
-        self.counts = (self.counts & !mask) | ((n as u16) << shift & mask);
+    fn push(&mut self, node: u32, key: u16) {
+        let n = usize::from(self.used);
+        if let (Some(a), Some(b)) = (self.nodes.get_mut(n), self.keys.get_mut(n)) {
+            (*a, *b) = (node, key);
+            self.used += 1;
+        }
     }
 
-    /// The first cell of bucket slot `j`.
+    /// Remove cell `at`, the later ones moving one place down (order kept).
     #[inline(always)]
-    fn start(&self, j: usize) -> usize {
-        (0..j).map(|i| self.count(i)).sum()
+    fn remove_at(&mut self, at: usize) {
+        let n = usize::from(self.used).min(CELLS);
+        for i in at..n.saturating_sub(1) {
+            if let (Some(&a), Some(&b)) = (self.nodes.get(i + 1), self.keys.get(i + 1)) {
+                self.nodes[i] = a;
+                self.keys[i] = b;
+            }
+        }
+        self.used = self.used.saturating_sub(1);
     }
 
-    /// Cells in use.
+    /// Put a cell first (the oldest), the others moving one place up (the group must
+    /// have a free one).
     #[inline(always)]
-    fn used(&self) -> usize {
-        self.start(BUCKETS_PER_GROUP)
+    fn push_oldest(&mut self, node: u32, key: u16) {
+        let mut i = usize::from(self.used).min(CELLS - 1);
+        while i > 0 {
+            if let (Some(&a), Some(&b)) = (self.nodes.get(i - 1), self.keys.get(i - 1)) {
+                self.nodes[i] = a;
+                self.keys[i] = b;
+            }
+            i -= 1;
+        }
+        self.nodes[0] = node;
+        self.keys[0] = key;
+        self.used += 1;
     }
+}
 
-    /// Insert `(node, tag)` as cell `at`, moving the cells from `at` on one place up
-    /// (the group must have a free cell).
-    #[inline(always)]
-    fn insert_cell(&mut self, at: usize, node: u32, tag: u16) {
-        let used = self.used();
-        self.nodes.copy_within(at..used, at + 1);
-        self.tags.copy_within(at..used, at + 1);
-        self.nodes[at] = node;
-        self.tags[at] = tag;
+/// A bucket's chain in order ([`GroupedChains::chain`]): (node, tag) of each.
+#[derive(Debug, Clone)]
+pub struct Chain<'a> {
+    overflow: &'a [Group],
+    grp: Option<&'a Group>,
+    /// The bucket's slot in its groups.
+    j: usize,
+    /// Cells of `grp` not yet looked at: the first `k`.
+    k: usize,
+}
+
+impl Iterator for Chain<'_> {
+    type Item = (u32, u16);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u32, u16)> {
+        loop {
+            let g = self.grp?;
+            let (nodes, keys) = g.cells();
+            while self.k > 0 {
+                self.k -= 1;
+                if let (Some(&k), Some(&n)) = (keys.get(self.k), nodes.get(self.k)) {
+                    if usize::from(k >> TAG_BITS) == self.j {
+                        return Some((n, k & TAG_MASK));
+                    }
+                }
+            }
+            self.grp = self.overflow.get(g.more as usize);
+            self.k = self.grp.map_or(0, |g| usize::from(g.used));
+        }
     }
+}
 
-    /// Remove cell `at`, moving the cells after it one place down.
+/// The nodes of a bucket's chain that carry a tag, in chain order
+/// ([`GroupedChains::tagged`]).
+#[derive(Debug, Clone)]
+pub struct Tagged<'a> {
+    overflow: &'a [Group],
+    grp: Option<&'a Group>,
+    /// The key wanted (bucket slot and tag).
+    want: u16,
+    /// Cells of `grp` not yet looked at: the first `k`.
+    k: usize,
+}
+
+impl Iterator for Tagged<'_> {
+    type Item = u32;
+
     #[inline(always)]
-    fn remove_cell(&mut self, at: usize) {
-        let used = self.used();
-        self.nodes.copy_within(at + 1..used, at);
-        self.tags.copy_within(at + 1..used, at);
+    fn next(&mut self) -> Option<u32> {
+        loop {
+            let g = self.grp?;
+            let (nodes, keys) = g.cells();
+            while self.k > 0 {
+                self.k -= 1;
+                if keys.get(self.k) == Some(&self.want) {
+                    return nodes.get(self.k).copied();
+                }
+            }
+            self.grp = self.overflow.get(g.more as usize);
+            self.k = self.grp.map_or(0, |g| usize::from(g.used));
+        }
     }
 }
 
@@ -184,42 +265,44 @@ impl GroupedChains {
         }
     }
 
-    /// Link `node` (with hash tag `tag`) at the front of `bucket`'s chain (kernel
-    /// `hlist_nulls_add_head_rcu`). A bucket out of range is ignored.
+    /// Link `node` (with hash tag `tag`, of which [`TAG_BITS`] are kept) at the front
+    /// of `bucket`'s chain (kernel `hlist_nulls_add_head_rcu`). A bucket out of range
+    /// is ignored.
+    #[inline]
     pub fn insert_front(&mut self, bucket: u32, node: u32, tag: u16) {
         if bucket >= self.buckets {
             return;
         }
         let (g, j) = Self::place(bucket);
+        let Some(grp) = self.groups.get_mut(g) else {
+            return;
+        };
+        if usize::from(grp.used) < CELLS {
+            grp.push(node, key(j, tag));
+            return;
+        }
+        self.insert_spilling(g, node, key(j, tag));
+    }
+
+    /// [`GroupedChains::insert_front`] into the full group `g`: its oldest cell goes
+    /// on to the overflow group as that one's newest (and so on down the list), the
+    /// new one is appended.
+    #[cold]
+    #[inline(never)]
+    fn insert_spilling(&mut self, g: usize, node: u32, key: u16) {
         let mut at = At::Main(g);
-        let (mut node, mut tag, mut slot) = (node, tag, j);
-        // Insert at the front of slot `slot`'s cells of group `at`; a full group
-        // hands its last cell on to the front of that cell's bucket in the next group,
-        // which keeps every bucket's order: its cells here, then there.
+        let (mut node, mut key) = (node, key);
         loop {
-            let grp = self.group(at);
-            let full = grp.used() == CELLS;
-            let spill = full.then(|| {
-                let last = (0..BUCKETS_PER_GROUP)
-                    .rev()
-                    .find(|&i| grp.count(i) > 0)
-                    .unwrap_or(0);
-                (grp.nodes[CELLS - 1], grp.tags[CELLS - 1], last)
-            });
-            if let Some((_, _, last)) = spill {
-                let grp = self.group_mut(at);
-                let n = grp.count(last);
-                grp.set_count(last, n - 1);
-            }
             let grp = self.group_mut(at);
-            let start = grp.start(slot);
-            grp.insert_cell(start, node, tag);
-            let n = grp.count(slot);
-            grp.set_count(slot, n + 1);
-            let Some((n2, t2, s2)) = spill else {
+            if usize::from(grp.used) < CELLS {
+                grp.push(node, key);
                 return;
-            };
-            let next = match self.next(at) {
+            }
+            let (old_node, old_key) = (grp.nodes[0], grp.keys[0]);
+            grp.remove_at(0);
+            grp.push(node, key);
+            (node, key) = (old_node, old_key);
+            at = match self.next(at) {
                 Some(next) => next,
                 None => {
                     let i = self.new_overflow();
@@ -229,7 +312,6 @@ impl GroupedChains {
                     At::More(i as usize)
                 }
             };
-            (node, tag, slot, at) = (n2, t2, s2, next);
         }
     }
 
@@ -243,16 +325,17 @@ impl GroupedChains {
         let mut prev = None;
         loop {
             let grp = self.group(at);
-            let start = grp.start(j);
-            let n = grp.count(j);
-            if let Some(k) = grp.nodes[start..start + n].iter().position(|&x| x == node) {
-                let grp = self.group_mut(at);
-                grp.remove_cell(start + k);
-                grp.set_count(j, n - 1);
+            let (nodes, keys) = grp.cells();
+            let found = nodes
+                .iter()
+                .zip(keys)
+                .position(|(&n, &k)| n == node && usize::from(k >> TAG_BITS) == j);
+            if let Some(c) = found {
+                self.group_mut(at).remove_at(c);
                 self.refill(at);
                 // An overflow group left empty (the last of its list) is given back.
                 if let (Some(p), At::More(i)) = (prev, at) {
-                    if self.group(at).used() == 0 {
+                    if self.group(at).used == 0 {
                         let more = self.group(at).more;
                         self.group_mut(p).more = more;
                         self.free.push(i as u32);
@@ -269,27 +352,21 @@ impl GroupedChains {
     }
 
     /// After a cell of group `at` was freed: down the overflow list, each group with a
-    /// free cell takes the next group's first cell of some bucket to the end of that
-    /// bucket's cells (it follows them in the chain); an overflow group left empty is
-    /// given back. So a group with an overflow group is always full.
+    /// free cell takes the next group's newest cell as its oldest (it is older than
+    /// all of its own, newer than the rest of the next group's); an overflow group
+    /// left empty is given back. So a group with an overflow group is always full.
     fn refill(&mut self, mut at: At) {
         while let Some(next) = self.next(at) {
-            if self.group(at).used() < CELLS {
-                let nxt = self.group(next);
-                if let Some(j) = (0..BUCKETS_PER_GROUP).find(|&i| nxt.count(i) > 0) {
-                    let s = nxt.start(j);
-                    let (node, tag, n) = (nxt.nodes[s], nxt.tags[s], nxt.count(j));
-                    let nxt = self.group_mut(next);
-                    nxt.remove_cell(s);
-                    nxt.set_count(j, n - 1);
-                    let grp = self.group_mut(at);
-                    let end = grp.start(j) + grp.count(j);
-                    grp.insert_cell(end, node, tag);
-                    let c = grp.count(j);
-                    grp.set_count(j, c + 1);
+            if usize::from(self.group(at).used) < CELLS {
+                let nxt = self.group_mut(next);
+                let last = usize::from(nxt.used);
+                if last > 0 {
+                    let (node, key) = (nxt.nodes[last - 1], nxt.keys[last - 1]);
+                    nxt.used -= 1;
+                    self.group_mut(at).push_oldest(node, key);
                 }
             }
-            if self.group(next).used() == 0 {
+            if self.group(next).used == 0 {
                 let more = self.group(next).more;
                 if let At::More(i) = next {
                     self.free.push(i as u32);
@@ -302,39 +379,29 @@ impl GroupedChains {
     }
 
     /// `bucket`'s chain in order: (node, tag) of each.
-    pub fn chain(&self, bucket: u32) -> impl Iterator<Item = (u32, u16)> + '_ {
+    #[inline]
+    pub fn chain(&self, bucket: u32) -> Chain<'_> {
         let (g, j) = Self::place(bucket);
-        let mut at = (bucket < self.buckets).then_some(At::Main(g));
-        let mut k = 0;
-        core::iter::from_fn(move || loop {
-            let cur = at?;
-            let grp = self.group(cur);
-            if k < grp.count(j) {
-                let c = grp.start(j) + k;
-                k += 1;
-                return Some((grp.nodes[c], grp.tags[c]));
-            }
-            at = self.next(cur);
-            k = 0;
-        })
+        let grp = if bucket < self.buckets {
+            self.groups.get(g)
+        } else {
+            None
+        };
+        Chain {
+            overflow: &self.overflow,
+            grp,
+            j,
+            k: grp.map_or(0, |x| usize::from(x.used)),
+        }
     }
 
     /// Length of `bucket`'s chain.
     pub fn chain_len(&self, bucket: u32) -> usize {
-        let (g, j) = Self::place(bucket);
-        if bucket >= self.buckets {
-            return 0;
-        }
-        let mut at = Some(At::Main(g));
-        let mut n = 0;
-        while let Some(cur) = at {
-            n += self.group(cur).count(j);
-            at = self.next(cur);
-        }
-        n
+        self.chain(bucket).count()
     }
 
     /// The lower bound of the deadlines of `bucket`'s group's nodes (0: none known).
+    #[inline(always)]
     pub fn alive(&self, bucket: u32) -> u32 {
         let (g, _) = Self::place(bucket);
         self.groups.get(g).map_or(0, |x| x.alive)
@@ -342,18 +409,22 @@ impl GroupedChains {
 
     /// Lower the bound of `bucket`'s group (and its overflow groups) to `bound` if it is
     /// above: a node linked there, or one whose deadline dropped.
+    #[inline]
     pub fn lower_alive(&mut self, bucket: u32, bound: u32) {
         let (g, _) = Self::place(bucket);
-        let mut at = (bucket < self.buckets).then_some(At::Main(g));
-        while let Some(cur) = at {
-            let grp = self.group_mut(cur);
-            grp.alive = grp.alive.min(bound);
-            at = self.next(cur);
+        let Some(grp) = self.groups.get_mut(g) else {
+            return;
+        };
+        grp.alive = grp.alive.min(bound);
+        let mut more = grp.more;
+        while let Some(o) = self.overflow.get_mut(more as usize) {
+            o.alive = o.alive.min(bound);
+            more = o.more;
         }
     }
 
     /// Set the bound of `bucket`'s group and its overflow groups: the caller read every
-    /// node of [`GroupedChains::nodes_of_group`] and `bound` is at most all their
+    /// node of [`GroupedChains::for_each_in_group`] and `bound` is at most all their
     /// deadlines.
     pub fn set_alive(&mut self, bucket: u32, bound: u32) {
         let (g, _) = Self::place(bucket);
@@ -372,17 +443,63 @@ impl GroupedChains {
         }
     }
 
-    /// Every node of `bucket`'s group and its overflow groups (all its buckets).
-    pub fn nodes_of_group(&self, bucket: u32) -> Vec<u32> {
+    /// `f` of every node of `bucket`'s group and its overflow groups (all its buckets).
+    pub fn for_each_in_group(&self, bucket: u32, mut f: impl FnMut(u32)) {
         let (g, _) = Self::place(bucket);
-        let mut out = Vec::new();
         let mut at = (bucket < self.buckets).then_some(At::Main(g));
         while let Some(cur) = at {
-            let grp = self.group(cur);
-            out.extend_from_slice(&grp.nodes[..grp.used()]);
+            self.group(cur).cells().0.iter().for_each(|&n| f(n));
             at = self.next(cur);
         }
+    }
+
+    /// Every node of `bucket`'s group and its overflow groups (all its buckets).
+    pub fn nodes_of_group(&self, bucket: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.for_each_in_group(bucket, |n| out.push(n));
         out
+    }
+
+    /// The first `Some` of `f` over `bucket`'s nodes carrying `tag`, in chain order
+    /// (one compare a cell: the key holds the bucket slot and the tag).
+    #[inline(always)]
+    pub fn find_tagged<R>(
+        &self,
+        bucket: u32,
+        tag: u16,
+        mut f: impl FnMut(u32) -> Option<R>,
+    ) -> Option<R> {
+        let (g, j) = Self::place(bucket);
+        let want = key(j, tag);
+        let mut grp = self.groups.get(g)?;
+        loop {
+            let (nodes, keys) = grp.cells();
+            for (&node, &k) in nodes.iter().zip(keys).rev() {
+                if k == want {
+                    if let Some(r) = f(node) {
+                        return Some(r);
+                    }
+                }
+            }
+            grp = self.overflow.get(grp.more as usize)?;
+        }
+    }
+
+    /// The nodes of `bucket`'s chain carrying `tag`, in chain order.
+    #[inline(always)]
+    pub fn tagged(&self, bucket: u32, tag: u16) -> Tagged<'_> {
+        let (g, j) = Self::place(bucket);
+        let grp = if bucket < self.buckets {
+            self.groups.get(g)
+        } else {
+            None
+        };
+        Tagged {
+            overflow: &self.overflow,
+            grp,
+            want: key(j, tag),
+            k: grp.map_or(0, |x| usize::from(x.used)),
+        }
     }
 
     /// Hint the CPU to fetch `bucket`'s group line (a batch's first stage).
@@ -397,17 +514,39 @@ impl GroupedChains {
     /// the entries of the nodes in front of it unless the group's bound is ahead).
     #[inline]
     pub fn first_tagged(&self, bucket: u32, tag: u16) -> Option<(u32, usize)> {
+        let t = tag & TAG_MASK;
+        self.chain(bucket)
+            .enumerate()
+            .find(|&(_, (_, k))| k == t)
+            .map(|(i, (n, _))| (n, i))
+    }
+
+    /// The first node of `bucket`'s chain carrying `tag` ([`GroupedChains::first_tagged`]
+    /// without its position: one compare a cell).
+    #[inline(always)]
+    pub fn first_with_tag(&self, bucket: u32, tag: u16) -> Option<u32> {
+        self.find_tagged(bucket, tag, Some)
+    }
+
+    /// The length of `bucket`'s chain if no node of it carries `tag` (`None` if one
+    /// does): confirm's walk for a tuple expected to clash with nothing.
+    #[inline(always)]
+    pub fn len_if_untagged(&self, bucket: u32, tag: u16) -> Option<usize> {
         let (g, j) = Self::place(bucket);
+        let want = key(j, tag);
         let mut grp = self.groups.get(g)?;
-        let mut pos = 0;
+        let mut n = 0;
         loop {
-            let (start, n) = (grp.start(j), grp.count(j));
-            let tags = grp.tags.get(start..start + n)?;
-            if let Some(k) = tags.iter().position(|&t| t == tag) {
-                return Some((*grp.nodes.get(start + k)?, pos + k));
+            for &k in grp.cells().1 {
+                if k == want {
+                    return None;
+                }
+                n += usize::from(usize::from(k >> TAG_BITS) == j);
             }
-            pos += n;
-            grp = self.overflow.get(usize::try_from(grp.more).ok()?)?;
+            match self.overflow.get(grp.more as usize) {
+                Some(next) => grp = next,
+                None => return Some(n),
+            }
         }
     }
 
@@ -488,7 +627,7 @@ mod tests {
                 let grow = op < ops / 2;
                 if live.is_empty() || next().is_multiple_of(3) != grow {
                     let b = (next() % u64::from(buckets)) as u32;
-                    let tag = next() as u16 | 1;
+                    let tag = (next() as u16 | 1) & TAG_MASK;
                     c.insert_front(b, id, tag);
                     model[b as usize].push_front((id, tag));
                     live.push((b, id));
@@ -543,6 +682,35 @@ mod tests {
         assert_eq!(c.first_tagged(99, 0), None);
     }
 
+    /// `first_with_tag` and `len_if_untagged` agree with the chain they scan.
+    #[test]
+    fn tag_scans_agree_with_the_chain() {
+        let mut c = GroupedChains::new(8);
+        let mut next = rng(11);
+        for n in 0..150u32 {
+            c.insert_front((next() % 8) as u32, n, (next() % 7) as u16);
+        }
+        for b in 0..8u32 {
+            for tag in 0..8u16 {
+                let chain: Vec<_> = c.chain(b).collect();
+                let with: Vec<u32> = chain
+                    .iter()
+                    .filter(|&&(_, t)| t == tag)
+                    .map(|&(n, _)| n)
+                    .collect();
+                assert_eq!(
+                    c.tagged(b, tag).collect::<Vec<_>>(),
+                    with,
+                    "bucket {b} tag {tag}"
+                );
+                let first = chain.iter().find(|&&(_, t)| t == tag).map(|&(n, _)| n);
+                assert_eq!(c.first_with_tag(b, tag), first, "bucket {b} tag {tag}");
+                let untagged = first.is_none().then_some(chain.len());
+                assert_eq!(c.len_if_untagged(b, tag), untagged, "bucket {b} tag {tag}");
+            }
+        }
+    }
+
     #[test]
     fn removing_what_is_not_there_changes_nothing() {
         let mut c = GroupedChains::new(8);
@@ -562,10 +730,10 @@ mod tests {
     #[test]
     fn the_deadline_bound_follows_its_group() {
         let mut c = GroupedChains::new(16);
-        assert_eq!(c.alive(0), 0);
+        assert_eq!(c.alive(0), u32::MAX, "no node yet");
         c.set_alive(0, 100);
         assert_eq!(c.alive(3), 100, "same group");
-        assert_eq!(c.alive(4), 0, "next group");
+        assert_eq!(c.alive(4), u32::MAX, "next group");
         c.lower_alive(1, 150);
         assert_eq!(c.alive(0), 100);
         c.lower_alive(2, 40);

@@ -889,7 +889,7 @@ fn walk(a: &BenchArgs) {
                 let Some(e) = table.get(id) else { continue };
                 let h = hasher.hash(&e.tuple(dir), e.zone.id_for(dir));
                 let node = id * 2 + u32::from(dir == Dir::Reply);
-                g.insert_front(b, node, h as u16 | 1);
+                g.insert_front(b, node, h as u16);
             }
         }
         g
@@ -906,9 +906,7 @@ fn walk(a: &BenchArgs) {
                 }
                 let mut cand = [u32::MAX; ROUND];
                 for (c, &(_, h)) in cand.iter_mut().zip(round) {
-                    if let Some((node, _)) =
-                        grouped.first_tagged(table.bucket_of_hash(h), h as u16 | 1)
-                    {
+                    if let Some(node) = grouped.first_with_tag(table.bucket_of_hash(h), h as u16) {
                         *c = node;
                         table.prefetch_entry(node / 2);
                     }
