@@ -819,14 +819,12 @@ fn live(a: &BenchArgs) -> Figure {
 /// packets on random flows, in rounds of 16 as the batch makes them) with nothing but
 /// the batch's lookup — bucket heads requested, chains walked by tags, then the lookup
 /// walk itself — on tuples and hashes made beforehand: no parse, no hashing, no
-/// tracker, no update. Beside it, the memory alone of an index whose lookup reads one
-/// bucket line then the entry (two dependent random reads a packet, no chain), in the
-/// same rounds: what a different index could reach on this machine; and one random
-/// entry read a packet, what the memory serves at all.
+/// tracker, no update. Beside it: the same lookups in the same chains kept in grouped
+/// bucket lines (`ctrack_core::groups`, the index under test); the memory alone of an
+/// index whose lookup reads one bucket line then the entry (two dependent random reads
+/// a packet, no chain); and one random entry read a packet, what the memory serves at
+/// all.
 fn walk(a: &BenchArgs) {
-    use ctrack_core::table::TagWalk;
-    use ctrack_core::zone::Zone;
-    const ROUND: usize = 16;
     let flows = a.flows.unwrap_or(1_000_000);
     let n = a.packets.unwrap_or(5_000_000);
     let mut ct = engine(flows);
@@ -847,122 +845,10 @@ fn walk(a: &BenchArgs) {
             (t, hasher.hash(&t, 0))
         })
         .collect();
-    let now = Instant::from_nanos(end);
-    let mut found = 0;
-    let secs = best(
-        a.repeat,
-        || (),
-        |_| {
-            found = 0;
-            for round in keys.chunks(ROUND) {
-                for &(_, h) in round {
-                    table.prefetch(h);
-                }
-                let mut walks = [TagWalk::Unknown; ROUND];
-                for (w, &(_, h)) in walks.iter_mut().zip(round) {
-                    *w = table.tag_walk_start(h);
-                }
-                for _ in 0..3 {
-                    for (w, &(_, h)) in walks.iter_mut().zip(round) {
-                        *w = table.tag_step(*w, h, true);
-                    }
-                }
-                for (t, h) in round {
-                    let hit = table.find_clean(t, Zone::DEFAULT, *h, now);
-                    found += usize::from(matches!(hit, Some(Some(_))));
-                }
-            }
-            found
-        },
-    );
-    // The same chains in grouped bucket lines (`ctrack_core::groups`, the index under
-    // test): built from the table's chains in their order, each node with its tag;
-    // a lookup reads its bucket's line, takes the first node with its tag and compares
-    // that entry's tuple (the group's deadline bound taken as ahead of `now`, so the
-    // nodes in front are passed without their entries).
-    let grouped = {
-        use ctrack_core::groups::GroupedChains;
-        use ctrack_core::tuple::Dir;
-        let mut g = GroupedChains::new(table.buckets());
-        for b in 0..table.buckets() {
-            for &(id, dir) in table.bucket_nodes(b).iter().rev() {
-                let Some(e) = table.get(id) else { continue };
-                let h = hasher.hash(&e.tuple(dir), e.zone.id_for(dir));
-                let node = id * 2 + u32::from(dir == Dir::Reply);
-                g.insert_front(b, node, h as u16 | 1);
-            }
-        }
-        g
-    };
-    let mut grouped_found = 0;
-    let group_secs = best(
-        a.repeat,
-        || (),
-        |_| {
-            grouped_found = 0;
-            for round in keys.chunks(ROUND) {
-                for &(_, h) in round {
-                    grouped.prefetch(table.bucket_of_hash(h));
-                }
-                let mut cand = [u32::MAX; ROUND];
-                for (c, &(_, h)) in cand.iter_mut().zip(round) {
-                    if let Some((node, _)) =
-                        grouped.first_tagged(table.bucket_of_hash(h), h as u16 | 1)
-                    {
-                        *c = node;
-                        table.prefetch_entry(node / 2);
-                    }
-                }
-                for (&c, (t, _)) in cand.iter().zip(round) {
-                    let dir = if c & 1 == 0 {
-                        ctrack_core::tuple::Dir::Original
-                    } else {
-                        ctrack_core::tuple::Dir::Reply
-                    };
-                    let hit = table.get(c / 2).is_some_and(|e| e.has_tuple(dir, t));
-                    grouped_found += usize::from(hit);
-                }
-            }
-            grouped_found
-        },
-    );
-    // An index of one u32 per bucket naming an entry of 104 bytes (the entry's size).
-    let buckets = table.buckets() as usize;
-    let index: Vec<u32> = (0..buckets)
-        .map(|_| (xorshift(&mut s) % flows as u64) as u32)
-        .collect();
-    let mut entries = vec![[0u64; 13]; flows];
-    let two = best(
-        a.repeat,
-        || (),
-        |_| {
-            // Independent loads within a stage: the CPU has a round's in flight.
-            for round in keys.chunks(ROUND) {
-                let mut at = [0usize; ROUND];
-                for (e, &(_, h)) in at.iter_mut().zip(round) {
-                    *e = index[table.bucket_of_hash(h) as usize] as usize;
-                }
-                for &e in &at {
-                    entries[e][1] = entries[e][0].wrapping_add(entries[e][12]);
-                }
-            }
-            entries[0][1]
-        },
-    );
-    // One random entry a packet, nothing before it: what the memory serves at all.
-    let ids: Vec<usize> = (0..n)
-        .map(|_| (xorshift(&mut s) % flows as u64) as usize)
-        .collect();
-    let one = best(
-        a.repeat,
-        || (),
-        |_| {
-            for &e in &ids {
-                entries[e][1] = entries[e][0].wrapping_add(entries[e][12]);
-            }
-            entries[0][1]
-        },
-    );
+    let (secs, found) = walk_table(a, table, &keys, Instant::from_nanos(end));
+    let grouped = grouped_chains(table);
+    let (group_secs, grouped_found) = walk_grouped(a, table, &grouped, &keys);
+    let (two, one) = walk_memory(a, table, &keys, flows, &mut s);
     let show = |secs: f64| {
         format!(
             "{:.1} ns ({:.2} Mpps)",
@@ -979,6 +865,157 @@ fn walk(a: &BenchArgs) {
         show(two),
         show(one)
     );
+}
+
+/// Rounds of `walk`'s lookups.
+const WALK_ROUND: usize = 16;
+
+/// `walk`'s lookups in this table as the batch makes them (heads requested, three
+/// tag-walk passes, the lookup walk): seconds (best of `--repeat`) and hits.
+fn walk_table(
+    a: &BenchArgs,
+    table: &ctrack_core::table::Table,
+    keys: &[(Tuple, u64)],
+    now: Instant,
+) -> (f64, usize) {
+    use ctrack_core::table::TagWalk;
+    use ctrack_core::zone::Zone;
+    let mut found = 0;
+    let secs = best(
+        a.repeat,
+        || (),
+        |_| {
+            found = 0;
+            for round in keys.chunks(WALK_ROUND) {
+                for &(_, h) in round {
+                    table.prefetch(h);
+                }
+                let mut walks = [TagWalk::Unknown; WALK_ROUND];
+                for (w, &(_, h)) in walks.iter_mut().zip(round) {
+                    *w = table.tag_walk_start(h);
+                }
+                for _ in 0..3 {
+                    for (w, &(_, h)) in walks.iter_mut().zip(round) {
+                        *w = table.tag_step(*w, h, true);
+                    }
+                }
+                for (t, h) in round {
+                    let hit = table.find_clean(t, Zone::DEFAULT, *h, now);
+                    found += usize::from(matches!(hit, Some(Some(_))));
+                }
+            }
+            found
+        },
+    );
+    (secs, found)
+}
+
+/// The table's chains in grouped bucket lines: built from its chains in their order,
+/// each node with its tag.
+fn grouped_chains(table: &ctrack_core::table::Table) -> ctrack_core::groups::GroupedChains {
+    use ctrack_core::tuple::Dir;
+    let hasher = table.hasher();
+    let mut g = ctrack_core::groups::GroupedChains::new(table.buckets());
+    for b in 0..table.buckets() {
+        for &(id, dir) in table.bucket_nodes(b).iter().rev() {
+            let Some(e) = table.get(id) else { continue };
+            let h = hasher.hash(&e.tuple(dir), e.zone.id_for(dir));
+            let node = id * 2 + u32::from(dir == Dir::Reply);
+            g.insert_front(b, node, h as u16);
+        }
+    }
+    g
+}
+
+/// `walk`'s lookups in grouped bucket lines: the bucket's line, its first node with
+/// the tag, that entry's tuple compared (the group's deadline bound taken as ahead of
+/// the lookups' time, so the nodes in front are passed without their entries).
+/// Seconds (best of `--repeat`) and hits.
+fn walk_grouped(
+    a: &BenchArgs,
+    table: &ctrack_core::table::Table,
+    grouped: &ctrack_core::groups::GroupedChains,
+    keys: &[(Tuple, u64)],
+) -> (f64, usize) {
+    use ctrack_core::tuple::Dir;
+    let mut found = 0;
+    let secs = best(
+        a.repeat,
+        || (),
+        |_| {
+            found = 0;
+            for round in keys.chunks(WALK_ROUND) {
+                for &(_, h) in round {
+                    grouped.prefetch(table.bucket_of_hash(h));
+                }
+                let mut cand = [u32::MAX; WALK_ROUND];
+                for (c, &(_, h)) in cand.iter_mut().zip(round) {
+                    if let Some(node) = grouped.first_with_tag(table.bucket_of_hash(h), h as u16) {
+                        *c = node;
+                        table.prefetch_entry(node / 2);
+                    }
+                }
+                for (&c, (t, _)) in cand.iter().zip(round) {
+                    let dir = if c & 1 == 0 {
+                        Dir::Original
+                    } else {
+                        Dir::Reply
+                    };
+                    let hit = table.get(c / 2).is_some_and(|e| e.has_tuple(dir, t));
+                    found += usize::from(hit);
+                }
+            }
+            found
+        },
+    );
+    (secs, found)
+}
+
+/// The memory probes of `walk`: two dependent random reads a packet (an index of one
+/// u32 per bucket naming an entry of 104 bytes, the entry's size), then one random
+/// entry read a packet; seconds of each (best of `--repeat`).
+fn walk_memory(
+    a: &BenchArgs,
+    table: &ctrack_core::table::Table,
+    keys: &[(Tuple, u64)],
+    flows: usize,
+    s: &mut u64,
+) -> (f64, f64) {
+    let index: Vec<u32> = (0..table.buckets())
+        .map(|_| (xorshift(s) % flows as u64) as u32)
+        .collect();
+    let mut entries = vec![[0u64; 13]; flows];
+    let two = best(
+        a.repeat,
+        || (),
+        |_| {
+            // Independent loads within a stage: the CPU has a round's in flight.
+            for round in keys.chunks(WALK_ROUND) {
+                let mut at = [0usize; WALK_ROUND];
+                for (e, &(_, h)) in at.iter_mut().zip(round) {
+                    *e = index[table.bucket_of_hash(h) as usize] as usize;
+                }
+                for &e in &at {
+                    entries[e][1] = entries[e][0].wrapping_add(entries[e][12]);
+                }
+            }
+            entries[0][1]
+        },
+    );
+    let ids: Vec<usize> = (0..keys.len())
+        .map(|_| (xorshift(s) % flows as u64) as usize)
+        .collect();
+    let one = best(
+        a.repeat,
+        || (),
+        |_| {
+            for &e in &ids {
+                entries[e][1] = entries[e][0].wrapping_add(entries[e][12]);
+            }
+            entries[0][1]
+        },
+    );
+    (two, one)
 }
 
 /// Memory per connection entry, all in: entry, both index nodes, bucket heads, slab
