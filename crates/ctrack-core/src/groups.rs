@@ -123,15 +123,58 @@ impl Group {
     }
 }
 
+/// One group's cells in use, newest first, as (node, key).
+type GroupCells<'a> =
+    core::iter::Rev<core::iter::Zip<core::slice::Iter<'a, u32>, core::slice::Iter<'a, u16>>>;
+
+/// Every cell of a group and of its overflow groups after it, newest first, as (node,
+/// key): each bucket's chain order, the buckets' cells interleaved.
+#[derive(Debug, Clone)]
+struct Cells<'a> {
+    overflow: &'a [Group],
+    /// The current group's cells not yet given.
+    cells: GroupCells<'a>,
+    /// The current group's overflow link.
+    more: u32,
+}
+
+impl<'a> Cells<'a> {
+    /// From group `g` (none: no cell).
+    #[inline(always)]
+    fn from(overflow: &'a [Group], g: Option<&'a Group>) -> Cells<'a> {
+        let g = g.unwrap_or(&Group::EMPTY);
+        let (nodes, keys) = g.cells();
+        Cells {
+            overflow,
+            cells: nodes.iter().zip(keys).rev(),
+            more: g.more,
+        }
+    }
+}
+
+impl Iterator for Cells<'_> {
+    type Item = (u32, u16);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<(u32, u16)> {
+        loop {
+            if let Some((&node, &key)) = self.cells.next() {
+                return Some((node, key));
+            }
+            let g = self.overflow.get(self.more as usize)?;
+            let (nodes, keys) = g.cells();
+            self.cells = nodes.iter().zip(keys).rev();
+            self.more = g.more;
+        }
+    }
+}
+
 /// A bucket's chain in order ([`GroupedChains::chain`]): (node, tag) of each.
 #[derive(Debug, Clone)]
 pub struct Chain<'a> {
-    overflow: &'a [Group],
-    grp: Option<&'a Group>,
+    cells: Cells<'a>,
     /// The bucket's slot in its groups.
     j: usize,
-    /// Cells of `grp` not yet looked at: the first `k`.
-    k: usize,
 }
 
 impl Iterator for Chain<'_> {
@@ -139,20 +182,10 @@ impl Iterator for Chain<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<(u32, u16)> {
-        loop {
-            let g = self.grp?;
-            let (nodes, keys) = g.cells();
-            while self.k > 0 {
-                self.k -= 1;
-                if let (Some(&k), Some(&n)) = (keys.get(self.k), nodes.get(self.k)) {
-                    if usize::from(k >> TAG_BITS) == self.j {
-                        return Some((n, k & TAG_MASK));
-                    }
-                }
-            }
-            self.grp = self.overflow.get(g.more as usize);
-            self.k = self.grp.map_or(0, |g| usize::from(g.used));
-        }
+        let j = self.j;
+        self.cells
+            .find(|&(_, k)| usize::from(k >> TAG_BITS) == j)
+            .map(|(n, k)| (n, k & TAG_MASK))
     }
 }
 
@@ -160,25 +193,9 @@ impl Iterator for Chain<'_> {
 /// ([`GroupedChains::tagged`]).
 #[derive(Debug, Clone)]
 pub struct Tagged<'a> {
-    overflow: &'a [Group],
-    /// The current group's cells not yet looked at (newest first) and its overflow
-    /// link.
-    cells: core::iter::Rev<core::iter::Zip<core::slice::Iter<'a, u32>, core::slice::Iter<'a, u16>>>,
-    more: u32,
+    cells: Cells<'a>,
     /// The key wanted (bucket slot and tag).
     want: u16,
-}
-
-impl<'a> Tagged<'a> {
-    /// Over group `g`'s cells.
-    #[inline(always)]
-    fn cells_of(
-        g: &'a Group,
-    ) -> core::iter::Rev<core::iter::Zip<core::slice::Iter<'a, u32>, core::slice::Iter<'a, u16>>>
-    {
-        let (nodes, keys) = g.cells();
-        nodes.iter().zip(keys.iter()).rev()
-    }
 }
 
 impl Iterator for Tagged<'_> {
@@ -186,16 +203,8 @@ impl Iterator for Tagged<'_> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<u32> {
-        loop {
-            for (&node, &k) in self.cells.by_ref() {
-                if k == self.want {
-                    return Some(node);
-                }
-            }
-            let g = self.overflow.get(self.more as usize)?;
-            self.more = g.more;
-            self.cells = Tagged::cells_of(g);
-        }
+        let want = self.want;
+        self.cells.find(|&(_, k)| k == want).map(|(n, _)| n)
     }
 }
 
@@ -386,21 +395,22 @@ impl GroupedChains {
         }
     }
 
+    /// The cells of `bucket`'s group and its overflow groups (none for a bucket out of
+    /// range), and the bucket's slot in them.
+    #[inline(always)]
+    fn cells(&self, bucket: u32) -> (Cells<'_>, usize) {
+        let (g, j) = Self::place(bucket);
+        let grp = (bucket < self.buckets)
+            .then(|| self.groups.get(g))
+            .flatten();
+        (Cells::from(&self.overflow, grp), j)
+    }
+
     /// `bucket`'s chain in order: (node, tag) of each.
     #[inline]
     pub fn chain(&self, bucket: u32) -> Chain<'_> {
-        let (g, j) = Self::place(bucket);
-        let grp = if bucket < self.buckets {
-            self.groups.get(g)
-        } else {
-            None
-        };
-        Chain {
-            overflow: &self.overflow,
-            grp,
-            j,
-            k: grp.map_or(0, |x| usize::from(x.used)),
-        }
+        let (cells, j) = self.cells(bucket);
+        Chain { cells, j }
     }
 
     /// Length of `bucket`'s chain.
@@ -453,12 +463,7 @@ impl GroupedChains {
 
     /// `f` of every node of `bucket`'s group and its overflow groups (all its buckets).
     pub fn for_each_in_group(&self, bucket: u32, mut f: impl FnMut(u32)) {
-        let (g, _) = Self::place(bucket);
-        let mut at = (bucket < self.buckets).then_some(At::Main(g));
-        while let Some(cur) = at {
-            self.group(cur).cells().0.iter().for_each(|&n| f(n));
-            at = self.next(cur);
-        }
+        self.cells(bucket).0.for_each(|(n, _)| f(n));
     }
 
     /// Every node of `bucket`'s group and its overflow groups (all its buckets).
@@ -477,36 +482,15 @@ impl GroupedChains {
         tag: u16,
         mut f: impl FnMut(u32) -> Option<R>,
     ) -> Option<R> {
-        let (g, j) = Self::place(bucket);
-        let want = key(j, tag);
-        let mut grp = self.groups.get(g)?;
-        loop {
-            let (nodes, keys) = grp.cells();
-            for (&node, &k) in nodes.iter().zip(keys).rev() {
-                if k == want {
-                    if let Some(r) = f(node) {
-                        return Some(r);
-                    }
-                }
-            }
-            grp = self.overflow.get(grp.more as usize)?;
-        }
+        self.tagged(bucket, tag).find_map(&mut f)
     }
 
     /// The nodes of `bucket`'s chain carrying `tag`, in chain order.
     #[inline(always)]
     pub fn tagged(&self, bucket: u32, tag: u16) -> Tagged<'_> {
-        let (g, j) = Self::place(bucket);
-        let grp = if bucket < self.buckets {
-            self.groups.get(g)
-        } else {
-            None
-        };
-        let grp = grp.unwrap_or(&Group::EMPTY);
+        let (cells, j) = self.cells(bucket);
         Tagged {
-            overflow: &self.overflow,
-            cells: Tagged::cells_of(grp),
-            more: grp.more,
+            cells,
             want: key(j, tag),
         }
     }
@@ -534,29 +518,23 @@ impl GroupedChains {
     /// without its position: one compare a cell).
     #[inline(always)]
     pub fn first_with_tag(&self, bucket: u32, tag: u16) -> Option<u32> {
-        self.find_tagged(bucket, tag, Some)
+        self.tagged(bucket, tag).next()
     }
 
     /// The length of `bucket`'s chain if no node of it carries `tag` (`None` if one
     /// does): confirm's walk for a tuple expected to clash with nothing.
     #[inline(always)]
     pub fn len_if_untagged(&self, bucket: u32, tag: u16) -> Option<usize> {
-        let (g, j) = Self::place(bucket);
+        let (cells, j) = self.cells(bucket);
         let want = key(j, tag);
-        let mut grp = self.groups.get(g)?;
         let mut n = 0;
-        loop {
-            for &k in grp.cells().1 {
-                if k == want {
-                    return None;
-                }
-                n += usize::from(usize::from(k >> TAG_BITS) == j);
+        for (_, k) in cells {
+            if k == want {
+                return None;
             }
-            match self.overflow.get(grp.more as usize) {
-                Some(next) => grp = next,
-                None => return Some(n),
-            }
+            n += usize::from(usize::from(k >> TAG_BITS) == j);
         }
+        Some(n)
     }
 
     /// Bytes of heap held: the groups, the overflow pool and its free list.

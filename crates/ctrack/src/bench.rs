@@ -870,6 +870,25 @@ fn walk(a: &BenchArgs) {
 /// Rounds of `walk`'s lookups.
 const WALK_ROUND: usize = 16;
 
+/// Seconds (best of `--repeat`) to run `keys` through `round_hits` in rounds of
+/// [`WALK_ROUND`], and the hits it counted in the last run.
+fn time_rounds(
+    a: &BenchArgs,
+    keys: &[(Tuple, u64)],
+    mut round_hits: impl FnMut(&[(Tuple, u64)]) -> usize,
+) -> (f64, usize) {
+    let mut found = 0;
+    let secs = best(
+        a.repeat,
+        || (),
+        |_| {
+            found = keys.chunks(WALK_ROUND).map(&mut round_hits).sum();
+            found
+        },
+    );
+    (secs, found)
+}
+
 /// `walk`'s lookups in this table as the batch makes them (heads requested, three
 /// tag-walk passes, the lookup walk): seconds (best of `--repeat`) and hits.
 fn walk_table(
@@ -880,34 +899,24 @@ fn walk_table(
 ) -> (f64, usize) {
     use ctrack_core::table::TagWalk;
     use ctrack_core::zone::Zone;
-    let mut found = 0;
-    let secs = best(
-        a.repeat,
-        || (),
-        |_| {
-            found = 0;
-            for round in keys.chunks(WALK_ROUND) {
-                for &(_, h) in round {
-                    table.prefetch(h);
-                }
-                let mut walks = [TagWalk::Unknown; WALK_ROUND];
-                for (w, &(_, h)) in walks.iter_mut().zip(round) {
-                    *w = table.tag_walk_start(h);
-                }
-                for _ in 0..3 {
-                    for (w, &(_, h)) in walks.iter_mut().zip(round) {
-                        *w = table.tag_step(*w, h, true);
-                    }
-                }
-                for (t, h) in round {
-                    let hit = table.find_clean(t, Zone::DEFAULT, *h, now);
-                    found += usize::from(matches!(hit, Some(Some(_))));
-                }
+    time_rounds(a, keys, |round| {
+        for &(_, h) in round {
+            table.prefetch(h);
+        }
+        let mut walks = [TagWalk::Unknown; WALK_ROUND];
+        for (w, &(_, h)) in walks.iter_mut().zip(round) {
+            *w = table.tag_walk_start(h);
+        }
+        for _ in 0..3 {
+            for (w, &(_, h)) in walks.iter_mut().zip(round) {
+                *w = table.tag_step(*w, h, true);
             }
-            found
-        },
-    );
-    (secs, found)
+        }
+        round
+            .iter()
+            .filter(|(t, h)| matches!(table.find_clean(t, Zone::DEFAULT, *h, now), Some(Some(_))))
+            .count()
+    })
 }
 
 /// The table's chains in grouped bucket lines: built from its chains in their order,
@@ -938,37 +947,29 @@ fn walk_grouped(
     keys: &[(Tuple, u64)],
 ) -> (f64, usize) {
     use ctrack_core::tuple::Dir;
-    let mut found = 0;
-    let secs = best(
-        a.repeat,
-        || (),
-        |_| {
-            found = 0;
-            for round in keys.chunks(WALK_ROUND) {
-                for &(_, h) in round {
-                    grouped.prefetch(table.bucket_of_hash(h));
-                }
-                let mut cand = [u32::MAX; WALK_ROUND];
-                for (c, &(_, h)) in cand.iter_mut().zip(round) {
-                    if let Some(node) = grouped.first_with_tag(table.bucket_of_hash(h), h as u16) {
-                        *c = node;
-                        table.prefetch_entry(node / 2);
-                    }
-                }
-                for (&c, (t, _)) in cand.iter().zip(round) {
-                    let dir = if c & 1 == 0 {
-                        Dir::Original
-                    } else {
-                        Dir::Reply
-                    };
-                    let hit = table.get(c / 2).is_some_and(|e| e.has_tuple(dir, t));
-                    found += usize::from(hit);
-                }
+    time_rounds(a, keys, |round| {
+        for &(_, h) in round {
+            grouped.prefetch(table.bucket_of_hash(h));
+        }
+        let mut cand = [u32::MAX; WALK_ROUND];
+        for (c, &(_, h)) in cand.iter_mut().zip(round) {
+            if let Some(node) = grouped.first_with_tag(table.bucket_of_hash(h), h as u16) {
+                *c = node;
+                table.prefetch_entry(node / 2);
             }
-            found
-        },
-    );
-    (secs, found)
+        }
+        cand.iter()
+            .zip(round)
+            .filter(|&(&c, (t, _))| {
+                let dir = if c & 1 == 0 {
+                    Dir::Original
+                } else {
+                    Dir::Reply
+                };
+                table.get(c / 2).is_some_and(|e| e.has_tuple(dir, t))
+            })
+            .count()
+    })
 }
 
 /// The memory probes of `walk`: two dependent random reads a packet (an index of one
