@@ -123,32 +123,123 @@ impl Group {
     }
 }
 
-/// One group's cells in use, newest first, as (node, key).
-type GroupCells<'a> =
-    core::iter::Rev<core::iter::Zip<core::slice::Iter<'a, u32>, core::slice::Iter<'a, u16>>>;
+/// The high bit of each 16-bit lane of a word.
+const LANE_HIGH: u64 = 0x8000_8000_8000_8000;
 
-/// Every cell of a group and of its overflow groups after it, newest first, as (node,
-/// key): each bucket's chain order, the buckets' cells interleaved.
+/// A lane's bit `k` moved to bit `48 + lane`, for the four lanes' bits `0, 16, 32, 48`
+/// (no two partial products meet, so nothing carries).
+const LANE_GATHER: u64 = 1 << 48 | 1 << 33 | 1 << 18 | 1 << 3;
+
+/// Bit `i` set where 16-bit lane `i` of `x` is zero (exact: no borrow crosses lanes).
+#[inline(always)]
+fn zero_lanes(x: u64) -> u32 {
+    let low = !LANE_HIGH;
+    // A lane's high bit: set when any of its bits is.
+    let nonzero = ((x & low).wrapping_add(low)) | x;
+    let zero = !(nonzero | low);
+    ((zero >> 15).wrapping_mul(LANE_GATHER) >> 48) as u32 & 0xF
+}
+
+/// Four keys from `at` as the lanes of a word.
+#[inline(always)]
+fn key_word(keys: &[u16; CELLS], at: usize) -> u64 {
+    let k = |i: usize| keys.get(at + i).map_or(0, |&k| u64::from(k));
+    k(0) | k(1) << 16 | k(2) << 32 | k(3) << 48
+}
+
+// `Group::lanes` compares the keys as two words and one more.
+const _: () = assert!(CELLS == 9);
+
+impl Group {
+    /// The cells in use whose key agrees with `want` on the bits of `care`, as bit `i`
+    /// for cell `i`: eight keys compared at once in a vector register, then the ninth.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn lanes(&self, want: u16, care: u16) -> u32 {
+        use core::arch::x86_64::*;
+        let k = |i: usize| self.keys[i] as i16;
+        // SAFETY: these intrinsics only compute on values (no pointer), and need SSE2,
+        // which every x86_64 CPU has (it is part of the target's baseline, enabled in
+        // every x86_64 build). `lanes_match_each_cell` checks the result.
+        let eight = unsafe {
+            let keys = _mm_set_epi16(k(7), k(6), k(5), k(4), k(3), k(2), k(1), k(0));
+            let differ = _mm_and_si128(
+                _mm_xor_si128(keys, _mm_set1_epi16(want as i16)),
+                _mm_set1_epi16(care as i16),
+            );
+            let equal = _mm_cmpeq_epi16(differ, _mm_setzero_si128());
+            // Each lane's all-ones or zero narrowed to a byte, one bit a lane.
+            _mm_movemask_epi8(_mm_packs_epi16(equal, equal)) as u32 & 0xFF
+        };
+        self.with_last(eight, want, care)
+    }
+
+    /// [`Group::lanes`] on targets without SSE2: the keys as the lanes of two words.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn lanes(&self, want: u16, care: u16) -> u32 {
+        self.lanes_in_words(want, care)
+    }
+
+    /// [`Group::lanes`] in word operations (no vector unit): four keys a word.
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    #[inline(always)]
+    fn lanes_in_words(&self, want: u16, care: u16) -> u32 {
+        let spread = |v: u16| u64::from(v) * 0x0001_0001_0001_0001;
+        let (w, c) = (spread(want), spread(care));
+        let low = zero_lanes((key_word(&self.keys, 0) ^ w) & c);
+        let high = zero_lanes((key_word(&self.keys, 4) ^ w) & c);
+        self.with_last(low | high << 4, want, care)
+    }
+
+    /// The lanes of the first eight cells, `eight`, with the ninth's, limited to the
+    /// cells in use.
+    #[inline(always)]
+    fn with_last(&self, eight: u32, want: u16, care: u16) -> u32 {
+        let last = u32::from((self.keys[8] ^ want) & care == 0);
+        let used = (1u32 << usize::from(self.used).min(CELLS)) - 1;
+        (eight | last << 8) & used
+    }
+}
+
+/// The cells of a group and of its overflow groups after it whose key agrees with
+/// `want` on the bits of `care`, newest first, as (node, key): with `care` 0 every
+/// cell (each bucket's chain order, the buckets' cells interleaved), with the slot
+/// bits one bucket's chain, with all bits one bucket's nodes of one tag.
 #[derive(Debug, Clone)]
 struct Cells<'a> {
     overflow: &'a [Group],
-    /// The current group's cells not yet given.
-    cells: GroupCells<'a>,
-    /// The current group's overflow link.
-    more: u32,
+    /// The current group.
+    group: &'a Group,
+    /// The current group's matching cells not yet given.
+    mask: u32,
+    want: u16,
+    care: u16,
 }
 
 impl<'a> Cells<'a> {
     /// From group `g` (none: no cell).
     #[inline(always)]
-    fn from(overflow: &'a [Group], g: Option<&'a Group>) -> Cells<'a> {
-        let g = g.unwrap_or(&Group::EMPTY);
-        let (nodes, keys) = g.cells();
+    fn from(overflow: &'a [Group], g: Option<&'a Group>, want: u16, care: u16) -> Cells<'a> {
+        let group = g.unwrap_or(&Group::EMPTY);
         Cells {
             overflow,
-            cells: nodes.iter().zip(keys).rev(),
-            more: g.more,
+            group,
+            mask: group.lanes(want, care),
+            want,
+            care,
         }
+    }
+
+    /// Move to the next overflow group (`false` at the end).
+    #[inline(always)]
+    fn advance(&mut self) -> bool {
+        let Some(g) = self.overflow.get(self.group.more as usize) else {
+            return false;
+        };
+        self.group = g;
+        self.mask = g.lanes(self.want, self.care);
+        true
     }
 }
 
@@ -157,15 +248,14 @@ impl Iterator for Cells<'_> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<(u32, u16)> {
-        loop {
-            if let Some((&node, &key)) = self.cells.next() {
-                return Some((node, key));
+        while self.mask == 0 {
+            if !self.advance() {
+                return None;
             }
-            let g = self.overflow.get(self.more as usize)?;
-            let (nodes, keys) = g.cells();
-            self.cells = nodes.iter().zip(keys).rev();
-            self.more = g.more;
         }
+        let i = 31 - self.mask.leading_zeros() as usize;
+        self.mask &= !(1 << i);
+        Some((*self.group.nodes.get(i)?, *self.group.keys.get(i)?))
     }
 }
 
@@ -173,8 +263,6 @@ impl Iterator for Cells<'_> {
 #[derive(Debug, Clone)]
 pub struct Chain<'a> {
     cells: Cells<'a>,
-    /// The bucket's slot in its groups.
-    j: usize,
 }
 
 impl Iterator for Chain<'_> {
@@ -182,10 +270,7 @@ impl Iterator for Chain<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<(u32, u16)> {
-        let j = self.j;
-        self.cells
-            .find(|&(_, k)| usize::from(k >> TAG_BITS) == j)
-            .map(|(n, k)| (n, k & TAG_MASK))
+        self.cells.next().map(|(n, k)| (n, k & TAG_MASK))
     }
 }
 
@@ -194,8 +279,6 @@ impl Iterator for Chain<'_> {
 #[derive(Debug, Clone)]
 pub struct Tagged<'a> {
     cells: Cells<'a>,
-    /// The key wanted (bucket slot and tag).
-    want: u16,
 }
 
 impl Iterator for Tagged<'_> {
@@ -203,8 +286,7 @@ impl Iterator for Tagged<'_> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<u32> {
-        let want = self.want;
-        self.cells.find(|&(_, k)| k == want).map(|(n, _)| n)
+        self.cells.next().map(|(n, _)| n)
     }
 }
 
@@ -231,8 +313,13 @@ impl GroupedChains {
     pub fn new(buckets: u32) -> GroupedChains {
         let buckets = buckets.max(1);
         let n = (buckets as usize).div_ceil(BUCKETS_PER_GROUP);
+        // Huge pages where the kernel gives them, asked for before the groups are
+        // first written: a lookup's group is a random line in megabytes of them.
+        let mut groups: Vec<Group> = Vec::with_capacity(n);
+        crate::table::advise_huge_pages(groups.as_ptr().cast::<u8>(), n * size_of::<Group>());
+        groups.resize(n, Group::EMPTY);
         GroupedChains {
-            groups: vec![Group::EMPTY; n],
+            groups,
             overflow: Vec::new(),
             free: Vec::new(),
             buckets,
@@ -398,19 +485,26 @@ impl GroupedChains {
     /// The cells of `bucket`'s group and its overflow groups (none for a bucket out of
     /// range), and the bucket's slot in them.
     #[inline(always)]
-    fn cells(&self, bucket: u32) -> (Cells<'_>, usize) {
-        let (g, j) = Self::place(bucket);
+    fn cells(&self, bucket: u32, want: u16, care: u16) -> Cells<'_> {
+        let (g, _) = Self::place(bucket);
         let grp = (bucket < self.buckets)
             .then(|| self.groups.get(g))
             .flatten();
-        (Cells::from(&self.overflow, grp), j)
+        Cells::from(&self.overflow, grp, want, care)
+    }
+
+    /// The key bits of `bucket`'s slot in its groups.
+    #[inline(always)]
+    fn slot_key(bucket: u32) -> u16 {
+        key(Self::place(bucket).1, 0)
     }
 
     /// `bucket`'s chain in order: (node, tag) of each.
     #[inline]
     pub fn chain(&self, bucket: u32) -> Chain<'_> {
-        let (cells, j) = self.cells(bucket);
-        Chain { cells, j }
+        Chain {
+            cells: self.cells(bucket, Self::slot_key(bucket), !TAG_MASK),
+        }
     }
 
     /// Length of `bucket`'s chain.
@@ -463,7 +557,7 @@ impl GroupedChains {
 
     /// `f` of every node of `bucket`'s group and its overflow groups (all its buckets).
     pub fn for_each_in_group(&self, bucket: u32, mut f: impl FnMut(u32)) {
-        self.cells(bucket).0.for_each(|(n, _)| f(n));
+        self.cells(bucket, 0, 0).for_each(|(n, _)| f(n));
     }
 
     /// Every node of `bucket`'s group and its overflow groups (all its buckets).
@@ -488,10 +582,9 @@ impl GroupedChains {
     /// The nodes of `bucket`'s chain carrying `tag`, in chain order.
     #[inline(always)]
     pub fn tagged(&self, bucket: u32, tag: u16) -> Tagged<'_> {
-        let (cells, j) = self.cells(bucket);
+        let want = Self::slot_key(bucket) | tag & TAG_MASK;
         Tagged {
-            cells,
-            want: key(j, tag),
+            cells: self.cells(bucket, want, u16::MAX),
         }
     }
 
@@ -525,16 +618,19 @@ impl GroupedChains {
     /// does): confirm's walk for a tuple expected to clash with nothing.
     #[inline(always)]
     pub fn len_if_untagged(&self, bucket: u32, tag: u16) -> Option<usize> {
-        let (cells, j) = self.cells(bucket);
-        let want = key(j, tag);
+        let slot = Self::slot_key(bucket);
+        let mut cells = self.cells(bucket, slot, !TAG_MASK);
+        let want = slot | tag & TAG_MASK;
         let mut n = 0;
-        for (_, k) in cells {
-            if k == want {
+        loop {
+            if cells.group.lanes(want, u16::MAX) & cells.mask != 0 {
                 return None;
             }
-            n += usize::from(usize::from(k >> TAG_BITS) == j);
+            n += cells.mask.count_ones() as usize;
+            if !cells.advance() {
+                return Some(n);
+            }
         }
-        Some(n)
     }
 
     /// Bytes of heap held: the groups, the overflow pool and its free list.
@@ -561,6 +657,41 @@ mod tests {
             s ^= s >> 7;
             s ^= s << 17;
             s
+        }
+    }
+
+    /// `Group::lanes` (and its word form) agrees with a compare of each cell in use, on keys that differ
+    /// from the wanted one in one bit, in the slot bits only, or not at all, and on
+    /// random ones, for every count of cells in use.
+    #[test]
+    fn lanes_match_each_cell() {
+        let mut r = rng(0x1a2e5);
+        for round in 0..20_000 {
+            let want = r() as u16;
+            let care = match round % 3 {
+                0 => u16::MAX,
+                1 => !TAG_MASK,
+                _ => r() as u16,
+            };
+            let mut g = Group::EMPTY;
+            g.used = (r() % (CELLS as u64 + 1)) as u8;
+            for k in g.keys.iter_mut() {
+                *k = match r() % 4 {
+                    0 => want,
+                    1 => want ^ 1 << (r() % 16),
+                    2 => want ^ (r() as u16 & !TAG_MASK),
+                    _ => r() as u16,
+                };
+            }
+            let expected = (0..usize::from(g.used))
+                .filter(|&i| (g.keys[i] ^ want) & care == 0)
+                .fold(0u32, |m, i| m | 1 << i);
+            assert_eq!(
+                g.lanes(want, care),
+                expected,
+                "{g:?} want {want:#x} care {care:#x}"
+            );
+            assert_eq!(g.lanes_in_words(want, care), expected, "{g:?} in words");
         }
     }
 

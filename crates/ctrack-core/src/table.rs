@@ -1001,7 +1001,7 @@ impl Table {
 /// pages where it can: a table of a million entries then takes ~100 page faults
 /// instead of ~50,000, and random lookups miss the TLB far less. Ranges under 4 MiB
 /// are left alone; any failure (THP disabled, not Linux) only leaves small pages.
-fn advise_huge_pages(p: *const u8, len: usize) {
+pub(crate) fn advise_huge_pages(p: *const u8, len: usize) {
     const HUGE: usize = 2 << 20;
     const PAGE: usize = 4096;
     if len < 2 * HUGE {
