@@ -124,7 +124,7 @@ impl Conntrack {
                 match Parsed::udp4(p) {
                     Some((pkt, tuple)) => {
                         let h = hash_of(&tuple, &mut memo);
-                        let tracked = self.track_udp4(now, pkt, tuple, h, hook, zone);
+                        let tracked = self.track_udp4(now, pkt, &tuple, h, hook, zone);
                         let hint = || {
                             Some(ConfirmHint {
                                 orig: (zid, &tuple, h),

@@ -531,7 +531,7 @@ impl Conntrack {
         let zone = zone.into();
         let hint = hint.filter(|h| h.is_for(data) && zone.id_for(Dir::Original) == 0);
         if let (Some(h), Some((pkt, tuple))) = (hint, Parsed::udp4(data)) {
-            return self.track_udp4(now, pkt, tuple, h.hash, hook, zone);
+            return self.track_udp4(now, pkt, &tuple, h.hash, hook, zone);
         }
         let pre = hint.and_then(|h| Parsed::new_with(data, |_| h.hash));
         self.track_hinted(now, data, hook, zone, pre.as_ref())
@@ -749,15 +749,20 @@ impl Conntrack {
         &mut self,
         now: Instant,
         pkt: Packet<'_>,
-        tuple: Tuple,
+        tuple: &Tuple,
         hash: u64,
         hook: Hook,
         zone: Zone,
     ) -> Tracked {
         // The parse is built only for the general path (a miss, an entry with
-        // extensions, an invalid packet).
-        self.express_or(now, &pkt, &tuple, hash, hook, zone, |ct, check, looked| {
-            let p = Parsed { pkt, tuple, hash };
+        // extensions, an invalid packet); the tuple is borrowed until then (a copy
+        // of a tuple just written by narrow stores stalls the hit).
+        self.express_or(now, &pkt, tuple, hash, hook, zone, |ct, check, looked| {
+            let p = Parsed {
+                pkt,
+                tuple: *tuple,
+                hash,
+            };
             ct.create_udp_or_general_call(now, &p, zone, check, looked)
         })
     }

@@ -5,15 +5,15 @@
 //! Each 64-byte [`Group`] holds the chains of [`BUCKETS_PER_GROUP`] consecutive
 //! buckets: up to [`CELLS`] nodes, each a node id (`entry id * 2 + direction`) and a
 //! 16-bit key — the node's bucket slot in the group (2 bits) and a 14-bit hash tag —
-//! in the order they were linked, the newest last. A bucket's chain (the newest first,
-//! as `hlist_nulls_add_head_rcu` links them) is its cells from the last down. A full
-//! group hands its oldest cell on to an overflow group of the same shape (as that
-//! group's newest), so every cell of an overflow group is older than every cell of the
-//! group before it, and a bucket's chain goes on there. So everything the kernel's
-//! chains decide stays decidable in the same order — a lookup's first match and the
-//! expired nodes in front of it, early drop's scan of a chain, confirm's chain length —
-//! while a link is an append, and a lookup's compare of a key matches bucket and tag at
-//! once.
+//! the newest first. A bucket's chain (the newest first, as `hlist_nulls_add_head_rcu`
+//! links them) is its cells in order. A full group hands its oldest cell on to an
+//! overflow group of the same shape (as that group's newest), so every cell of an
+//! overflow group is older than every cell of the group before it, and a bucket's
+//! chain goes on there. So everything the kernel's chains decide stays decidable in
+//! the same order — a lookup's first match and the expired nodes in front of it, early
+//! drop's scan of a chain, confirm's chain length — while a lookup's compare of a key
+//! matches bucket and tag at once (eight cells in one vector compare), and the group's
+//! newest node sits at a fixed place (a sparse table's lookup tries it first).
 //!
 //! The group also keeps a lower bound of its nodes' deadlines (in the caller's coarse
 //! time units; 0 for none known), which lets a lookup pass the nodes in front of its
@@ -42,15 +42,15 @@ const NONE: u32 = u32::MAX;
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub struct Group {
-    /// Node ids, in link order (the newest last).
+    /// Node ids, the newest first.
     nodes: [u32; CELLS],
     /// Per cell, the node's bucket slot in the group (high bits) and hash tag.
     keys: [u16; CELLS],
     /// Cells in use.
     used: u8,
-    /// A lower bound of every node's deadline in this group and its overflow groups,
-    /// in the caller's coarse units (0: none known; `u32::MAX` for a group that never
-    /// held a node).
+    /// In a main group, a lower bound of every node's deadline in it and its overflow
+    /// groups, in the caller's coarse units (0: none known; `u32::MAX` for a group that
+    /// never held a node). Not used in an overflow group.
     alive: u32,
     /// The overflow group (an index into the overflow pool), or [`NONE`].
     more: u32,
@@ -82,14 +82,45 @@ impl Group {
         (&self.nodes[..n], &self.keys[..n])
     }
 
-    /// Append a cell (the group must have a free one).
+    /// Put a cell first (the newest), the others moving one place on (the group must
+    /// have a free one).
     #[inline(always)]
-    fn push(&mut self, node: u32, key: u16) {
+    fn push_newest(&mut self, node: u32, key: u16) {
+        let n = usize::from(self.used).min(CELLS - 1);
+        self.nodes.copy_within(..n, 1);
+        self.keys.copy_within(..n, 1);
+        (self.nodes[0], self.keys[0]) = (node, key);
+        self.used += 1;
+    }
+
+    /// Append a cell (the oldest; the group must have a free one).
+    #[inline(always)]
+    fn push_oldest(&mut self, node: u32, key: u16) {
         let n = usize::from(self.used);
         if let (Some(a), Some(b)) = (self.nodes.get_mut(n), self.keys.get_mut(n)) {
             (*a, *b) = (node, key);
             self.used += 1;
         }
+    }
+
+    /// Take the last cell (the oldest).
+    #[inline(always)]
+    fn pop_oldest(&mut self) -> Option<(u32, u16)> {
+        let last = usize::from(self.used).checked_sub(1)?;
+        let cell = (*self.nodes.get(last)?, *self.keys.get(last)?);
+        self.used -= 1;
+        Some(cell)
+    }
+
+    /// Take the first cell (the newest).
+    #[inline(always)]
+    fn pop_newest(&mut self) -> Option<(u32, u16)> {
+        if self.used == 0 {
+            return None;
+        }
+        let cell = (self.nodes[0], self.keys[0]);
+        self.remove_at(0);
+        Some(cell)
     }
 
     /// Remove cell `at`, the later ones moving one place down (order kept).
@@ -105,22 +136,6 @@ impl Group {
         self.used = self.used.saturating_sub(1);
     }
 
-    /// Put a cell first (the oldest), the others moving one place up (the group must
-    /// have a free one).
-    #[inline(always)]
-    fn push_oldest(&mut self, node: u32, key: u16) {
-        let mut i = usize::from(self.used).min(CELLS - 1);
-        while i > 0 {
-            if let (Some(&a), Some(&b)) = (self.nodes.get(i - 1), self.keys.get(i - 1)) {
-                self.nodes[i] = a;
-                self.keys[i] = b;
-            }
-            i -= 1;
-        }
-        self.nodes[0] = node;
-        self.keys[0] = key;
-        self.used += 1;
-    }
 }
 
 /// The high bit of each 16-bit lane of a word.
@@ -253,8 +268,8 @@ impl Iterator for Cells<'_> {
                 return None;
             }
         }
-        let i = 31 - self.mask.leading_zeros() as usize;
-        self.mask &= !(1 << i);
+        let i = self.mask.trailing_zeros() as usize;
+        self.mask &= self.mask - 1;
         Some((*self.group.nodes.get(i)?, *self.group.keys.get(i)?))
     }
 }
@@ -331,6 +346,12 @@ impl GroupedChains {
         self.buckets
     }
 
+    /// Number of (main) groups.
+    #[inline(always)]
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
     /// The group of `bucket`, and the bucket's slot in it.
     #[inline(always)]
     fn place(bucket: u32) -> (usize, usize) {
@@ -374,6 +395,13 @@ impl GroupedChains {
     /// is ignored.
     #[inline]
     pub fn insert_front(&mut self, bucket: u32, node: u32, tag: u16) {
+        self.link(bucket, node, tag, u32::MAX);
+    }
+
+    /// [`GroupedChains::insert_front`] and [`GroupedChains::lower_alive`] with `bound`
+    /// (the node's deadline or less) in one visit of the group.
+    #[inline(always)]
+    pub fn link(&mut self, bucket: u32, node: u32, tag: u16, bound: u32) {
         if bucket >= self.buckets {
             return;
         }
@@ -381,8 +409,9 @@ impl GroupedChains {
         let Some(grp) = self.groups.get_mut(g) else {
             return;
         };
+        grp.alive = grp.alive.min(bound);
         if usize::from(grp.used) < CELLS {
-            grp.push(node, key(j, tag));
+            grp.push_newest(node, key(j, tag));
             return;
         }
         self.insert_spilling(g, node, key(j, tag));
@@ -390,7 +419,7 @@ impl GroupedChains {
 
     /// [`GroupedChains::insert_front`] into the full group `g`: its oldest cell goes
     /// on to the overflow group as that one's newest (and so on down the list), the
-    /// new one is appended.
+    /// new one put first.
     #[cold]
     #[inline(never)]
     fn insert_spilling(&mut self, g: usize, node: u32, key: u16) {
@@ -398,20 +427,17 @@ impl GroupedChains {
         let (mut node, mut key) = (node, key);
         loop {
             let grp = self.group_mut(at);
-            if usize::from(grp.used) < CELLS {
-                grp.push(node, key);
+            let full = usize::from(grp.used) >= CELLS;
+            let oldest = if full { grp.pop_oldest() } else { None };
+            grp.push_newest(node, key);
+            let Some(oldest) = oldest else {
                 return;
-            }
-            let (old_node, old_key) = (grp.nodes[0], grp.keys[0]);
-            grp.remove_at(0);
-            grp.push(node, key);
-            (node, key) = (old_node, old_key);
+            };
+            (node, key) = oldest;
             at = match self.next(at) {
                 Some(next) => next,
                 None => {
                     let i = self.new_overflow();
-                    let alive = self.group(at).alive;
-                    self.group_mut(At::More(i as usize)).alive = alive;
                     self.group_mut(at).more = i;
                     At::More(i as usize)
                 }
@@ -462,11 +488,7 @@ impl GroupedChains {
     fn refill(&mut self, mut at: At) {
         while let Some(next) = self.next(at) {
             if usize::from(self.group(at).used) < CELLS {
-                let nxt = self.group_mut(next);
-                let last = usize::from(nxt.used);
-                if last > 0 {
-                    let (node, key) = (nxt.nodes[last - 1], nxt.keys[last - 1]);
-                    nxt.used -= 1;
+                if let Some((node, key)) = self.group_mut(next).pop_newest() {
                     self.group_mut(at).push_oldest(node, key);
                 }
             }
@@ -519,38 +541,30 @@ impl GroupedChains {
         self.groups.get(g).map_or(0, |x| x.alive)
     }
 
-    /// Lower the bound of `bucket`'s group (and its overflow groups) to `bound` if it is
-    /// above: a node linked there, or one whose deadline dropped.
+    /// Lower the bound of `bucket`'s group (it covers its overflow groups) to `bound`
+    /// if it is above: a node linked there, or one whose deadline dropped.
     #[inline]
     pub fn lower_alive(&mut self, bucket: u32, bound: u32) {
         let (g, _) = Self::place(bucket);
-        let Some(grp) = self.groups.get_mut(g) else {
-            return;
-        };
-        grp.alive = grp.alive.min(bound);
-        let mut more = grp.more;
-        while let Some(o) = self.overflow.get_mut(more as usize) {
-            o.alive = o.alive.min(bound);
-            more = o.more;
+        if let Some(grp) = self.groups.get_mut(g) {
+            grp.alive = grp.alive.min(bound);
         }
     }
 
-    /// Set the bound of `bucket`'s group and its overflow groups: the caller read every
-    /// node of [`GroupedChains::for_each_in_group`] and `bound` is at most all their
-    /// deadlines.
+    /// Set the bound of `bucket`'s group (it covers its overflow groups): the caller
+    /// read every node of [`GroupedChains::for_each_in_group`] and `bound` is at most
+    /// all their deadlines.
     pub fn set_alive(&mut self, bucket: u32, bound: u32) {
         let (g, _) = Self::place(bucket);
-        let mut at = (bucket < self.buckets).then_some(At::Main(g));
-        while let Some(cur) = at {
-            self.group_mut(cur).alive = bound;
-            at = self.next(cur);
+        if let Some(grp) = self.groups.get_mut(g) {
+            grp.alive = bound;
         }
     }
 
     /// Forget every bound (0 everywhere): what they were bounds of changed (e.g. the
     /// timeouts).
     pub fn forget_alive(&mut self) {
-        for g in self.groups.iter_mut().chain(self.overflow.iter_mut()) {
+        for g in &mut self.groups {
             g.alive = 0;
         }
     }
@@ -612,6 +626,19 @@ impl GroupedChains {
     #[inline(always)]
     pub fn first_with_tag(&self, bucket: u32, tag: u16) -> Option<u32> {
         self.tagged(bucket, tag).next()
+    }
+
+    /// The node of the newest cell of `bucket`'s group when it is of `bucket` and
+    /// carries `tag` (so it is the chain's first such node), else `None`. One scalar
+    /// compare: in groups that hold a node or none (a sparse table), it is the one
+    /// to make, and the CPU goes on to the node's entry on a predicted branch instead
+    /// of waiting for the vector compare of [`GroupedChains::tagged`].
+    #[inline(always)]
+    pub fn newest_if_tagged(&self, bucket: u32, tag: u16) -> Option<u32> {
+        let (g, _) = Self::place(bucket);
+        let grp = self.groups.get(g)?;
+        let want = Self::slot_key(bucket) | tag & TAG_MASK;
+        (grp.used > 0 && grp.keys[0] == want).then_some(grp.nodes[0])
     }
 
     /// The length of `bucket`'s chain if no node of it carries `tag` (`None` if one
@@ -748,6 +775,13 @@ mod tests {
                     let tag = (next() as u16 | 1) & TAG_MASK;
                     c.insert_front(b, id, tag);
                     model[b as usize].push_front((id, tag));
+                    // The node just linked is its group's newest, of its bucket only.
+                    assert_eq!(c.newest_if_tagged(b, tag), Some(id));
+                    assert_eq!(c.newest_if_tagged(b, tag ^ 2), None);
+                    let other = b ^ 1;
+                    if other < buckets && other / 4 == b / 4 {
+                        assert_eq!(c.newest_if_tagged(other, tag), None);
+                    }
                     live.push((b, id));
                     id += 1;
                 } else {
@@ -800,7 +834,8 @@ mod tests {
         assert_eq!(c.first_tagged(99, 0), None);
     }
 
-    /// `first_with_tag` and `len_if_untagged` agree with the chain they scan.
+    /// `first_with_tag`, `newest_if_tagged` and `len_if_untagged` agree with the chain
+    /// they scan.
     #[test]
     fn tag_scans_agree_with_the_chain() {
         let mut c = GroupedChains::new(8);
@@ -823,6 +858,9 @@ mod tests {
                 );
                 let first = chain.iter().find(|&&(_, t)| t == tag).map(|&(n, _)| n);
                 assert_eq!(c.first_with_tag(b, tag), first, "bucket {b} tag {tag}");
+                if let Some(n) = c.newest_if_tagged(b, tag) {
+                    assert_eq!(Some(n), first, "the newest is the chain's first");
+                }
                 let untagged = first.is_none().then_some(chain.len());
                 assert_eq!(c.len_if_untagged(b, tag), untagged, "bucket {b} tag {tag}");
             }
@@ -843,8 +881,9 @@ mod tests {
         assert_eq!(c.chain_len(3), 0);
     }
 
-    /// The bound is per group: lowered by the smaller value, shared with the group's
-    /// overflow groups, set after a scan, forgotten everywhere at once.
+    /// The bound is per group: lowered by the smaller value (by a link too), kept in
+    /// the main group for its overflow groups, set after a scan, forgotten everywhere
+    /// at once.
     #[test]
     fn the_deadline_bound_follows_its_group() {
         let mut c = GroupedChains::new(16);
@@ -856,19 +895,20 @@ mod tests {
         assert_eq!(c.alive(0), 100);
         c.lower_alive(2, 40);
         assert_eq!(c.alive(0), 40);
-        // Fill group 0 past its cells: the overflow group inherits the bound.
+        // Fill group 0 past its cells: the main group's bound stands for all.
         for n in 0..(CELLS as u32 + 3) {
             c.insert_front(n % 4, n, 1);
         }
         assert!(c.overflow_groups() > 0);
-        c.set_alive(0, 70);
-        c.lower_alive(0, 60);
-        let mut at = Some(At::Main(0));
-        while let Some(cur) = at {
-            assert_eq!(c.group(cur).alive, 60);
-            at = c.next(cur);
-        }
+        c.set_alive(2, 70);
+        c.lower_alive(3, 60);
+        assert_eq!(c.alive(1), 60);
+        c.link(5, 99, 1, 30);
+        assert_eq!((c.alive(0), c.alive(4)), (60, 30), "a link lowers its group's");
+        c.link(6, 98, 1, 50);
+        assert_eq!(c.alive(4), 30, "never raises it");
         c.forget_alive();
+        assert_eq!(c.alive(4), 0);
         assert_eq!(c.alive(0), 0);
         assert_eq!(c.nodes_of_group(2).len(), CELLS + 3);
     }

@@ -332,6 +332,16 @@ impl Table {
         self.chains.buckets()
     }
 
+    /// Whether the groups hold a node or none on average (entries at most half the
+    /// groups): most nodes are then alone in their group, its newest, and a lookup
+    /// tries that one cell with a scalar compare before the group's vector compare
+    /// (a predicted branch instead of a chain of dependent steps). Either way the
+    /// lookup finds the same node.
+    #[inline(always)]
+    fn sparse(&self) -> bool {
+        (self.count as usize) * 2 <= self.chains.groups()
+    }
+
     /// Allocated entries, unconfirmed included.
     pub fn count(&self) -> u32 {
         self.count
@@ -565,8 +575,7 @@ impl Table {
             let node = id * 2 + dir as u32;
             let b = self.bucket_of_hash(h);
             self.note_change(b);
-            self.chains.insert_front(b, node, tag_of(h));
-            self.chains.lower_alive(b, bound);
+            self.chains.link(b, node, tag_of(h), bound);
         }
         if let Some(Some(e)) = self.slots.get_mut(id as usize) {
             e.status.set(Status::CONFIRMED);
@@ -582,14 +591,13 @@ impl Table {
         if self.get(id).is_none() {
             return;
         }
+        let bound = self.link_bound(id, Some(now));
         let b = self.bucket_of_hash(h_reply);
         self.note_change(b);
-        self.chains.insert_front(b, id * 2 + 1, tag_of(h_reply));
+        self.chains.link(b, id * 2 + 1, tag_of(h_reply), bound);
         if let Some(Some(e)) = self.slots.get_mut(id as usize) {
             e.status.set(Status::CONFIRMED | Status::NAT_CLASH);
         }
-        let bound = self.link_bound(id, Some(now));
-        self.chains.lower_alive(b, bound);
     }
 
     /// Whether `id` is linked under its original tuple (not a reply-only clash entry):
@@ -754,7 +762,12 @@ impl Table {
         let TagWalk::At(bucket) = walk else {
             return walk;
         };
-        if let Some(node) = self.chains.first_with_tag(bucket, tag_of(h)) {
+        let newest = || {
+            self.sparse()
+                .then(|| self.chains.newest_if_tagged(bucket, tag_of(h)))
+                .flatten()
+        };
+        if let Some(node) = newest().or_else(|| self.chains.first_with_tag(bucket, tag_of(h))) {
             let bytes = if udp {
                 UDP_HIT_BYTES
             } else {
@@ -875,15 +888,30 @@ impl Table {
         h: u64,
         bucket: u32,
     ) -> Option<Option<(EntryId, Dir)>> {
-        for node in self.chains.tagged(bucket, tag_of(h)) {
-            let (id, d) = (node / 2, (node & 1) as usize);
-            if let Some(Some(e)) = self.slots.get(id as usize) {
-                if e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d]) {
-                    return Some(Some((id, DIRS[d])));
+        // In a sparse table the group's newest node first (a scalar compare), then
+        // every tagged one in chain order (the newest again among them only when it
+        // carried the tag of another tuple).
+        if self.sparse() {
+            if let Some(node) = self.chains.newest_if_tagged(bucket, tag_of(h)) {
+                if let Some(found) = self.node_holds(node, t, zone) {
+                    return Some(Some(found));
                 }
             }
         }
+        for node in self.chains.tagged(bucket, tag_of(h)) {
+            if let Some(found) = self.node_holds(node, t, zone) {
+                return Some(Some(found));
+            }
+        }
         Some(None)
+    }
+
+    /// Node `node`'s entry and direction if its tuple there is `t` in `zone`.
+    #[inline(always)]
+    fn node_holds(&self, node: u32, t: &Tuple, zone: Zone) -> Option<(EntryId, Dir)> {
+        let (id, d) = (node / 2, (node & 1) as usize);
+        let e = self.slots.get(id as usize)?.as_ref()?;
+        (e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d])).then_some((id, DIRS[d]))
     }
 
     /// [`Table::find_clean`] when the group's bound is not ahead of `now`.
