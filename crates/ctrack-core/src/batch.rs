@@ -221,6 +221,9 @@ impl Conntrack {
                     walk_tags::<ROUND>(self.table(), &mut walks[..n], WALK_PASSES, None, |k| {
                         pre[k].as_ref().map(|x| (x.hash(), x.tuple().proto))
                     });
+                    // Links from here on are noted: a walk's node stays its lookup's
+                    // hint while its bucket gets none (`Table::find_clean`).
+                    self.table.forget_changes();
                 }
                 // The predicted misses: the walks that proved one, then those still
                 // going after their passes (long chains) when the finished walks
@@ -231,6 +234,9 @@ impl Conntrack {
                 let mut open = [0usize; ROUND];
                 let (mut n_cand, mut n_open, mut n_tagged) = (0, 0, 0);
                 for (k, w) in walks[..n].iter().enumerate() {
+                    if let (TagWalk::Tagged(node), Some(x)) = (*w, &mut pre[k]) {
+                        x.set_node(node);
+                    }
                     match w {
                         TagWalk::Absent => {
                             cands[n_cand] = k;
@@ -240,7 +246,7 @@ impl Conntrack {
                             open[n_open] = k;
                             n_open += 1;
                         }
-                        TagWalk::Tagged => n_tagged += 1,
+                        TagWalk::Tagged(_) => n_tagged += 1,
                         TagWalk::Unknown => {}
                     }
                 }

@@ -30,6 +30,9 @@ pub(crate) struct Parsed<'a> {
     pkt: Packet<'a>,
     tuple: Tuple,
     hash: u64,
+    /// The node the batch's tag walk found first in the tuple's chain with its tag
+    /// (a likely hit, see [`Table::find_clean`]), or [`crate::table::NO_NODE`].
+    node: u32,
 }
 
 impl<'a> Parsed<'a> {
@@ -41,7 +44,7 @@ impl<'a> Parsed<'a> {
     pub(crate) fn new_with(data: &'a [u8], hash: impl FnOnce(&Tuple) -> u64) -> Option<Parsed<'a>> {
         if let Some((pkt, tuple)) = Parsed::ports4(data) {
             let hash = hash(&tuple);
-            return Some(Parsed { pkt, tuple, hash });
+            return Some(Parsed::hashed(pkt, tuple, hash));
         }
         Parsed::general(data, hash)
     }
@@ -58,7 +61,7 @@ impl<'a> Parsed<'a> {
         }
         let tuple = tuple_of(pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.l4()).ok()?;
         let hash = hash(&tuple);
-        Some(Parsed { pkt, tuple, hash })
+        Some(Parsed::hashed(pkt, tuple, hash))
     }
 
     /// The view and tuple [`Parsed::new_with`] builds for an IPv4 packet with a
@@ -107,7 +110,24 @@ impl<'a> Parsed<'a> {
     /// hashes a round's tuples together).
     #[inline(always)]
     pub(crate) fn from_view(pkt: Packet<'a>, tuple: Tuple, hash: u64) -> Parsed<'a> {
-        Parsed { pkt, tuple, hash }
+        Parsed::hashed(pkt, tuple, hash)
+    }
+
+    /// A parse with its tuple's hash, no walk's node yet.
+    #[inline(always)]
+    pub(crate) fn hashed(pkt: Packet<'a>, tuple: Tuple, hash: u64) -> Parsed<'a> {
+        Parsed {
+            pkt,
+            tuple,
+            hash,
+            node: crate::table::NO_NODE,
+        }
+    }
+
+    /// Sets the node the batch's tag walk found (see [`Parsed`]'s `node`).
+    #[inline(always)]
+    pub(crate) fn set_node(&mut self, node: u32) {
+        self.node = node;
     }
 
     /// Sets the tuple's hash (see [`Parsed::from_view`]).
@@ -334,11 +354,12 @@ impl Conntrack {
         zone: Zone,
         h: u64,
         now: Instant,
+        hint: u32,
     ) -> Option<Option<(EntryId, Dir)>> {
         if self.table.bounds_suspended() {
             self.table.set_timeouts(&self.sysctls);
         }
-        self.table.find_kept(t, zone, h, now)
+        self.table.find_kept(t, zone, h, now, hint)
     }
 
     /// Whether a sysctl timeout is 0 (cached until the sysctls may change).
@@ -574,7 +595,7 @@ impl Conntrack {
         // The commonest packets: no ICMP error path, no GRE key, the tuple is the ports.
         if let Some((pkt, tuple)) = Parsed::ports4(data) {
             let hash = self.table.hash(&tuple, zone.id_for(Dir::Original));
-            return Ok(Parsed { pkt, tuple, hash });
+            return Ok(Parsed::hashed(pkt, tuple, hash));
         }
         let pkt = match Packet::parse(data) {
             Ok(p) => p,
@@ -628,7 +649,7 @@ impl Conntrack {
         };
         self.gre_src_key(&mut tuple, pkt.l4());
         let hash = self.table.hash(&tuple, zone.id_for(Dir::Original));
-        Ok(Parsed { pkt, tuple, hash })
+        Ok(Parsed::hashed(pkt, tuple, hash))
     }
 
     /// The second half of `nf_conntrack_in`: lookup or create, the L4 tracker, the
@@ -671,16 +692,18 @@ impl Conntrack {
             // general lookup is a call).
             None if TCP => {
                 if zone.id_for(Dir::Original) == zone.id_for(Dir::Reply) {
-                    self.table.find_clean(tuple, zone, hash, now)
+                    self.table.find_clean(tuple, zone, hash, now, p.node)
                 } else {
                     None
                 }
             }
-            None => match self.express::<false>(now, pkt, tuple, hash, zone, check_checksum) {
-                Express::Done(t) => return t,
-                Express::Looked(found) => Some(found),
-                Express::No => None,
-            },
+            None => {
+                match self.express::<false>(now, pkt, tuple, (hash, p.node), zone, check_checksum) {
+                    Express::Done(t) => return t,
+                    Express::Looked(found) => Some(found),
+                    Express::No => None,
+                }
+            }
         };
         loop {
             let found = match first.take() {
@@ -757,12 +780,9 @@ impl Conntrack {
         // The parse is built only for the general path (a miss, an entry with
         // extensions, an invalid packet); the tuple is borrowed until then (a copy
         // of a tuple just written by narrow stores stalls the hit).
-        self.express_or(now, &pkt, tuple, hash, hook, zone, |ct, check, looked| {
-            let p = Parsed {
-                pkt,
-                tuple: *tuple,
-                hash,
-            };
+        let hashed = (hash, crate::table::NO_NODE);
+        self.express_or(now, &pkt, tuple, hashed, hook, zone, |ct, check, looked| {
+            let p = Parsed::hashed(pkt, *tuple, hash);
             ct.create_udp_or_general_call(now, &p, zone, check, looked)
         })
     }
@@ -791,7 +811,7 @@ impl Conntrack {
             now,
             &x.pkt,
             &x.tuple,
-            x.hash,
+            (x.hash, x.node),
             hook,
             zone,
             |ct, check, looked| ct.create_udp_or_general(now, x, zone, check, looked),
@@ -815,13 +835,14 @@ impl Conntrack {
         now: Instant,
         pkt: &Packet<'_>,
         tuple: &Tuple,
-        hash: u64,
+        (hash, hint): (u64, u32),
         hook: Hook,
         zone: Zone,
         general: impl FnOnce(&mut Conntrack, bool, Option<Option<(EntryId, Dir)>>) -> Tracked,
     ) -> Tracked {
         let check_checksum = self.checks_checksum(hook);
-        let looked = match self.express::<true>(now, pkt, tuple, hash, zone, check_checksum) {
+        let hashed = (hash, hint);
+        let looked = match self.express::<true>(now, pkt, tuple, hashed, zone, check_checksum) {
             Express::Done(t) => return t,
             Express::Looked(found) => Some(found),
             Express::No => None,
@@ -945,14 +966,14 @@ impl Conntrack {
         now: Instant,
         pkt: &Packet<'_>,
         tuple: &Tuple,
-        hash: u64,
+        (hash, hint): (u64, u32),
         zone: Zone,
         check_checksum: bool,
     ) -> Express {
         if zone.id_for(Dir::Original) != zone.id_for(Dir::Reply) {
             return Express::No;
         }
-        let Some(found) = self.find_kept(tuple, zone, hash, now) else {
+        let Some(found) = self.find_kept(tuple, zone, hash, now, hint) else {
             return Express::No;
         };
         let Some((id, dir)) = found else {
@@ -1527,7 +1548,7 @@ impl Conntrack {
         now: Instant,
     ) -> Option<(EntryId, Dir)> {
         // The common walk meets no expired node: no list to fill.
-        if let Some(r) = self.find_kept(t, zone, h, now) {
+        if let Some(r) = self.find_kept(t, zone, h, now, crate::table::NO_NODE) {
             return r;
         }
         let mut expired = std::mem::take(&mut self.expired);

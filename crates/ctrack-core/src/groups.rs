@@ -86,9 +86,9 @@ impl Group {
     /// have a free one).
     #[inline(always)]
     fn push_newest(&mut self, node: u32, key: u16) {
-        let n = usize::from(self.used).min(CELLS - 1);
-        self.nodes.copy_within(..n, 1);
-        self.keys.copy_within(..n, 1);
+        // Every cell moves (a fixed-size copy: no call), the unused last one dropped.
+        self.nodes.copy_within(..CELLS - 1, 1);
+        self.keys.copy_within(..CELLS - 1, 1);
         (self.nodes[0], self.keys[0]) = (node, key);
         self.used += 1;
     }
@@ -135,7 +135,6 @@ impl Group {
         }
         self.used = self.used.saturating_sub(1);
     }
-
 }
 
 /// The high bit of each 16-bit lane of a word.
@@ -904,7 +903,11 @@ mod tests {
         c.lower_alive(3, 60);
         assert_eq!(c.alive(1), 60);
         c.link(5, 99, 1, 30);
-        assert_eq!((c.alive(0), c.alive(4)), (60, 30), "a link lowers its group's");
+        assert_eq!(
+            (c.alive(0), c.alive(4)),
+            (60, 30),
+            "a link lowers its group's"
+        );
         c.link(6, 98, 1, 50);
         assert_eq!(c.alive(4), 30, "never raises it");
         c.forget_alive();

@@ -18,6 +18,9 @@ use crate::zone::Zone;
 
 const NIL: u32 = u32::MAX;
 
+/// No node (a lookup without a tag walk's hint, see [`Table::find_clean`]).
+pub const NO_NODE: u32 = u32::MAX;
+
 /// Node direction by its low bit.
 const DIRS: [Dir; 2] = [Dir::Original, Dir::Reply];
 
@@ -243,8 +246,9 @@ pub fn sip13(k0: u64, k1: u64, words: &[u64]) -> u64 {
 pub enum TagWalk {
     /// At this node (its link bytes requested), not yet looked at.
     At(u32),
-    /// A node carries the hash's tag (its slot requested): a likely hit.
-    Tagged,
+    /// This node, the chain's first carrying the hash's tag (its entry requested): a
+    /// likely hit, and the lookup's hint ([`Table::find_clean`]).
+    Tagged(u32),
     /// No node carries the tag: the lookup will miss (unless an earlier packet of
     /// the batch links the tuple first).
     Absent,
@@ -733,7 +737,13 @@ impl Table {
     /// [`Table::taint_changes`]).
     #[inline]
     pub fn unchanged(&self, h: u64) -> bool {
-        let bit = self.bucket_of_hash(h) % CHANGE_BITS;
+        self.unchanged_bucket(self.bucket_of_hash(h))
+    }
+
+    /// [`Table::unchanged`] of a bucket.
+    #[inline(always)]
+    fn unchanged_bucket(&self, bucket: u32) -> bool {
+        let bit = bucket % CHANGE_BITS;
         self.changed[(bit / 64) as usize] >> (bit % 64) & 1 == 0
     }
 
@@ -774,7 +784,7 @@ impl Table {
                 size_of::<Entry>()
             };
             self.prefetch_entry_bytes((node / 2) as usize, bytes);
-            return TagWalk::Tagged;
+            return TagWalk::Tagged(node);
         }
         if let Some(now) = now.filter(|&now| !self.none_expired(bucket, now)) {
             let clean = self.chain_nodes(bucket).all(|(id, _)| {
@@ -842,6 +852,12 @@ impl Table {
     /// [`Table::find_hashed`] for the common walk that meets no expired node: the
     /// result, or `None` as soon as an expired node is met (the caller then walks again
     /// with [`Table::find_hashed`], which reports them for deletion).
+    ///
+    /// `hint`: [`NO_NODE`], or the node a tag walk of this bucket found
+    /// ([`TagWalk::Tagged`]) since the last [`Table::forget_changes`]. While no node
+    /// was linked into the bucket since, it is still the chain's first node with the
+    /// tag, so if it is linked and holds the tuple, it is the match: the lookup checks
+    /// its entry without scanning the group again.
     #[inline(always)]
     pub fn find_clean(
         &self,
@@ -849,16 +865,17 @@ impl Table {
         zone: Zone,
         h: u64,
         now: Instant,
+        hint: u32,
     ) -> Option<Option<(EntryId, Dir)>> {
         let bucket = self.bucket_of_hash(h);
         if !self.none_expired(bucket, now) {
             return self.walk_find_cold(t, zone, h, now);
         }
-        self.find_fresh(t, zone, h, bucket)
+        self.find_fresh(t, zone, h, bucket, hint)
     }
 
-    /// [`Table::keep_bound`] then [`Table::find_clean`], the bucket found once: the
-    /// lookup of a packet whose result may refresh an entry.
+    /// [`Table::keep_bound`] then [`Table::find_clean`] (with its `hint`), the bucket
+    /// found once: the lookup of a packet whose result may refresh an entry.
     #[inline(always)]
     pub fn find_kept(
         &mut self,
@@ -866,6 +883,7 @@ impl Table {
         zone: Zone,
         h: u64,
         now: Instant,
+        hint: u32,
     ) -> Option<Option<(EntryId, Dir)>> {
         self.observe(now);
         let bucket = self.bucket_of_hash(h);
@@ -875,7 +893,7 @@ impl Table {
                 return self.walk_find_cold(t, zone, h, now);
             }
         }
-        self.find_fresh(t, zone, h, bucket)
+        self.find_fresh(t, zone, h, bucket, hint)
     }
 
     /// The lookup in `bucket` (of hash `h`) when its group holds no node expired at
@@ -887,7 +905,13 @@ impl Table {
         zone: Zone,
         h: u64,
         bucket: u32,
+        hint: u32,
     ) -> Option<Option<(EntryId, Dir)>> {
+        if hint != NO_NODE && self.unchanged_bucket(bucket) {
+            if let Some(found) = self.linked_node_holds(hint, t, zone) {
+                return Some(Some(found));
+            }
+        }
         // In a sparse table the group's newest node first (a scalar compare), then
         // every tagged one in chain order (the newest again among them only when it
         // carried the tag of another tuple).
@@ -904,6 +928,18 @@ impl Table {
             }
         }
         Some(None)
+    }
+
+    /// [`Table::node_holds`] of a node that may have left its chain since it was seen:
+    /// also that the entry is linked in that direction.
+    #[inline(always)]
+    fn linked_node_holds(&self, node: u32, t: &Tuple, zone: Zone) -> Option<(EntryId, Dir)> {
+        let (id, d) = (node / 2, (node & 1) as usize);
+        let e = self.slots.get(id as usize)?.as_ref()?;
+        let linked =
+            e.status.has(Status::CONFIRMED) && (d == 1 || !e.status.has(Status::NAT_CLASH));
+        (linked && e.has_tuple(DIRS[d], t) && e.zone.same_for(zone, DIRS[d]))
+            .then_some((id, DIRS[d]))
     }
 
     /// Node `node`'s entry and direction if its tuple there is `t` in `zone`.
@@ -1198,7 +1234,7 @@ mod tests {
             assert_eq!(t.find(&o, z, now, &mut scratch), Some((id, Dir::Original)));
             assert_eq!(t.find(&r, z, now, &mut scratch), Some((id, Dir::Reply)));
             let h = t.hash(&r, 0);
-            assert_eq!(walk_to_end(&t, h).0, TagWalk::Tagged);
+            assert_eq!(walk_to_end(&t, h).0, TagWalk::Tagged(id * 2 + 1));
             let clash = |e: &Entry, d: Dir| e.has_tuple(d, &r) && e.zone.same_for(z, d);
             assert_eq!(
                 t.probe_with(h, now, clash).1.map(|c| (c.0, c.1)),
@@ -1271,6 +1307,63 @@ mod tests {
         (w, steps)
     }
 
+    /// A walk's node hints the lookup, which checks it: a hint of another entry, or of
+    /// a slot reused since by an entry not linked under that tuple, is passed over
+    /// for the chain's own answer.
+    #[test]
+    fn a_walk_hint_is_checked_not_trusted() {
+        let mut t = Table::new(64, 9);
+        // Timeouts known, links made at `now`: the groups' bounds are ahead of it, so
+        // the lookups below take the fresh path, where the hint is used.
+        t.set_timeouts(&crate::sysctl::Sysctls::default());
+        let now = Instant::from_nanos(1);
+        let z = Zone::DEFAULT;
+        let tuple = |i: u16| Tuple {
+            src_u: 1000 + i,
+            ..v4_udp()
+        };
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            let (o, r) = (
+                tuple(i),
+                crate::conntrack::invert(&tuple(i)).expect("inverts"),
+            );
+            let mut e = Entry::new([o, r], None);
+            e.deadline = Instant::from_nanos(1_000_000_000);
+            let id = t.alloc(e);
+            t.link_hashed(id, [t.hash(&o, 0), t.hash(&r, 0)], Some(now));
+            ids.push(id);
+        }
+        let (a, h) = (tuple(0), t.hash(&tuple(0), 0));
+        assert!(t.none_expired(t.bucket_of_hash(h), now));
+        let TagWalk::Tagged(node) = walk_to_end(&t, h).0 else {
+            panic!("linked");
+        };
+        assert_eq!(node, ids[0] * 2);
+        t.forget_changes();
+        let found = Some(Some((ids[0], Dir::Original)));
+        assert_eq!(t.find_clean(&a, z, h, now, node), found);
+        assert_eq!(t.find_clean(&a, z, h, now, NO_NODE), found);
+        for other in [ids[3] * 2, ids[3] * 2 + 1, 999] {
+            assert_eq!(t.find_clean(&a, z, h, now, other), found, "hint {other}");
+        }
+        // Entry 0 freed; its slot taken by an entry with the same original tuple
+        // linked under its reply tuple only (a NAT clash's loser): the hint's node is
+        // not in any chain, so the lookup misses as the chain says.
+        t.free(ids[0]);
+        let r = Tuple {
+            src_u: 7,
+            ..crate::conntrack::invert(&a).expect("inverts")
+        };
+        let mut loser = Entry::new([a, r], None);
+        loser.deadline = Instant::from_nanos(1_000_000_000);
+        let id = t.alloc(loser);
+        assert_eq!(id, ids[0], "the slot is reused");
+        t.link_reply_only(id, t.hash(&r, 0), now);
+        assert!(t.unchanged(h), "no link into the hint's bucket");
+        assert_eq!(t.find_clean(&a, z, h, now, node), Some(None));
+    }
+
     #[test]
     fn tag_walk_finds_every_linked_tuple_and_proves_misses() {
         // Two buckets for 40 connections: chains of ~40 nodes.
@@ -1295,7 +1388,11 @@ mod tests {
                 (crate::conntrack::invert(&tuple(i)).expect("inverts"), 0),
             ] {
                 let (w, steps) = walk(&t, t.hash(&k, d));
-                assert_eq!(w, TagWalk::Tagged, "{k:?}");
+                let TagWalk::Tagged(node) = w else {
+                    panic!("{k:?}: {w:?}");
+                };
+                let dir = DIRS[(node & 1) as usize];
+                assert!(t.get(node / 2).is_some_and(|e| e.has_tuple(dir, &k)));
                 longest = longest.max(steps);
             }
         }
@@ -1307,7 +1404,7 @@ mod tests {
             assert_eq!(walk(&t, h).0, TagWalk::Absent);
         }
         // A state other than `At` stays as it is.
-        for w in [TagWalk::Tagged, TagWalk::Absent, TagWalk::Unknown] {
+        for w in [TagWalk::Tagged(5), TagWalk::Absent, TagWalk::Unknown] {
             assert_eq!(t.tag_step(w, 7, true), w);
         }
     }

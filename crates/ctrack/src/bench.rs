@@ -912,9 +912,20 @@ fn walk_table(
                 *w = table.tag_step(*w, h, true);
             }
         }
+        // Each lookup with its walk's node as the hint, as the batch gives it.
         round
             .iter()
-            .filter(|(t, h)| matches!(table.find_clean(t, Zone::DEFAULT, *h, now), Some(Some(_))))
+            .zip(walks)
+            .filter(|&((t, h), w)| {
+                let hint = match w {
+                    TagWalk::Tagged(node) => node,
+                    _ => ctrack_core::table::NO_NODE,
+                };
+                matches!(
+                    table.find_clean(t, Zone::DEFAULT, *h, now, hint),
+                    Some(Some(_))
+                )
+            })
             .count()
     })
 }
