@@ -41,15 +41,6 @@ const SMALL_TABLE: u32 = 1024;
 const ROUND: usize = 16;
 const _: () = assert!(ROUND <= MAX_LANES, "a round is hashed in one call");
 
-/// Chain nodes a round's tag walk looks at per packet after the first: a chain holds
-/// ~2 nodes per bucket at load factor 1 (each connection linked twice), so a tuple's
-/// node is the third or later in about a quarter of lookups.
-const WALK_PASSES: usize = 3;
-
-/// Nodes of a predicted miss's reply chain the round's tag walk fetches after the
-/// first (confirm walks that chain to its end).
-const REPLY_WALK_PASSES: usize = 2;
-
 impl Conntrack {
     /// Track a batch of IP packets that share one `now`, hook and template zone (a plain
     /// `u16` is that zone in both directions). For each packet,
@@ -60,26 +51,24 @@ impl Conntrack {
     /// How it is fast: per round of 16 packets it
     /// 1. parses each one and hashes the round's IPv4 tuples together, in SIMD lanes
     ///    (`sip_lanes`: the same keyed SipHash-1-3 as one at a time), then requests
-    ///    each bucket head;
-    /// 2. walks each chain by its nodes' hash tags, one node per pass over the round
-    ///    ([`crate::table::Table::tag_step`]), fetching only a node's link bytes until
-    ///    one carries the packet's tag (its whole slot is then requested: a likely hit)
-    ///    or the chain ends (a sure miss, unless an earlier packet of the batch links
-    ///    the tuple first);
-    /// 3. for a predicted miss, hashes its reply tuple (in lanes too) and walks that
-    ///    bucket the same way, for confirm (a walk still going after its passes counts
-    ///    as a miss when the round's finished walks proved more misses than hits);
-    ///    when they did, the next round is taken for a burst of new flows: every
-    ///    packet's reply tuple is hashed with its own and both buckets are walked in
-    ///    the same passes, instead of one walk after the other; those walks also give
-    ///    up at an expired node, so that a walk to a chain's end without the tag
-    ///    proves a clean miss: while no node has been linked into that bucket since
-    ///    (`Table::unchanged`) and no timeout is 0, the packet's lookup is not walked
-    ///    again, nor are confirm's two chains when both were proved;
-    /// 4. resolves the packets one by one, in order, reusing the parse and the hashes
-    ///    (confirm takes the orig and reply hashes as hints, checked against the
-    ///    entry's tuples, so a NAT rewrite of the reply in the pipeline is hashed
-    ///    afresh).
+    ///    each bucket's group line (`groups.rs`);
+    /// 2. walks each bucket by its cells' keys ([`crate::table::Table::tag_step`]):
+    ///    the chain's first node carrying the packet's tag has its entry requested (a
+    ///    likely hit; the node is kept as the lookup's hint, checked there, not
+    ///    trusted), a chain without one is a sure miss (unless an earlier packet of
+    ///    the batch links the tuple first);
+    /// 3. for a predicted miss, hashes its reply tuple (in lanes too) and requests
+    ///    that bucket's group for confirm; when the round's walks proved more misses
+    ///    than hits, the next round is taken for a burst of new flows: every packet's
+    ///    reply tuple is hashed with its own and both buckets are walked in one
+    ///    round; those walks also give up at an expired node, so that a walk without
+    ///    the tag proves a clean miss: while no node has been linked into that bucket
+    ///    since (`Table::unchanged`) and no timeout is 0, the packet's lookup is not
+    ///    made again, nor are confirm's two chain scans when both were proved;
+    /// 4. resolves the packets one by one, in order, reusing the parse, the hashes and
+    ///    the walks' nodes (confirm takes the orig and reply hashes as hints, checked
+    ///    against the entry's tuples, so a NAT rewrite of the reply in the pipeline is
+    ///    hashed afresh).
     ///
     /// On a table of at most 1,024 entries (in cache) the stages would only cost
     /// instructions: each packet is parsed and tracked at once, its hash memoised per
@@ -106,9 +95,10 @@ impl Conntrack {
         // looked up as an original tuple first), predicted replies with its reply id.
         let (zid, rzid) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));
         out.reserve(pkts.len());
-        // A table this small stays in cache (a bucket head line and a slot per entry:
-        // ~128 KiB): the prefetch stages would only cost instructions, and so would
-        // keeping a round's parses in an array. Each packet is parsed and tracked at once.
+        // A table this small stays in cache (a group line and an entry per entry at
+        // most: ~170 KiB): the prefetch stages would only cost instructions, and so
+        // would keeping a round's parses in an array. Each packet is parsed and
+        // tracked at once.
         if self.table.count() <= SMALL_TABLE {
             let mut memo = HashMemo::default();
             for (i, p) in pkts.iter().enumerate() {
@@ -190,9 +180,8 @@ impl Conntrack {
             replies.clear();
             // In a burst of new flows (the last round proved mostly misses), every
             // packet is taken for a miss from the start: its reply tuple hashed (while
-            // the heads just requested arrive) and that bucket walked beside its own,
-            // so the two chains' nodes are fetched in the same passes instead of one
-            // walk after the other.
+            // the group lines just requested arrive) and that bucket walked beside its
+            // own, in one round instead of one walk after the other.
             let burst = self.miss_burst && round.len() > 1;
             // In a burst round, the packets whose lookup its walks proved a clean miss
             // (bit k), and those of them whose reply chain the walks proved free of
@@ -207,60 +196,50 @@ impl Conntrack {
                 replies.hash(self.table());
             }
             if round.len() > 1 {
-                // Walk each bucket's chain by tags, one node per pass over the round,
-                // so each node's link line has a pass's time to arrive: a node with
-                // the packet's tag gets its slot fetched (a likely hit), a chain that
-                // ends without one proves a miss. In a burst, the reply buckets'
-                // walks go with them (confirm walks those chains to their end).
+                // Walk each bucket's group by tags, the round's lines requested above:
+                // a node with the packet's tag gets its entry requested (a likely
+                // hit), a chain without one proves a miss. In a burst, the reply
+                // buckets' walks go with them (confirm scans those chains).
                 let n = round.len();
                 let mut walks = [TagWalk::Unknown; ROUND];
                 if burst {
                     (proven_miss, proven_both) =
                         self.walk_burst(now, &pre[..n], &replies, &mut walks[..n]);
                 } else {
-                    walk_tags::<ROUND>(self.table(), &mut walks[..n], WALK_PASSES, None, |k| {
+                    walk_tags::<ROUND>(self.table(), &mut walks[..n], None, |k| {
                         pre[k].as_ref().map(|x| (x.hash(), x.tuple().proto))
                     });
                     // Links from here on are noted: a walk's node stays its lookup's
                     // hint while its bucket gets none (`Table::find_clean`).
                     self.table.forget_changes();
                 }
-                // The predicted misses: the walks that proved one, then those still
-                // going after their passes (long chains) when the finished walks
-                // proved more misses than hits (a burst of new flows: their confirm
-                // then finds the reply chain fetched too). The next round is a burst
-                // round in that case.
+                // The predicted misses: the walks that proved one. When they are more
+                // than the hits (a burst of new flows), the next round is a burst
+                // round.
                 let mut cands = [0usize; ROUND];
-                let mut open = [0usize; ROUND];
-                let (mut n_cand, mut n_open, mut n_tagged) = (0, 0, 0);
+                let (mut n_cand, mut n_tagged) = (0, 0);
                 for (k, w) in walks[..n].iter().enumerate() {
-                    if let (TagWalk::Tagged(node), Some(x)) = (*w, &mut pre[k]) {
-                        x.set_node(node);
-                    }
-                    match w {
+                    match *w {
                         TagWalk::Absent => {
                             cands[n_cand] = k;
                             n_cand += 1;
                         }
-                        TagWalk::At(_) => {
-                            open[n_open] = k;
-                            n_open += 1;
+                        TagWalk::Tagged(node) => {
+                            n_tagged += 1;
+                            if let Some(x) = &mut pre[k] {
+                                x.set_node(node);
+                            }
                         }
-                        TagWalk::Tagged(_) => n_tagged += 1,
-                        TagWalk::Unknown => {}
+                        TagWalk::At(_) | TagWalk::Unknown => {}
                     }
                 }
                 self.miss_burst = n_cand > n_tagged;
                 if !burst {
                     // A packet whose bucket has no node with its tag will miss and
-                    // create an entry: hash its reply tuple now and fetch that bucket
-                    // too, so confirm finds both buckets in cache and does not hash
-                    // again. The stage runs over these predicted misses only (most
-                    // rounds of a busy table have few or none).
-                    if n_cand > n_tagged {
-                        cands[n_cand..n_cand + n_open].copy_from_slice(&open[..n_open]);
-                        n_cand += n_open;
-                    }
+                    // create an entry: hash its reply tuple now and request that
+                    // bucket's group too, so confirm finds both in cache and does not
+                    // hash again. The stage runs over these predicted misses only
+                    // (most rounds of a busy table have few or none).
                     for &k in &cands[..n_cand] {
                         if let Some(x) = &pre[k] {
                             replies.push(self.table(), k, words[k], x.tuple(), rzid);
@@ -268,23 +247,11 @@ impl Conntrack {
                     }
                     if replies.n > 0 {
                         replies.hash(self.table());
+                        // Confirm scans the reply chain (its length, and a clash) in
+                        // that group line: requested, not waited for.
                         for &k in replies.misses() {
                             self.table().prefetch(replies.hashes[k]);
                         }
-                        // Confirm walks the whole reply chain (its length, and a
-                        // clash): the same tag walk fetches its nodes' link lines, a
-                        // node per pass.
-                        let mut reply_walks = [TagWalk::Unknown; ROUND];
-                        walk_tags::<ROUND>(
-                            self.table(),
-                            &mut reply_walks[..replies.n],
-                            REPLY_WALK_PASSES,
-                            None,
-                            |j| {
-                                let k = replies.list[j];
-                                Some((replies.hashes[k], pre[k].as_ref()?.tuple().proto))
-                            },
-                        );
                     }
                 }
             }
@@ -371,18 +338,12 @@ impl Conntrack {
         let proofs = !self.zero_timeout();
         let mut both = [TagWalk::Unknown; 2 * ROUND];
         let m = (n + replies.n).min(2 * ROUND);
-        walk_tags::<{ 2 * ROUND }>(
-            self.table(),
-            &mut both[..m],
-            WALK_PASSES,
-            proofs.then_some(now),
-            |j| {
-                let k = if j < n { j } else { replies.list[j - n] };
-                let x = pre.get(k)?.as_ref()?;
-                let h = if j < n { x.hash() } else { replies.hashes[k] };
-                Some((h, x.tuple().proto))
-            },
-        );
+        walk_tags::<{ 2 * ROUND }>(self.table(), &mut both[..m], proofs.then_some(now), |j| {
+            let k = if j < n { j } else { replies.list[j - n] };
+            let x = pre.get(k)?.as_ref()?;
+            let h = if j < n { x.hash() } else { replies.hashes[k] };
+            Some((h, x.tuple().proto))
+        });
         walks[..n].copy_from_slice(&both[..n]);
         if !proofs {
             return (0, 0);
@@ -402,15 +363,14 @@ impl Conntrack {
     }
 }
 
-/// The tag walks of a round's buckets ([`Table::tag_walk_start`], then `passes`
-/// rounds of [`Table::tag_step`], a node per packet per pass, so each node's line has
-/// a pass's time to arrive): `target(k)` is the hash and protocol of the tuple whose
-/// bucket packet `k` walks, `None` for no walk (its state is then `Unknown`).
+/// The tag walks of a round's buckets ([`Table::tag_walk_start`], then the step of
+/// [`Table::tag_step_until`], which ends each one: the group line holds the chain):
+/// `target(k)` is the hash and protocol of the tuple whose bucket packet `k` walks,
+/// `None` for no walk (its state is then `Unknown`).
 #[inline(always)]
 fn walk_tags<const N: usize>(
     table: &Table,
     walks: &mut [TagWalk],
-    passes: usize,
     until: Option<Instant>,
     target: impl Fn(usize) -> Option<(u64, u8)>,
 ) {
@@ -424,19 +384,8 @@ fn walk_tags<const N: usize>(
             None => TagWalk::Unknown,
         };
     }
-    // A pass after which no walk goes on ends them all (chains are short: most
-    // walks end at their first node).
-    for _ in 0..passes {
-        let mut going = false;
-        for (w, &(h, udp)) in walks.iter_mut().zip(&targets) {
-            if let TagWalk::At(_) = *w {
-                *w = table.tag_step_until(*w, h, udp, until);
-                going |= matches!(*w, TagWalk::At(_));
-            }
-        }
-        if !going {
-            break;
-        }
+    for (w, &(h, udp)) in walks.iter_mut().zip(&targets) {
+        *w = table.tag_step_until(*w, h, udp, until);
     }
 }
 

@@ -1,8 +1,9 @@
 //! A connection entry: both tuples, status, L4 state, deadline, zone, mark, counters.
 //!
 //! Layout (issue 6: ≤ 128 bytes per connection all in, both index nodes included): an
-//! `Entry` is 104 bytes, and the table's slot (two chain links and two hash tags, then
-//! the entry) 120 bytes, so with the bucket heads a connection costs ~124 bytes.
+//! `Entry` is 104 bytes, the table's slab slot is the entry alone, and the grouped
+//! chains (`groups.rs`: a 64-byte line for four buckets, overflow lines for the rest)
+//! add ~21 bytes a connection at one connection per bucket: ~125 bytes all in.
 //!
 //! ```text
 //! offset  size  field
@@ -19,8 +20,9 @@
 //! ```
 //!
 //! Everything a UDP hit reads or writes comes first (up to the L4 state's first 16
-//! bytes, where the UDP state lives): 72 bytes of the slot, which span two cache lines
-//! wherever the 120-byte slot starts; `mark` and `seq`, which it does not touch, last.
+//! bytes, where the UDP state lives): 56 bytes of the entry, one cache line or two
+//! depending on where the entry starts; `mark` and `seq`, which it does not touch,
+//! last.
 //!
 //! The tuples are not stored as two 38-byte [`Tuple`]s. The common entry (IPv4, reply
 //! tuple = the inverted original tuple, i.e. not NATed) keeps only its original tuple,
@@ -482,8 +484,8 @@ mod tests {
     }
 
     /// The entry's size is a tracked figure (issue 6: ≤ 128 bytes per connection with
-    /// both index nodes and the bucket heads): 104 bytes, laid out as the module doc
-    /// says; the table's slot adds 16 (see `table::tests::slot_is_120_bytes`).
+    /// both index nodes and the groups): 104 bytes, laid out as the module doc says
+    /// (the table's slot is the entry alone: `Option<Entry>` has a niche).
     #[test]
     fn entry_size_is_bounded() {
         assert_eq!(size_of::<Tuple>(), 38);

@@ -1,11 +1,15 @@
-//! The conntrack hash table (kernel `nf_conntrack_hash`): an array of bucket heads, each
-//! a chain of nodes; every confirmed entry is linked twice, under its original tuple and
-//! under its reply tuple (one node per direction). Unconfirmed entries live in the slab
-//! but are not linked, so lookups do not find them — exactly like the kernel's
-//! unconfirmed list.
+//! The conntrack hash table (kernel `nf_conntrack_hash`): the kernel's buckets, each a
+//! chain of nodes, kept in grouped cache lines (`groups.rs`: each node's id and hash
+//! tag, four buckets a line, in chain order) beside a slab of entries; every confirmed
+//! entry is linked twice, under its original tuple and under its reply tuple (one node
+//! per direction). Unconfirmed entries live in the slab but are not linked, so lookups
+//! do not find them — exactly like the kernel's unconfirmed list.
 //!
 //! Bucket-local behaviour the kernel has (early drop scans 8 buckets from the new
-//! tuple's bucket; a per-bucket chain limit at confirm) falls out of the same layout.
+//! tuple's bucket; a per-bucket chain limit at confirm; a lookup reaps the expired
+//! nodes in front of its match) falls out of the same chains. A group's lower bound
+//! of its nodes' deadlines lets a lookup pass the nodes in front of its match without
+//! reading their entries while the bound is ahead of `now`.
 //! The hash is keyed SipHash-1-3 over the tuple bytes and the zone id, reduced to a
 //! bucket as the kernel does: `(hash32 * size) >> 32`.
 
@@ -244,7 +248,7 @@ pub fn sip13(k0: u64, k1: u64, words: &[u64]) -> u64 {
 /// batch's earlier packets change the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagWalk {
-    /// At this node (its link bytes requested), not yet looked at.
+    /// At this bucket (its group line requested), not yet looked at.
     At(u32),
     /// This node, the chain's first carrying the hash's tag (its entry requested): a
     /// likely hit, and the lookup's hint ([`Table::find_clean`]).
@@ -364,10 +368,10 @@ impl Table {
         ((u64::from(h32) * u64::from(self.chains.buckets())) >> 32) as u32
     }
 
-    /// Bytes of heap the table holds: the grouped chains, the slab slots and link
-    /// states written so far (free ones included; the reserve beyond them is untouched
-    /// address space, never resident), the free list, boxed entry extensions and the
-    /// boxed tuples of wide entries (IPv6, NATed).
+    /// Bytes of heap the table holds: the grouped chains (groups and overflow
+    /// groups), the slab slots written so far (free ones included; the reserve beyond
+    /// them is untouched address space, never resident), the free list, boxed entry
+    /// extensions and the boxed tuples of wide entries (IPv6, NATed).
     pub fn memory_bytes(&self) -> usize {
         let entries = || self.slots.iter().flatten();
         let ext = entries().filter(|e| e.ext.is_some()).count()

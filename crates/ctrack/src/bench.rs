@@ -817,13 +817,13 @@ fn live(a: &BenchArgs) -> Figure {
 
 /// The floor of `live` in this table's design: the same lookups (as many live flows,
 /// packets on random flows, in rounds of 16 as the batch makes them) with nothing but
-/// the batch's lookup — bucket heads requested, chains walked by tags, then the lookup
-/// walk itself — on tuples and hashes made beforehand: no parse, no hashing, no
-/// tracker, no update. Beside it: the same lookups in the same chains kept in grouped
-/// bucket lines (`ctrack_core::groups`, the index under test); the memory alone of an
-/// index whose lookup reads one bucket line then the entry (two dependent random reads
-/// a packet, no chain); and one random entry read a packet, what the memory serves at
-/// all.
+/// the batch's lookup — group lines requested, tag walks, then the lookup itself with
+/// its walk's node as the hint — on tuples and hashes made beforehand: no parse, no
+/// hashing, no tracker, no update. Beside it: the same lookups in a copy of the
+/// chains (`ctrack_core::groups` alone, rebuilt from the table's chains: its first
+/// tagged node's entry compared); the memory alone of an index whose lookup reads one
+/// bucket word then the entry (two dependent random reads a packet, no chain); and one
+/// random entry read a packet, what the memory serves at all.
 fn walk(a: &BenchArgs) {
     let flows = a.flows.unwrap_or(1_000_000);
     let n = a.packets.unwrap_or(5_000_000);
@@ -889,8 +889,8 @@ fn time_rounds(
     (secs, found)
 }
 
-/// `walk`'s lookups in this table as the batch makes them (heads requested, three
-/// tag-walk passes, the lookup walk): seconds (best of `--repeat`) and hits.
+/// `walk`'s lookups in this table as the batch makes them (group lines requested, a
+/// tag walk, the lookup with its hint): seconds (best of `--repeat`) and hits.
 fn walk_table(
     a: &BenchArgs,
     table: &ctrack_core::table::Table,
@@ -907,10 +907,8 @@ fn walk_table(
         for (w, &(_, h)) in walks.iter_mut().zip(round) {
             *w = table.tag_walk_start(h);
         }
-        for _ in 0..3 {
-            for (w, &(_, h)) in walks.iter_mut().zip(round) {
-                *w = table.tag_step(*w, h, true);
-            }
+        for (w, &(_, h)) in walks.iter_mut().zip(round) {
+            *w = table.tag_step(*w, h, true);
         }
         // Each lookup with its walk's node as the hint, as the batch gives it.
         round
@@ -1030,7 +1028,7 @@ fn walk_memory(
     (two, one)
 }
 
-/// Memory per connection entry, all in: entry, both index nodes, bucket heads, slab
+/// Memory per connection entry, all in: entry, both index nodes, the groups, slab
 /// slack.
 fn memory(a: &BenchArgs) {
     let flows = a.flows.unwrap_or(1_000_000);
@@ -1042,7 +1040,7 @@ fn memory(a: &BenchArgs) {
     let full = ct.memory_bytes();
     let n = ct.count() as usize;
     println!(
-        "memory     {n} entries  {:.1} B/entry all in ({:.1} B/entry without the {} empty bucket heads)  size_of::<Entry>() = {} B",
+        "memory     {n} entries  {:.1} B/entry all in ({:.1} B/entry without the empty table's groups for {} buckets)  size_of::<Entry>() = {} B",
         full as f64 / n as f64,
         (full - empty.min(full)) as f64 / n as f64,
         ct.buckets(),
