@@ -507,11 +507,10 @@ impl GroupedChains {
     /// range), and the bucket's slot in them.
     #[inline(always)]
     fn cells(&self, bucket: u32, want: u16, care: u16) -> Cells<'_> {
+        // A bucket past the last one but in the last group has no cell there: links
+        // are only made for buckets in range, and the slot bits tell the buckets apart.
         let (g, _) = Self::place(bucket);
-        let grp = (bucket < self.buckets)
-            .then(|| self.groups.get(g))
-            .flatten();
-        Cells::from(&self.overflow, grp, want, care)
+        Cells::from(&self.overflow, self.groups.get(g), want, care)
     }
 
     /// The key bits of `bucket`'s slot in its groups.
@@ -878,6 +877,16 @@ mod tests {
         assert_eq!(c.chain_len(99), 0);
         assert!(c.remove(3, 7));
         assert_eq!(c.chain_len(3), 0);
+        // Buckets past the last, in the last group's unused slots, hold nothing.
+        let mut c = GroupedChains::new(6);
+        c.insert_front(5, 1, 3);
+        c.insert_front(7, 2, 3);
+        assert_eq!(c.chain(5).collect::<Vec<_>>(), vec![(1, 3)]);
+        for b in [6, 7] {
+            assert_eq!(c.chain_len(b), 0);
+            assert_eq!(c.first_with_tag(b, 3), None);
+            assert_eq!(c.newest_if_tagged(b, 3), None);
+        }
     }
 
     /// The bound is per group: lowered by the smaller value (by a link too), kept in
