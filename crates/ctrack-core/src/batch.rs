@@ -90,7 +90,7 @@ impl Conntrack {
         F: FnMut(usize, &Tracked, &mut Conntrack) -> Next,
     {
         let zone: Zone = zone.into();
-        self.table.observe(now);
+        self.observe(now);
         // Packets are hashed with the zone's original-direction id (their own tuple is
         // looked up as an original tuple first), predicted replies with its reply id.
         let (zid, rzid) = (zone.id_for(Dir::Original), zone.id_for(Dir::Reply));
@@ -356,6 +356,23 @@ impl Conntrack {
         for (j, w) in both[n..m].iter().enumerate() {
             if *w == TagWalk::Absent {
                 reply |= 1 << replies.list[j];
+            }
+        }
+        // A proof read the entries of every node of a group whose deadline bound
+        // `now` had passed (entries deleted since it was set leave it low): the bound
+        // is renewed from them, in cache now, so that the next walks there read none
+        // (a proven miss makes no lookup, which would renew it).
+        for (j, w) in both[..m].iter().enumerate() {
+            if *w == TagWalk::Absent {
+                let k = if j < n { j } else { replies.list[j - n] };
+                let h = if j < n {
+                    pre.get(k).and_then(|x| x.as_ref()).map(|x| x.hash())
+                } else {
+                    Some(replies.hashes[k])
+                };
+                if let Some(h) = h {
+                    self.table.keep_bound(h, now);
+                }
             }
         }
         self.table.forget_changes();

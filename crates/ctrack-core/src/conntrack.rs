@@ -340,13 +340,25 @@ impl Conntrack {
         self.table.taint_changes();
         self.zero_timeout = None;
         // The timeouts may change: the chains' deadline bounds are off until the next
-        // lookup takes the new ones (`keep_bound`).
+        // entry point takes the new ones (`Conntrack::observe`).
         self.table.suspend_bounds();
         &mut self.sysctls
     }
 
-    /// Before a lookup at `now` in the bucket of hash `h`: the table's deadline bounds
-    /// kept true (with the timeouts of the sysctls as they are, after a change).
+    /// The engine works at `now` (a packet's, a confirm's: every entry point that may
+    /// set a deadline calls this first): the table told the time, and its deadline
+    /// bounds re-armed with the timeouts of the sysctls as they are after a change
+    /// (`sysctls_mut` suspends them; until then lookups take the slow path).
+    #[inline(always)]
+    pub(crate) fn observe(&mut self, now: Instant) {
+        self.table.observe(now);
+        if self.table.bounds_suspended() {
+            self.table.set_timeouts(&self.sysctls);
+        }
+    }
+
+    /// The table's lookup at `now` in the bucket of hash `h`, a group bound `now` has
+    /// passed renewed on the way ([`Table::find_kept`]).
     #[inline(always)]
     fn find_kept(
         &mut self,
@@ -356,9 +368,6 @@ impl Conntrack {
         now: Instant,
         hint: u32,
     ) -> Option<Option<(EntryId, Dir)>> {
-        if self.table.bounds_suspended() {
-            self.table.set_timeouts(&self.sysctls);
-        }
         self.table.find_kept(t, zone, h, now, hint)
     }
 
@@ -532,7 +541,7 @@ impl Conntrack {
         hook: Hook,
         zone: impl Into<Zone>,
     ) -> Tracked {
-        self.table.observe(now);
+        self.observe(now);
         self.track_hinted(now, data, hook, zone.into(), None)
     }
 
@@ -548,7 +557,7 @@ impl Conntrack {
         zone: impl Into<Zone>,
         hint: Option<crate::lookahead::FlowHint>,
     ) -> Tracked {
-        self.table.observe(now);
+        self.observe(now);
         let zone = zone.into();
         let hint = hint.filter(|h| h.is_for(data) && zone.id_for(Dir::Original) == 0);
         if let (Some(h), Some((pkt, tuple))) = (hint, Parsed::udp4(data)) {
@@ -689,10 +698,11 @@ impl Conntrack {
         let mut first = match looked {
             Some(found) => Some(found),
             // The express path's clean lookup without its UDP part (inline: the
-            // general lookup is a call).
+            // general lookup is a call); a group bound `now` has passed is renewed
+            // on the way, as there.
             None if TCP => {
                 if zone.id_for(Dir::Original) == zone.id_for(Dir::Reply) {
-                    self.table.find_clean(tuple, zone, hash, now, p.node)
+                    self.find_kept(tuple, zone, hash, now, p.node)
                 } else {
                     None
                 }
@@ -1141,7 +1151,7 @@ impl Conntrack {
     /// The packet reached the confirm hook (POST_ROUTING or LOCAL_IN, priority INT_MAX):
     /// insert its entry if new (ORIGINAL direction only), then deliver cached events.
     pub fn confirm(&mut self, now: Instant, t: &Tracked) -> Confirmed {
-        self.table.observe(now);
+        self.observe(now);
         self.confirm_hinted(now, t, || None)
     }
 
