@@ -22,6 +22,8 @@
 //! below it, raised only from a scan of the whole group
 //! ([`GroupedChains::for_each_in_group`]).
 
+use crate::huge::HugeArray;
+
 /// Buckets whose chains share a group: with the kernel's default of one connection
 /// (two nodes) a bucket at a full table, eight nodes a group on average.
 pub const BUCKETS_PER_GROUP: usize = 4;
@@ -307,7 +309,7 @@ impl Iterator for Tagged<'_> {
 /// The chains of a table's buckets in groups (see the module doc).
 #[derive(Debug, Clone)]
 pub struct GroupedChains {
-    groups: Vec<Group>,
+    groups: HugeArray<Group>,
     /// Overflow groups, linked from a group's `more`.
     overflow: Vec<Group>,
     /// Free overflow groups.
@@ -327,13 +329,10 @@ impl GroupedChains {
     pub fn new(buckets: u32) -> GroupedChains {
         let buckets = buckets.max(1);
         let n = (buckets as usize).div_ceil(BUCKETS_PER_GROUP);
-        // Huge pages where the kernel gives them, asked for before the groups are
-        // first written: a lookup's group is a random line in megabytes of them.
-        let mut groups: Vec<Group> = Vec::with_capacity(n);
-        crate::table::advise_huge_pages(groups.as_ptr().cast::<u8>(), n * size_of::<Group>());
-        groups.resize(n, Group::EMPTY);
         GroupedChains {
-            groups,
+            // On huge pages where the kernel gives them: a lookup's group is a random
+            // line in megabytes of them.
+            groups: HugeArray::new(n, Group::EMPTY),
             overflow: Vec::new(),
             free: Vec::new(),
             buckets,
@@ -562,7 +561,7 @@ impl GroupedChains {
     /// Forget every bound (0 everywhere): what they were bounds of changed (e.g. the
     /// timeouts).
     pub fn forget_alive(&mut self) {
-        for g in &mut self.groups {
+        for g in self.groups.iter_mut() {
             g.alive = 0;
         }
     }
@@ -660,7 +659,8 @@ impl GroupedChains {
 
     /// Bytes of heap held: the groups, the overflow pool and its free list.
     pub fn memory_bytes(&self) -> usize {
-        (self.groups.capacity() + self.overflow.capacity()) * size_of::<Group>()
+        self.groups.bytes()
+            + self.overflow.capacity() * size_of::<Group>()
             + self.free.capacity() * size_of::<u32>()
     }
 

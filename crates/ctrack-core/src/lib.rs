@@ -22,6 +22,7 @@ pub mod format;
 pub mod gc;
 pub mod groups;
 pub mod helper;
+pub mod huge;
 pub mod invalid;
 pub mod lookahead;
 pub mod nat;

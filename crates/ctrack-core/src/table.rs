@@ -307,11 +307,13 @@ impl Table {
     /// [`Table::new`] with the slab reserved for `entries` entries up front (the
     /// engine passes `nf_conntrack_max`): the slab then never moves, so growing the
     /// table neither copies every entry nor faults in a second copy. The reserve is
-    /// address space only until an entry is written there.
+    /// address space only until an entry is written there, advised to use huge pages
+    /// (`huge.rs`: a million entries then take ~100 page faults instead of ~50,000,
+    /// and random lookups miss the TLB far less).
     pub fn with_capacity(buckets: u32, seed: u64, entries: u32) -> Table {
         let reserve = entries.min(MAX_RESERVE) as usize;
         let slots: Vec<Option<Entry>> = Vec::with_capacity(reserve);
-        advise_huge_pages(
+        crate::huge::advise(
             slots.as_ptr().cast::<u8>(),
             slots.capacity() * size_of::<Option<Entry>>(),
         );
@@ -1063,33 +1065,6 @@ impl Table {
             .map(|(i, _)| i as u32)
             .collect()
     }
-}
-
-/// Ask the kernel to back `[p, p + len)` (a reserve we own) with transparent huge
-/// pages where it can: a table of a million entries then takes ~100 page faults
-/// instead of ~50,000, and random lookups miss the TLB far less. Ranges under 4 MiB
-/// are left alone; any failure (THP disabled, not Linux) only leaves small pages.
-pub(crate) fn advise_huge_pages(p: *const u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    const PAGE: usize = 4096;
-    if len < 2 * HUGE {
-        return;
-    }
-    let start = (p as usize).next_multiple_of(PAGE);
-    let end = (p as usize + len) & !(PAGE - 1);
-    if end <= start {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    // SAFETY: `[start, end)` lies inside an allocation the caller owns (a Vec's
-    // reserved capacity, page-rounded inwards). MADV_HUGEPAGE only changes how the
-    // kernel backs those pages; it never changes their contents or their validity, so
-    // no Rust invariant depends on it, and its result is deliberately ignored.
-    unsafe {
-        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (start, end);
 }
 
 /// A read prefetch hint; never faults (an address past the end is fine: it only feeds
