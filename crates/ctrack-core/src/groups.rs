@@ -396,8 +396,8 @@ impl GroupedChains {
         self.link(bucket, node, tag, u32::MAX);
     }
 
-    /// [`GroupedChains::insert_front`] and [`GroupedChains::lower_alive`] with `bound`
-    /// (the node's deadline or less) in one visit of the group.
+    /// [`GroupedChains::insert_front`], the group's bound lowered to `bound` (the
+    /// node's deadline or less) if it is above, in one visit of the group.
     #[inline(always)]
     pub fn link(&mut self, bucket: u32, node: u32, tag: u16, bound: u32) {
         if bucket >= self.buckets {
@@ -538,16 +538,6 @@ impl GroupedChains {
         self.groups.get(g).map_or(0, |x| x.alive)
     }
 
-    /// Lower the bound of `bucket`'s group (it covers its overflow groups) to `bound`
-    /// if it is above: a node linked there, or one whose deadline dropped.
-    #[inline]
-    pub fn lower_alive(&mut self, bucket: u32, bound: u32) {
-        let (g, _) = Self::place(bucket);
-        if let Some(grp) = self.groups.get_mut(g) {
-            grp.alive = grp.alive.min(bound);
-        }
-    }
-
     /// Set the bound of `bucket`'s group (it covers its overflow groups): the caller
     /// read every node of [`GroupedChains::for_each_in_group`] and `bound` is at most
     /// all their deadlines.
@@ -572,22 +562,11 @@ impl GroupedChains {
     }
 
     /// Every node of `bucket`'s group and its overflow groups (all its buckets).
-    pub fn nodes_of_group(&self, bucket: u32) -> Vec<u32> {
+    #[cfg(test)]
+    fn nodes_of_group(&self, bucket: u32) -> Vec<u32> {
         let mut out = Vec::new();
         self.for_each_in_group(bucket, |n| out.push(n));
         out
-    }
-
-    /// The first `Some` of `f` over `bucket`'s nodes carrying `tag`, in chain order
-    /// (one compare a cell: the key holds the bucket slot and the tag).
-    #[inline(always)]
-    pub fn find_tagged<R>(
-        &self,
-        bucket: u32,
-        tag: u16,
-        mut f: impl FnMut(u32) -> Option<R>,
-    ) -> Option<R> {
-        self.tagged(bucket, tag).find_map(&mut f)
     }
 
     /// The nodes of `bucket`'s chain carrying `tag`, in chain order.
@@ -606,20 +585,9 @@ impl GroupedChains {
         crate::table::prefetch_read(self.groups.as_ptr().wrapping_add(g));
     }
 
-    /// The first node of `bucket`'s chain carrying `tag`, and its position in the
-    /// chain: a lookup's candidate (the caller compares its entry's tuple, and reads
-    /// the entries of the nodes in front of it unless the group's bound is ahead).
-    #[inline]
-    pub fn first_tagged(&self, bucket: u32, tag: u16) -> Option<(u32, usize)> {
-        let t = tag & TAG_MASK;
-        self.chain(bucket)
-            .enumerate()
-            .find(|&(_, (_, k))| k == t)
-            .map(|(i, (n, _))| (n, i))
-    }
-
-    /// The first node of `bucket`'s chain carrying `tag` ([`GroupedChains::first_tagged`]
-    /// without its position: one compare a cell).
+    /// The first node of `bucket`'s chain carrying `tag`: a lookup's candidate (the
+    /// caller compares its entry's tuple, and reads the entries of the nodes in front
+    /// of it unless the group's bound is ahead).
     #[inline(always)]
     pub fn first_with_tag(&self, bucket: u32, tag: u16) -> Option<u32> {
         self.tagged(bucket, tag).next()
@@ -807,9 +775,10 @@ mod tests {
         }
     }
 
-    /// `first_tagged` is the chain's first node with the tag, and its position.
+    /// `first_with_tag` is the chain's first node with the tag (against a model of
+    /// the chains, through overflow groups).
     #[test]
-    fn first_tagged_is_the_first_in_chain_order() {
+    fn first_with_tag_is_the_first_in_chain_order() {
         let mut c = GroupedChains::new(8);
         let mut next = rng(9);
         let mut model = vec![Vec::new(); 8];
@@ -822,14 +791,15 @@ mod tests {
         assert!(c.overflow_groups() > 0);
         for (b, chain) in model.iter().enumerate() {
             for tag in 0..6u16 {
-                let want = chain
-                    .iter()
-                    .position(|&(_, t)| t == tag)
-                    .map(|i| (chain[i].0, i));
-                assert_eq!(c.first_tagged(b as u32, tag), want, "bucket {b} tag {tag}");
+                let want = chain.iter().find(|&&(_, t)| t == tag).map(|&(n, _)| n);
+                assert_eq!(
+                    c.first_with_tag(b as u32, tag),
+                    want,
+                    "bucket {b} tag {tag}"
+                );
             }
         }
-        assert_eq!(c.first_tagged(99, 0), None);
+        assert_eq!(c.first_with_tag(99, 0), None);
     }
 
     /// `first_with_tag`, `newest_if_tagged` and `len_if_untagged` agree with the chain
@@ -899,9 +869,9 @@ mod tests {
         c.set_alive(0, 100);
         assert_eq!(c.alive(3), 100, "same group");
         assert_eq!(c.alive(4), u32::MAX, "next group");
-        c.lower_alive(1, 150);
+        c.link(1, 50, 1, 150);
         assert_eq!(c.alive(0), 100);
-        c.lower_alive(2, 40);
+        c.link(2, 51, 1, 40);
         assert_eq!(c.alive(0), 40);
         // Fill group 0 past its cells: the main group's bound stands for all.
         for n in 0..(CELLS as u32 + 3) {
@@ -909,7 +879,7 @@ mod tests {
         }
         assert!(c.overflow_groups() > 0);
         c.set_alive(2, 70);
-        c.lower_alive(3, 60);
+        c.link(3, 52, 1, 60);
         assert_eq!(c.alive(1), 60);
         c.link(5, 99, 1, 30);
         assert_eq!(
@@ -922,6 +892,7 @@ mod tests {
         c.forget_alive();
         assert_eq!(c.alive(4), 0);
         assert_eq!(c.alive(0), 0);
-        assert_eq!(c.nodes_of_group(2).len(), CELLS + 3);
+        // The nodes linked in group 0: three by `link`, CELLS + 3 by the fill.
+        assert_eq!(c.nodes_of_group(2).len(), CELLS + 6);
     }
 }
