@@ -206,7 +206,8 @@ impl Conntrack {
                     (proven_miss, proven_both) =
                         self.walk_burst(now, &pre[..n], &replies, &mut walks[..n]);
                 } else {
-                    walk_tags::<ROUND>(self.table(), &mut walks[..n], None, |k| {
+                    let table = self.table();
+                    walk_tags::<ROUND>(table, &mut walks[..n], None, &mut false, |k| {
                         pre[k].as_ref().map(|x| (x.hash(), x.tuple().proto))
                     });
                     // Links from here on are noted: a walk's node stays its lookup's
@@ -338,7 +339,9 @@ impl Conntrack {
         let proofs = !self.zero_timeout();
         let mut both = [TagWalk::Unknown; 2 * ROUND];
         let m = (n + replies.n).min(2 * ROUND);
-        walk_tags::<{ 2 * ROUND }>(self.table(), &mut both[..m], proofs.then_some(now), |j| {
+        let mut stale = false;
+        let until = proofs.then_some(now);
+        walk_tags::<{ 2 * ROUND }>(self.table(), &mut both[..m], until, &mut stale, |j| {
             let k = if j < n { j } else { replies.list[j - n] };
             let x = pre.get(k)?.as_ref()?;
             let h = if j < n { x.hash() } else { replies.hashes[k] };
@@ -362,7 +365,7 @@ impl Conntrack {
         // `now` had passed (entries deleted since it was set leave it low): the bound
         // is renewed from them, in cache now, so that the next walks there read none
         // (a proven miss makes no lookup, which would renew it).
-        for (j, w) in both[..m].iter().enumerate() {
+        for (j, w) in both[..m].iter().enumerate().filter(|_| stale) {
             if *w == TagWalk::Absent {
                 let k = if j < n { j } else { replies.list[j - n] };
                 let h = if j < n {
@@ -383,12 +386,14 @@ impl Conntrack {
 /// The tag walks of a round's buckets ([`Table::tag_walk_start`], then the step of
 /// [`Table::tag_step_until`], which ends each one: the group line holds the chain):
 /// `target(k)` is the hash and protocol of the tuple whose bucket packet `k` walks,
-/// `None` for no walk (its state is then `Unknown`).
+/// `None` for no walk (its state is then `Unknown`); `stale` is set when a proof
+/// read a group whose deadline bound had passed.
 #[inline(always)]
 fn walk_tags<const N: usize>(
     table: &Table,
     walks: &mut [TagWalk],
     until: Option<Instant>,
+    stale: &mut bool,
     target: impl Fn(usize) -> Option<(u64, u8)>,
 ) {
     let mut targets = [(0u64, false); N];
@@ -402,7 +407,7 @@ fn walk_tags<const N: usize>(
         };
     }
     for (w, &(h, udp)) in walks.iter_mut().zip(&targets) {
-        *w = table.tag_step_until(*w, h, udp, until);
+        *w = table.tag_step_noting(*w, h, udp, until, stale);
     }
 }
 

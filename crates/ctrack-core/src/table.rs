@@ -775,6 +775,21 @@ impl Table {
         udp: bool,
         now: Option<Instant>,
     ) -> TagWalk {
+        self.tag_step_noting(walk, h, udp, now, &mut false)
+    }
+
+    /// [`Table::tag_step_until`], setting `stale` when its proof read the entries of a
+    /// group whose deadline bound `now` had passed (the caller may renew it then:
+    /// [`Table::keep_bound`]).
+    #[inline(always)]
+    pub(crate) fn tag_step_noting(
+        &self,
+        walk: TagWalk,
+        h: u64,
+        udp: bool,
+        now: Option<Instant>,
+        stale: &mut bool,
+    ) -> TagWalk {
         let TagWalk::At(bucket) = walk else {
             return walk;
         };
@@ -793,6 +808,7 @@ impl Table {
             return TagWalk::Tagged(node);
         }
         if let Some(now) = now.filter(|&now| !self.none_expired(bucket, now)) {
+            *stale = true;
             let clean = self.chain_nodes(bucket).all(|(id, _)| {
                 self.slots
                     .get(id as usize)
