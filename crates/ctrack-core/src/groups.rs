@@ -28,6 +28,9 @@ use crate::huge::HugeArray;
 /// (two nodes) a bucket at a full table, eight nodes a group on average.
 pub const BUCKETS_PER_GROUP: usize = 4;
 
+/// One overflow group reserved ahead for this many groups.
+const OVERFLOW_RESERVE: usize = 4;
+
 /// Node cells in a group.
 pub const CELLS: usize = 9;
 
@@ -329,11 +332,19 @@ impl GroupedChains {
     pub fn new(buckets: u32) -> GroupedChains {
         let buckets = buckets.max(1);
         let n = (buckets as usize).div_ceil(BUCKETS_PER_GROUP);
+        // Overflow groups reserved for a full table (a quarter of the groups: ~24 %
+        // overflow at one connection a bucket), address space until used, on huge
+        // pages like the groups; the pool still grows past it if it must.
+        let overflow: Vec<Group> = Vec::with_capacity(n / OVERFLOW_RESERVE);
+        crate::huge::advise(
+            overflow.as_ptr().cast::<u8>(),
+            overflow.capacity() * size_of::<Group>(),
+        );
         GroupedChains {
             // On huge pages where the kernel gives them: a lookup's group is a random
             // line in megabytes of them.
             groups: HugeArray::new(n, Group::EMPTY),
-            overflow: Vec::new(),
+            overflow,
             free: Vec::new(),
             buckets,
         }
@@ -625,10 +636,11 @@ impl GroupedChains {
         }
     }
 
-    /// Bytes of heap held: the groups, the overflow pool and its free list.
+    /// Bytes of heap held: the groups, the overflow groups made so far (free ones
+    /// included; the reserve beyond them is untouched address space) and the free list.
     pub fn memory_bytes(&self) -> usize {
         self.groups.bytes()
-            + self.overflow.capacity() * size_of::<Group>()
+            + self.overflow.len() * size_of::<Group>()
             + self.free.capacity() * size_of::<u32>()
     }
 
