@@ -341,12 +341,14 @@ impl Conntrack {
         let m = (n + replies.n).min(2 * ROUND);
         let mut stale = false;
         let until = proofs.then_some(now);
-        walk_tags::<{ 2 * ROUND }>(self.table(), &mut both[..m], until, &mut stale, |j| {
+        // Walk `j`'s hash and protocol: the packet's own tuple, then the replies'.
+        let target = |j: usize| {
             let k = if j < n { j } else { replies.list[j - n] };
             let x = pre.get(k)?.as_ref()?;
             let h = if j < n { x.hash() } else { replies.hashes[k] };
             Some((h, x.tuple().proto))
-        });
+        };
+        walk_tags::<{ 2 * ROUND }>(self.table(), &mut both[..m], until, &mut stale, target);
         walks[..n].copy_from_slice(&both[..n]);
         if !proofs {
             return (0, 0);
@@ -366,16 +368,8 @@ impl Conntrack {
         // is renewed from them, in cache now, so that the next walks there read none
         // (a proven miss makes no lookup, which would renew it).
         for (j, w) in both[..m].iter().enumerate().filter(|_| stale) {
-            if *w == TagWalk::Absent {
-                let k = if j < n { j } else { replies.list[j - n] };
-                let h = if j < n {
-                    pre.get(k).and_then(|x| x.as_ref()).map(|x| x.hash())
-                } else {
-                    Some(replies.hashes[k])
-                };
-                if let Some(h) = h {
-                    self.table.keep_bound(h, now);
-                }
+            if let (TagWalk::Absent, Some((h, _))) = (*w, target(j)) {
+                self.table.keep_bound(h, now);
             }
         }
         self.table.forget_changes();

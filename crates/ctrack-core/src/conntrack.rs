@@ -357,20 +357,6 @@ impl Conntrack {
         }
     }
 
-    /// The table's lookup at `now` in the bucket of hash `h`, a group bound `now` has
-    /// passed renewed on the way ([`Table::find_kept`]).
-    #[inline(always)]
-    fn find_kept(
-        &mut self,
-        t: &Tuple,
-        zone: Zone,
-        h: u64,
-        now: Instant,
-        hint: u32,
-    ) -> Option<Option<(EntryId, Dir)>> {
-        self.table.find_kept(t, zone, h, now, hint)
-    }
-
     /// Whether a sysctl timeout is 0 (cached until the sysctls may change).
     pub(crate) fn zero_timeout(&mut self) -> bool {
         *self
@@ -702,7 +688,7 @@ impl Conntrack {
             // on the way, as there.
             None if TCP => {
                 if zone.id_for(Dir::Original) == zone.id_for(Dir::Reply) {
-                    self.find_kept(tuple, zone, hash, now, p.node)
+                    self.table.find_kept(tuple, zone, hash, now, p.node)
                 } else {
                     None
                 }
@@ -845,13 +831,12 @@ impl Conntrack {
         now: Instant,
         pkt: &Packet<'_>,
         tuple: &Tuple,
-        (hash, hint): (u64, u32),
+        hashed: (u64, u32),
         hook: Hook,
         zone: Zone,
         general: impl FnOnce(&mut Conntrack, bool, Option<Option<(EntryId, Dir)>>) -> Tracked,
     ) -> Tracked {
         let check_checksum = self.checks_checksum(hook);
-        let hashed = (hash, hint);
         let looked = match self.express::<true>(now, pkt, tuple, hashed, zone, check_checksum) {
             Express::Done(t) => return t,
             Express::Looked(found) => Some(found),
@@ -983,7 +968,7 @@ impl Conntrack {
         if zone.id_for(Dir::Original) != zone.id_for(Dir::Reply) {
             return Express::No;
         }
-        let Some(found) = self.find_kept(tuple, zone, hash, now, hint) else {
+        let Some(found) = self.table.find_kept(tuple, zone, hash, now, hint) else {
             return Express::No;
         };
         let Some((id, dir)) = found else {
@@ -1233,9 +1218,9 @@ impl Conntrack {
     /// cached and delivered.
     #[inline(always)]
     fn insert(&mut self, now: Instant, id: EntryId, h: [u64; 2]) -> Confirmed {
+        // Linking sets CONFIRMED (the table keeps linked and CONFIRMED together).
         self.table.link_hashed(id, h, Some(now));
         if let Some(e) = self.table.get_mut(id) {
-            e.status.set(Status::CONFIRMED);
             if let Some(ts) = e.ext.as_mut().and_then(|x| x.tstamp.as_mut()) {
                 ts.0 = now;
             }
@@ -1372,7 +1357,6 @@ impl Conntrack {
                         if let Some(e) = self.table.get_mut(id) {
                             e.deadline = now + crate::time::secs(1);
                             e.status.set(Status::FIXED_TIMEOUT | Status::NAT_CLASH);
-                            e.status.set(Status::CONFIRMED);
                             // No NEW event: the kernel caches none for the loser.
                             e.ecache = 0;
                         }
@@ -1558,7 +1542,7 @@ impl Conntrack {
         now: Instant,
     ) -> Option<(EntryId, Dir)> {
         // The common walk meets no expired node: no list to fill.
-        if let Some(r) = self.find_kept(t, zone, h, now, crate::table::NO_NODE) {
+        if let Some(r) = self.table.find_kept(t, zone, h, now, crate::table::NO_NODE) {
             return r;
         }
         let mut expired = std::mem::take(&mut self.expired);

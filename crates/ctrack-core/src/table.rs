@@ -910,6 +910,7 @@ impl Table {
         self.observe(now);
         let bucket = self.bucket_of_hash(h);
         if !self.none_expired(bucket, now) {
+            // Renewed, then checked again: still passed when a node has expired.
             self.renew_bound(bucket, now);
             if !self.none_expired(bucket, now) {
                 return self.walk_find_cold(t, zone, h, now);
