@@ -367,9 +367,11 @@ impl Conntrack {
         // `now` had passed (entries deleted since it was set leave it low): the bound
         // is renewed from them, in cache now, so that the next walks there read none
         // (a proven miss makes no lookup, which would renew it).
-        for (j, w) in both[..m].iter().enumerate().filter(|_| stale) {
-            if let (TagWalk::Absent, Some((h, _))) = (*w, target(j)) {
-                self.table.keep_bound(h, now);
+        if stale {
+            for (j, w) in both[..m].iter().enumerate() {
+                if let (TagWalk::Absent, Some((h, _))) = (*w, target(j)) {
+                    self.table.keep_bound(h, now);
+                }
             }
         }
         self.table.forget_changes();
